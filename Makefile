@@ -1,0 +1,62 @@
+# One entry point for people and CI. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .venv-tools
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools-requirements.txt 2>/dev/null | sha1sum | cut -c1-12)
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum tools-requirements.txt 2>/dev/null | cut -c1-12)
+PY313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)
+TARGETS ?= pinpoint
+export AWS_DEFAULT_REGION ?= us-east-1
+export POWERTOOLS_METRICS_NAMESPACE ?= PinpointIncrementalAnalytics
+export POWERTOOLS_SERVICE_NAME ?= pia
+
+.PHONY: install test lint unit pytest build validate demo bench reliability clean
+
+install: $(STAMP)
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+# SAM CLI and checkov pin their own boto3/botocore; they live apart so they never move ours.
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet -r tools-requirements.txt
+	rm -f $(TOOLS)/.installed-*; touch $@
+
+lint: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	$(TOOLS)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q -n auto $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test: lint pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+build: $(TOOLS_STAMP)
+	@test -n "$(PY313)" || { echo "python3.13 not found (pyenv install 3.13)"; exit 1; }
+	PATH="$$(dirname $(PY313)):$$PATH" $(TOOLS)/bin/sam build --template template.yaml
+
+demo: $(STAMP)
+	$(BIN)/python -m pia_cli.demo --targets $(TARGETS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+reliability: $(STAMP)
+	PIA_RELIABILITY_EXAMPLES=$${PIA_RELIABILITY_EXAMPLES:-200} $(BIN)/pytest -q -m reliability -p no:randomly tests
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .mypy_cache .pytest_cache .ruff_cache

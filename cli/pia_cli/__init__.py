@@ -1,0 +1,1 @@
+"""Local tooling for pinpoint-incremental-analytics: the ``pia`` CLI, emulator, runner and demo."""

@@ -1,0 +1,111 @@
+"""A local stand-in for Amazon Pinpoint's endpoint and event APIs.
+
+moto has no Pinpoint endpoints or events, and Pinpoint's engagement features are past end of
+support, so local runs route Pinpoint calls here. The client is a real botocore client: every
+request goes through botocore's own parameter validation against the Pinpoint model, then this
+recorder answers it in-process instead of sending it. It keeps the resulting user attributes and
+fired events so the demo, ``pia replay`` and tests can show what Pinpoint would hold.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+@dataclass
+class RecordedEvent:
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    user_id: str | None
+
+
+@dataclass
+class PinpointRecorder:
+    """Validated Pinpoint calls, and the user attributes and events they leave behind."""
+
+    region: str = "us-east-1"
+    fail_next: int = 0
+    failure_code: str = "TooManyRequestsException"
+    failure_filter: Callable[[str], bool] | None = None
+    user_attributes: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    endpoint_attributes: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    events: list[RecordedEvent] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self) -> Any:
+        client = boto3.client(
+            "pinpoint",
+            region_name=self.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        )
+        client.meta.events.register("before-call.pinpoint.*", self._answer)
+        return client
+
+    def fired(self) -> Counter[tuple[str, str]]:
+        """(user id, event type) -> how many times it fired."""
+        with self._lock:
+            return Counter((e.user_id or e.endpoint_id, e.event_type) for e in self.events)
+
+    def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        operation = model.name
+        with self._lock:
+            self.calls[operation] += 1
+            if self.fail_next > 0 and (self.failure_filter is None or self.failure_filter(operation)):
+                self.fail_next -= 1
+                return _error(self.failure_code)
+            body = json.loads(params["body"] or b"{}")
+            if operation == "UpdateEndpointsBatch":
+                for item in body["Item"]:
+                    user = item.get("User", {})
+                    for name, values in user.get("UserAttributes", {}).items():
+                        value = values[0] if values else ""
+                        self.endpoint_attributes[item["Id"]][name] = value
+                        if user.get("UserId"):
+                            self.user_attributes[user["UserId"]][name] = value
+                return _ok(202, {"MessageBody": {"Message": "Accepted", "RequestID": "local"}})
+            if operation == "PutEvents":
+                results: dict[str, Any] = {}
+                for endpoint_id, batch in body["BatchItem"].items():
+                    items: dict[str, Any] = {}
+                    for event_id, event in batch["Events"].items():
+                        user_id = (event.get("Attributes") or {}).get("user_id")
+                        self.events.append(RecordedEvent(endpoint_id, event_id, event["EventType"], user_id))
+                        items[event_id] = {"StatusCode": 202, "Message": "Accepted"}
+                    results[endpoint_id] = {
+                        "EndpointItemResponse": {"StatusCode": 202, "Message": "Accepted"},
+                        "EventsItemResponse": items,
+                    }
+                return _ok(202, {"EventsResponse": {"Results": results}})
+            return _error("BadRequestException", f"{operation} is not recorded locally")
+
+
+def _ok(status: int, parsed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    return _Response(status), {**parsed, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def _error(code: str, message: str = "injected") -> tuple[Any, dict[str, Any]]:
+    status = 429 if code == "TooManyRequestsException" else 400
+    return _Response(status), {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+
+
+@dataclass
+class _Response:
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    content: bytes = b""

@@ -1,0 +1,1 @@
+"""Shared module of pinpoint-incremental-analytics: rules, events, state, and AWS adapters."""

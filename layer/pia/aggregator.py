@@ -1,0 +1,186 @@
+"""The aggregator's batch logic: decoded records in, committed counters and dispatched actions out.
+
+Pure orchestration over three ports (counter store, ruleset source, action targets), so the same
+code runs in Lambda, in ``pia replay``, in the benchmarks and against fakes in unit tests.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from pia.actions import Action, ActionTarget
+from pia.counters import CounterState, Position, Step, apply_events, group_by_counter, utc_seconds
+from pia.events import Event
+from pia.rules import Rule
+from pia.rulesets import Ruleset
+from pia.store import CommitResult, CounterWrite, WriteStatus
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    position: Position
+    event: Event
+
+
+class CounterPort(Protocol):
+    def commit(self, writes: Sequence[CounterWrite], now: int) -> CommitResult: ...
+
+    def clear_outbox(self, entries: Sequence[tuple[str, str]]) -> None: ...
+
+
+class BatchExtension(Protocol):
+    """A further consumer of each batch's accepted records (the time-series path plugs in here)."""
+
+    def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> set[Position]: ...
+
+
+@dataclass
+class BatchReport:
+    failed: set[Position] = field(default_factory=set)
+    applied: int = 0
+    duplicates: int = 0
+    ambiguous_metric: int = 0
+    actions: list[Action] = field(default_factory=list)
+    actions_sent: int = 0
+    actions_deferred: int = 0
+    conflicts: int = 0
+    failure_reasons: dict[str, str] = field(default_factory=dict)
+    ruleset_version: int = 0
+
+
+class CounterCache:
+    """Last committed state per (rule, user), so a warm container writes without reading."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[tuple[str, str], CounterState] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> CounterState | None:
+        state = self._items.get(key)
+        if state is not None:
+            self._items.move_to_end(key)
+        return state
+
+    def put(self, state: CounterState) -> None:
+        self._items[state.key] = state
+        self._items.move_to_end(state.key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class Aggregator:
+    def __init__(
+        self,
+        store: CounterPort,
+        rulesets: Callable[[], Ruleset],
+        targets: Sequence[ActionTarget],
+        *,
+        clock: Callable[[], datetime],
+        lane_retention_seconds: int,
+        cache_size: int = 200_000,
+        max_rounds: int = 6,
+        extensions: Sequence[BatchExtension] = (),
+    ) -> None:
+        self._store = store
+        self._rulesets = rulesets
+        self._targets = list(targets)
+        self._clock = clock
+        self._lane_retention = lane_retention_seconds
+        self._max_rounds = max_rounds
+        self._extensions = list(extensions)
+        self.cache = CounterCache(cache_size)
+
+    def process(self, records: Sequence[InboundRecord]) -> BatchReport:
+        ruleset = self._rulesets()
+        moment = self._clock()
+        now = utc_seconds(moment)
+        report = BatchReport(ruleset_version=ruleset.version)
+        runs = group_by_counter(((r.position, r.event) for r in records), ruleset.aggregator_rules)
+        committed_actions = self._commit_runs(runs, now, report)
+        for extension in self._extensions:
+            report.failed |= extension.process(records, ruleset, moment)
+        report.actions = committed_actions
+        self._dispatch(committed_actions, report)
+        return report
+
+    def _commit_runs(
+        self,
+        runs: dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]],
+        now: int,
+        report: BatchReport,
+    ) -> list[Action]:
+        pending = dict(runs)
+        actions: list[Action] = []
+        for _ in range(self._max_rounds):
+            writes: list[CounterWrite] = []
+            steps: dict[tuple[str, str], Step] = {}
+            for key, (rule, events) in pending.items():
+                base = self.cache.get(key) or CounterState(rule_id=key[0], user_id=key[1])
+                step = apply_events(base, rule, events, now=now, lane_retention_seconds=self._lane_retention)
+                if not step.changed:
+                    report.duplicates += step.duplicates
+                    continue
+                state = replace(step.state, version=base.version + 1)
+                outbox = [(action, target.name) for action in step.actions for target in self._targets]
+                writes.append(CounterWrite(state, base.version, outbox))
+                steps[key] = step
+            if not writes:
+                return actions
+            result = self._store.commit(writes, now)
+            retry: dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]] = {}
+            for write in writes:
+                key = write.state.key
+                status = result.status.get(key, WriteStatus.FAILED)
+                if status is WriteStatus.COMMITTED:
+                    self.cache.put(write.state)
+                    step = steps[key]
+                    actions.extend(step.actions)
+                    report.applied += step.applied
+                    report.duplicates += step.duplicates
+                    report.ambiguous_metric += step.ambiguous_metric
+                    continue
+                if status is WriteStatus.CONFLICT:
+                    report.conflicts += 1
+                    current = result.current.get(key)
+                    self.cache.put(current or CounterState(rule_id=key[0], user_id=key[1]))
+                    retry[key] = pending[key]
+                else:
+                    self._fail(pending[key][1], report, result.reasons.get(key, "write failed"))
+            pending = retry
+            if not pending:
+                return actions
+        for _, events in pending.values():
+            self._fail(events, report, "still conflicting after repeated attempts")
+        return actions
+
+    def _fail(self, events: Sequence[tuple[Position, Event]], report: BatchReport, reason: str) -> None:
+        for position, _ in events:
+            report.failed.add(position)
+            report.failure_reasons[position.token] = reason
+
+    def _dispatch(self, actions: Sequence[Action], report: BatchReport) -> None:
+        """Send after commit; what a target refuses stays in the outbox for the relay to retry."""
+        if not actions:
+            return
+        delivered: list[tuple[str, str]] = []
+        for target in self._targets:
+            try:
+                failed = target.send(actions).failed
+            except Exception as exc:
+                failed = {a.action_id: f"{type(exc).__name__}: {exc}" for a in actions}
+            for action in actions:
+                if action.action_id in failed:
+                    report.actions_deferred += 1
+                    report.failure_reasons[f"action/{action.action_id}/{target.name}"] = failed[action.action_id]
+                else:
+                    report.actions_sent += 1
+                    delivered.append((action.action_id, target.name))
+        if delivered:
+            self._store.clear_outbox(delivered)

@@ -1,0 +1,57 @@
+"""Function settings, read once from the environment the template sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+def _targets(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    return names or ("pinpoint",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    aggregates_table: str = ""
+    ruleset_table: str = ""
+    pinpoint_app_id: str = ""
+    pinpoint_region: str = ""
+    action_targets: tuple[str, ...] = ("pinpoint",)
+    event_bus_name: str = "default"
+    profiles_domain: str = ""
+    profiles_key_name: str = "_userId"
+    profiles_create_missing: bool = False
+    parallelization_factor: int = 1
+    max_record_age_seconds: int = 86_400
+    ruleset_ttl_seconds: int = 60
+    outbox_min_age_seconds: int = 300
+    raw_events_bucket: str = ""
+    timezone: str = "UTC"
+
+    @property
+    def lane_retention_seconds(self) -> int:
+        """How long a lane's dedupe mark must live: past the oldest record Lambda may still redeliver."""
+        return self.max_record_age_seconds + 3_600
+
+    @staticmethod
+    def from_env(env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        return Settings(
+            aggregates_table=e.get("AGGREGATES_TABLE", ""),
+            ruleset_table=e.get("RULESET_TABLE", ""),
+            pinpoint_app_id=e.get("PINPOINT_APP_ID", ""),
+            pinpoint_region=e.get("PINPOINT_REGION", ""),
+            action_targets=_targets(e.get("ACTION_TARGETS", "pinpoint")),
+            event_bus_name=e.get("EVENT_BUS_NAME", "default") or "default",
+            profiles_domain=e.get("PROFILES_DOMAIN", ""),
+            profiles_key_name=e.get("PROFILES_KEY_NAME", "_userId") or "_userId",
+            profiles_create_missing=e.get("PROFILES_CREATE_MISSING", "false").lower() == "true",
+            parallelization_factor=int(e.get("PARALLELIZATION_FACTOR", "1") or 1),
+            max_record_age_seconds=int(e.get("MAX_RECORD_AGE_SECONDS", "86400") or 86_400),
+            ruleset_ttl_seconds=int(e.get("RULESET_TTL_SECONDS", "60") or 60),
+            outbox_min_age_seconds=int(e.get("OUTBOX_MIN_AGE_SECONDS", "300") or 300),
+            raw_events_bucket=e.get("RAW_EVENTS_BUCKET", ""),
+            timezone=e.get("TIMEZONE", "UTC") or "UTC",
+        )

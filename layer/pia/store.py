@@ -1,0 +1,356 @@
+"""DynamoDB adapter for counters and the action outbox.
+
+Why transactions with optimistic versions, and no reads:
+- every counter write is conditional on the version this process last saw, so two shards (or an
+  SDK retry that already landed) can never overwrite each other's increments;
+- on a stale version the transaction is cancelled and DynamoDB hands back the current item
+  (``ReturnValuesOnConditionCheckFailure``), so a cache miss costs a retried write, never a read;
+- up to 100 items go in one round trip, and a counter and the outbox entries for the actions it
+  produced commit together, so a crash can never keep one without the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pia.actions import Action
+from pia.counters import CounterState, LaneMark
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+COUNTER_BUCKETS = 16
+OUTBOX_BUCKETS = 4
+MAX_TRANSACT_ITEMS = 100
+MAX_TRANSACT_BYTES = 3_500_000
+RETRYABLE_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+RETRYABLE_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+
+AttributeMap = dict[str, Any]
+
+
+def _bucket(text: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % buckets
+
+
+def counter_key(rule_id: str, user_id: str) -> AttributeMap:
+    """Rule-major keys let a removed rule's counters be found with a Query, never a Scan; the bucket
+    spreads a popular rule's users over 16 partitions."""
+    return {
+        "pk": {"S": f"R#{rule_id}#{_bucket(user_id, COUNTER_BUCKETS):02d}"},
+        "sk": {"S": user_id},
+    }
+
+
+def rule_partitions(rule_id: str) -> list[str]:
+    return [f"R#{rule_id}#{b:02d}" for b in range(COUNTER_BUCKETS)]
+
+
+def outbox_key(action_id: str, target: str) -> AttributeMap:
+    return {
+        "pk": {"S": f"O#{_bucket(action_id, OUTBOX_BUCKETS)}"},
+        "sk": {"S": f"{action_id}#{target}"},
+    }
+
+
+def outbox_partitions() -> list[str]:
+    return [f"O#{b}" for b in range(OUTBOX_BUCKETS)]
+
+
+def counter_item(state: CounterState, now: int) -> AttributeMap:
+    item: AttributeMap = {
+        **counter_key(state.rule_id, state.user_id),
+        "rid": {"S": state.rule_id},
+        "v": {"N": str(state.version)},
+        "c": {"N": str(state.count)},
+        "s": {"S": str(state.total)},
+        "rd": {"BOOL": state.ready},
+        "n": {"N": str(state.fired)},
+        "ln": {"M": {lane: {"S": f"{m.sequence}:{m.seen_at}"} for lane, m in state.lanes.items()}},
+        "u": {"N": str(now)},
+    }
+    if state.endpoints:
+        item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
+    return item
+
+
+def counter_from_item(item: Mapping[str, Any]) -> CounterState:
+    lanes: dict[str, LaneMark] = {}
+    for lane, raw in item.get("ln", {}).get("M", {}).items():
+        sequence, _, seen_at = raw["S"].partition(":")
+        lanes[lane] = LaneMark(int(sequence), int(seen_at or 0))
+    return CounterState(
+        rule_id=item["rid"]["S"],
+        user_id=item["sk"]["S"],
+        version=int(item["v"]["N"]),
+        count=int(item["c"]["N"]),
+        total=Decimal(item["s"]["S"]),
+        ready=bool(item.get("rd", {}).get("BOOL", False)),
+        fired=int(item.get("n", {}).get("N", "0")),
+        lanes=lanes,
+        endpoints=tuple(e["S"] for e in item.get("ep", {}).get("L", [])),
+    )
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """DynamoDB's size rule, close enough for billing estimates and request limits."""
+
+    def size(value: Any) -> int:
+        ((kind, inner),) = value.items()
+        if kind == "S":
+            return len(inner.encode())
+        if kind == "N":
+            return len(inner.strip("-").lstrip("0")) // 2 + 2
+        if kind == "BOOL" or kind == "NULL":
+            return 1
+        if kind == "B":
+            return len(inner)
+        if kind == "M":
+            return 3 + sum(len(k.encode()) + size(v) + 1 for k, v in inner.items())
+        if kind == "L":
+            return 3 + sum(size(v) + 1 for v in inner)
+        return len(str(inner))
+
+    return sum(len(k.encode()) + size(v) for k, v in item.items())
+
+
+class WriteStatus(StrEnum):
+    COMMITTED = "committed"
+    CONFLICT = "conflict"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CounterWrite:
+    """A counter's next state, guarded by the version it was computed from, plus its outbox."""
+
+    state: CounterState
+    expected_version: int
+    outbox: Sequence[tuple[Action, str]] = ()
+
+
+@dataclass
+class CommitResult:
+    status: dict[tuple[str, str], WriteStatus] = field(default_factory=dict)
+    current: dict[tuple[str, str], CounterState | None] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    round_trips: int = 0
+
+
+class CounterStore:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        max_attempts: int = 6,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._sleep = sleep
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(random.uniform(0, self._base_delay * (2**attempt)))
+
+    def commit(self, writes: Sequence[CounterWrite], now: int) -> CommitResult:
+        """Commit writes in transactions of up to 100 items.
+
+        Conflicts are reported with the item's current state for the caller to recompute; writes
+        that were only cancelled alongside a conflict are re-sent here; throttling backs off.
+        """
+        result = CommitResult()
+        for chunk in self._chunks(writes, now):
+            self._commit_chunk(chunk, now, result)
+        return result
+
+    def _chunks(self, writes: Sequence[CounterWrite], now: int) -> list[list[CounterWrite]]:
+        chunks: list[list[CounterWrite]] = []
+        current: list[CounterWrite] = []
+        items = size = 0
+        for write in writes:
+            n = 1 + len(write.outbox)
+            s = item_size(counter_item(write.state, now)) + sum(len(a.dumps()) + 100 for a, _ in write.outbox)
+            if current and (items + n > MAX_TRANSACT_ITEMS or size + s > MAX_TRANSACT_BYTES):
+                chunks.append(current)
+                current, items, size = [], 0, 0
+            current.append(write)
+            items += n
+            size += s
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def _transact_items(self, chunk: Sequence[CounterWrite], now: int) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for write in chunk:
+            state = write.state
+            put: dict[str, Any] = {
+                "TableName": self._table,
+                "Item": counter_item(state, now),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            if write.expected_version == 0:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            else:
+                put["ConditionExpression"] = "v = :v"
+                put["ExpressionAttributeValues"] = {":v": {"N": str(write.expected_version)}}
+            items.append({"Put": put})
+            for action, target in write.outbox:
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **outbox_key(action.action_id, target),
+                                "a": {"S": action.dumps()},
+                                "tg": {"S": target},
+                                "t": {"N": str(now)},
+                            },
+                        }
+                    }
+                )
+        return items
+
+    def _commit_chunk(self, chunk: Sequence[CounterWrite], now: int, result: CommitResult) -> None:
+        pending = list(chunk)
+        for attempt in range(self._max_attempts):
+            if not pending:
+                return
+            transact = self._transact_items(pending, now)
+            result.round_trips += 1
+            try:
+                self._client.transact_write_items(TransactItems=transact)  # type: ignore[arg-type]
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "TransactionCanceledException":
+                    pending = self._sort_cancellation(pending, exc.response, result)
+                    if pending:
+                        self._backoff(attempt)
+                    continue
+                if code in RETRYABLE_ERRORS:
+                    self._backoff(attempt)
+                    continue
+                for write in pending:
+                    result.status[write.state.key] = WriteStatus.FAILED
+                    result.reasons[write.state.key] = f"{code}: {exc}"
+                return
+            for write in pending:
+                result.status[write.state.key] = WriteStatus.COMMITTED
+            return
+        for write in pending:
+            result.status[write.state.key] = WriteStatus.FAILED
+            result.reasons[write.state.key] = "gave up after repeated throttling or transaction conflicts"
+
+    def _sort_cancellation(
+        self, pending: Sequence[CounterWrite], response: Mapping[str, Any], result: CommitResult
+    ) -> list[CounterWrite]:
+        reasons = response.get("CancellationReasons") or []
+        retry: list[CounterWrite] = []
+        index = 0
+        for write in pending:
+            reason = reasons[index] if index < len(reasons) else {"Code": "Unknown"}
+            index += 1 + len(write.outbox)
+            code = reason.get("Code", "None")
+            if code == "ConditionalCheckFailed":
+                result.status[write.state.key] = WriteStatus.CONFLICT
+                item = reason.get("Item")
+                result.current[write.state.key] = counter_from_item(item) if item else None
+            elif code in ("None", *RETRYABLE_REASONS) or code == "Unknown" and not reasons:
+                retry.append(write)
+            else:
+                result.status[write.state.key] = WriteStatus.FAILED
+                result.reasons[write.state.key] = f"{code}: {reason.get('Message', '')}"
+        return retry
+
+    def load(self, rule_id: str, user_id: str) -> CounterState | None:
+        """Strongly consistent read, for tools and tests; the hot path never reads."""
+        response = self._client.get_item(
+            TableName=self._table, Key=counter_key(rule_id, user_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return counter_from_item(item) if item else None
+
+    def counters_for_rule(self, rule_id: str) -> list[CounterState]:
+        states: list[CounterState] = []
+        for partition in rule_partitions(rule_id):
+            for item in self._query(partition):
+                states.append(counter_from_item(item))
+        return states
+
+    def _query(self, partition: str, **extra: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": partition}},
+            **extra,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return items
+            kwargs["ExclusiveStartKey"] = last
+
+    def delete_rule_counters(self, rule_id: str) -> int:
+        """Delete every counter of a rule, page by page, 25 keys per request."""
+        deleted = 0
+        for partition in rule_partitions(rule_id):
+            keys = [
+                {"pk": item["pk"], "sk": item["sk"]}
+                for item in self._query(partition, ProjectionExpression="pk, sk")
+            ]
+            self._batch_delete(keys)
+            deleted += len(keys)
+        return deleted
+
+    def pending_outbox(self, older_than: int) -> list[tuple[Action, str]]:
+        entries: list[tuple[Action, str]] = []
+        for partition in outbox_partitions():
+            for item in self._query(partition):
+                if int(item["t"]["N"]) <= older_than:
+                    entries.append((Action.from_json(json.loads(item["a"]["S"])), item["tg"]["S"]))
+        return entries
+
+    def clear_outbox(self, entries: Sequence[tuple[str, str]]) -> None:
+        self._batch_delete([outbox_key(action_id, target) for action_id, target in entries])
+
+    def _batch_delete(self, keys: Sequence[AttributeMap]) -> None:
+        for start in range(0, len(keys), 25):
+            requests: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
+            for attempt in range(self._max_attempts + 4):
+                response = self._client.batch_write_item(RequestItems={self._table: requests})
+                requests = list(response.get("UnprocessedItems", {}).get(self._table, []))
+                if not requests:
+                    break
+                self._backoff(attempt)
+            else:
+                raise RuntimeError(f"{len(requests)} deletes still unprocessed after retries")
+

@@ -1,0 +1,89 @@
+"""Kinesis-triggered aggregator: Pinpoint (or generic) event records in, counters and actions out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from pia.aggregator import Aggregator, InboundRecord
+from pia.config import Settings
+from pia.counters import Position
+from pia.events import Skipped
+from pia.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
+from pia.rulesets import RulesetCache, RulesetTable
+from pia.store import CounterStore
+from pia.targets import build_targets
+from pia.telemetry import logger, metrics, tracer
+
+SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+
+def _client(service: str, region_name: str | None = None) -> Any:
+    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
+
+
+@cache
+def runtime() -> tuple[Settings, Aggregator]:
+    settings = Settings.from_env()
+    dynamodb = _client("dynamodb")
+    rulesets = RulesetCache(RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds)
+    aggregator = Aggregator(
+        CounterStore(dynamodb, settings.aggregates_table),
+        rulesets.get,
+        build_targets(settings, _client),
+        clock=lambda: datetime.now(UTC),
+        lane_retention_seconds=settings.lane_retention_seconds,
+    )
+    return settings, aggregator
+
+
+def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
+    _, aggregator = runtime()
+    report = aggregator.process(records)
+    metrics.add_metric("EventsCounted", MetricUnit.Count, report.applied)
+    metrics.add_metric("DuplicatesIgnored", MetricUnit.Count, report.duplicates)
+    metrics.add_metric("RulesMet", MetricUnit.Count, len(report.actions))
+    metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)
+    metrics.add_metric("ActionsDeferred", MetricUnit.Count, report.actions_deferred)
+    if report.ambiguous_metric:
+        metrics.add_metric("AmbiguousMetric", MetricUnit.Count, report.ambiguous_metric)
+        logger.warning("events with several metrics and a rule without MetricName", count=report.ambiguous_metric)
+    for key, reason in report.failure_reasons.items():
+        logger.error("batch item not committed", item=key, reason=reason)
+    return {p: report.failure_reasons.get(p.token, "not committed") for p in report.failed}
+
+
+def handle_record(record: KinesisStreamRecord) -> Decoded:
+    settings, _ = runtime()
+    decoded = decode_record(record, settings.parallelization_factor)
+    if isinstance(decoded, Rejected):
+        metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)
+        logger.error(
+            "record rejected",
+            field=decoded.field,
+            reason=decoded.reason,
+            shard=record.event_id.split(":", 1)[0],
+            sequence_number=record.kinesis.sequence_number,
+        )
+    elif isinstance(decoded, Skipped):
+        metrics.add_metric(f"Skipped_{decoded.reason.value}", MetricUnit.Count, 1)
+        if decoded.reason.value == "no_user":
+            logger.info("event skipped: no endpoint.User.UserId", event_type=decoded.event_type)
+    return decoded
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor = CoalescingKinesisProcessor(commit)
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

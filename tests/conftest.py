@@ -1,0 +1,96 @@
+"""Shared fixtures: fake credentials, moto, the project's tables, and Lambda-shaped events."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT / "src", ROOT / "layer", ROOT / "cli"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+AGGREGATES_TABLE = "pia-aggregates"
+RULESET_TABLE = "pia-ruleset"
+TIMESERIES_TABLE = "pia-timeseries"
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "pia-test")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "PiaTest")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_DEV", "false")
+
+
+def create_table(client: Any, name: str, ttl: bool = False) -> None:
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    if ttl:
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+        )
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamodb(aws: None) -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(client, AGGREGATES_TABLE)
+    create_table(client, RULESET_TABLE)
+    create_table(client, TIMESERIES_TABLE, ttl=True)
+    return client
+
+
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        "AGGREGATES_TABLE": AGGREGATES_TABLE,
+        "RULESET_TABLE": RULESET_TABLE,
+        "TIMESERIES_TABLE": TIMESERIES_TABLE,
+        "PINPOINT_APP_ID": "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+        "ACTION_TARGETS": "pinpoint",
+        "MAX_RECORD_AGE_SECONDS": "86400",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def lambda_context() -> Any:
+    class Context:
+        function_name = "pia-test"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:pia-test"
+        aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 60_000
+
+    return Context()
