@@ -94,3 +94,63 @@ def lambda_context() -> Any:
             return 60_000
 
     return Context()
+
+
+RULE_HEADER = (
+    "RuleType",
+    "EventName",
+    "AttributeName",
+    "AttributeValue",
+    "Operator-C",
+    "Target-C",
+    "Operator-V",
+    "Target-V",
+    "ResetWhenReachTarget",
+    "StartDate",
+    "FinishDate",
+)
+
+
+def rule_row(*cells: str, **extra: str) -> dict[str, str]:
+    """A rule-table row from the 11 standard cells in table order, plus optional named columns."""
+    row = dict(zip(RULE_HEADER, cells, strict=True))
+    row.update(extra)
+    return row
+
+
+def publish_rows(client: Any, rows: list[dict[str, str]], table: str = RULESET_TABLE) -> Any:
+    """Parse and publish rows as the next ruleset version; returns the ParseResult."""
+    from pia.rules import parse_rules
+    from pia.rulesets import Ruleset, RulesetTable
+
+    parsed = parse_rules(enumerate(rows, start=2))
+    store = RulesetTable(client, table)
+    current = store.current()
+    store.publish(
+        Ruleset(version=current.version + 1, rules=parsed.rules, published_at="2026-11-01T00:00:00+00:00"),
+        expected_version=current.version,
+    )
+    return parsed
+
+
+@pytest.fixture
+def recorder() -> Any:
+    from pia_cli.recorder import PinpointRecorder
+
+    return PinpointRecorder()
+
+
+@pytest.fixture
+def aggregator_app(dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The aggregator handler module, wired to moto and a validating Pinpoint recorder."""
+    from aggregator import app
+
+    def client(service: str, region_name: str | None = None) -> Any:
+        if service == "pinpoint":
+            return recorder.client()
+        return boto3.client(service, region_name=region_name or "us-east-1")  # type: ignore[call-overload]
+
+    monkeypatch.setattr(app, "_client", client)
+    app.runtime.cache_clear()
+    yield app
+    app.runtime.cache_clear()

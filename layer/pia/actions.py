@@ -37,6 +37,7 @@ class Action:
     count: int
     total: Decimal
     occurred_at: datetime
+    lane: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class Action:
             "count": self.count,
             "total": str(self.total),
             "occurred_at": self.occurred_at.isoformat(),
+            "lane": self.lane,
         }
 
     @staticmethod
@@ -65,6 +67,7 @@ class Action:
             count=int(data["count"]),
             total=Decimal(data["total"]),
             occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            lane=data.get("lane", ""),
         )
 
     def dumps(self) -> str:

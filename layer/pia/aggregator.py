@@ -29,7 +29,11 @@ class InboundRecord:
 class CounterPort(Protocol):
     def commit(self, writes: Sequence[CounterWrite], now: int) -> CommitResult: ...
 
-    def clear_outbox(self, entries: Sequence[tuple[str, str]]) -> None: ...
+    def clear_outbox(self, entries: Sequence[tuple[Action, str]]) -> None: ...
+
+    def pending_outbox_for_lane(self, lane: str) -> list[tuple[Action, str]]: ...
+
+    def claim_outbox(self, entries: Sequence[tuple[Action, str]], now: int) -> list[tuple[Action, str]]: ...
 
 
 class BatchExtension(Protocol):
@@ -48,6 +52,7 @@ class BatchReport:
     actions_sent: int = 0
     actions_deferred: int = 0
     conflicts: int = 0
+    recovered: int = 0
     failure_reasons: dict[str, str] = field(default_factory=dict)
     ruleset_version: int = 0
 
@@ -107,7 +112,9 @@ class Aggregator:
         for extension in self._extensions:
             report.failed |= extension.process(records, ruleset, moment)
         report.actions = committed_actions
-        self._dispatch(committed_actions, report)
+        delivered = self._dispatch([(a, t.name) for a in committed_actions for t in self._targets], report)
+        if report.duplicates:
+            self._recover_lanes({r.position.lane for r in records}, delivered, now, report)
         return report
 
     def _commit_runs(
@@ -165,12 +172,18 @@ class Aggregator:
             report.failed.add(position)
             report.failure_reasons[position.token] = reason
 
-    def _dispatch(self, actions: Sequence[Action], report: BatchReport) -> None:
-        """Send after commit; what a target refuses stays in the outbox for the relay to retry."""
-        if not actions:
-            return
-        delivered: list[tuple[str, str]] = []
+    def _dispatch(self, entries: Sequence[tuple[Action, str]], report: BatchReport) -> set[tuple[str, str]]:
+        """Send after commit; what a target refuses stays in the outbox for a later retry."""
+        if not entries:
+            return set()
+        by_target: dict[str, list[Action]] = {}
+        for action, target_name in entries:
+            by_target.setdefault(target_name, []).append(action)
+        delivered: list[tuple[Action, str]] = []
         for target in self._targets:
+            actions = by_target.get(target.name, [])
+            if not actions:
+                continue
             try:
                 failed = target.send(actions).failed
             except Exception as exc:
@@ -181,6 +194,22 @@ class Aggregator:
                     report.failure_reasons[f"action/{action.action_id}/{target.name}"] = failed[action.action_id]
                 else:
                     report.actions_sent += 1
-                    delivered.append((action.action_id, target.name))
+                    delivered.append((action, target.name))
         if delivered:
             self._store.clear_outbox(delivered)
+        return {(a.action_id, name) for a, name in delivered}
+
+    def _recover_lanes(
+        self, lanes: set[str], delivered: set[tuple[str, str]], now: int, report: BatchReport
+    ) -> None:
+        """A redelivery means an earlier invocation on these lanes may have died after committing but
+        before sending. Lambda runs one invocation per lane at a time, so whatever that predecessor
+        left in the outbox for these lanes is ours to send now, not in five minutes."""
+        leftovers: list[tuple[Action, str]] = []
+        for lane in sorted(lanes):
+            leftovers.extend(
+                (a, t) for a, t in self._store.pending_outbox_for_lane(lane) if (a.action_id, t) not in delivered
+            )
+        if leftovers:
+            report.recovered += len(leftovers)
+            self._dispatch(self._store.claim_outbox(leftovers, now), report)

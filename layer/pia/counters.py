@@ -174,6 +174,7 @@ def _action(
         count=count,
         total=total,
         occurred_at=event.timestamp,
+        lane=position.lane,
     )
 
 

@@ -1,5 +1,9 @@
 """Inbound events: Amazon Pinpoint's event-stream records, or the small generic schema.
 
+The generic schema (``schemas/generic-event.schema.json``) is for apps that write to Kinesis
+directly after leaving Pinpoint; the format is decided per record, so one stream can carry both
+while producers migrate.
+
 A record is parsed into an :class:`Event`, marked :class:`Skipped` (a valid event this engine does
 not count), or rejected with :class:`RecordRejected` naming the field at fault. Rejection is per
 record: its neighbours in the batch are unaffected.
@@ -28,6 +32,11 @@ from pia.limits import (
     MAX_USER_ID,
 )
 from pia.rules import OUTPUT_PREFIX
+
+MIN_EPOCH_MILLIS = 100_000_000_000
+MAX_EPOCH_MILLIS = 253_402_300_800_000
+PINPOINT_TIMESTAMPS = ("event_timestamp", "arrival_timestamp")
+GENERIC_FIELDS = ("user_id", "timestamp")
 
 
 class EventFormat(StrEnum):
@@ -80,8 +89,7 @@ class RecordRejected(ValueError):
         self.reason = reason
 
 
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not a number")
+MAX_DOUBLE = Decimal("1.7976931348623157e308")
 
 
 def decode_json(payload: bytes) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def decode_json(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise RecordRejected("data", f"not valid UTF-8 at byte {exc.start}") from None
     try:
-        document = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        document = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
     except ValueError as exc:
         raise RecordRejected("data", f"not JSON ({exc})") from None
     if not isinstance(document, dict):
@@ -119,7 +127,19 @@ def _bounded_text(value: object, field: str, limit: int, *, required: bool = Tru
     return value
 
 
+def _attribute_text(value: object, field: str) -> str:
+    """Strings as sent; JSON numbers and booleans as their JSON text, so ``3`` matches a rule's ``3``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite()):
+        return str(value)
+    raise RecordRejected(field, f"must be a string, finite number or boolean, not {str(value)[:40]!r}")
+
+
 def _attributes(raw: object, field: str) -> dict[str, str]:
+    """A ``null`` value is an absent attribute: producers often serialise unset optionals that way."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -130,13 +150,14 @@ def _attributes(raw: object, field: str) -> dict[str, str]:
     for name, value in raw.items():
         if len(name) > MAX_ATTRIBUTE_NAME:
             raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
-        if not isinstance(value, str):
-            value = str(value)
-        if len(value) > MAX_ATTRIBUTE_VALUE:
+        if value is None:
+            continue
+        text = _attribute_text(value, f"{field}.{name}")
+        if len(text) > MAX_ATTRIBUTE_VALUE:
             raise RecordRejected(
-                f"{field}.{name}", f"value of {len(value)} characters is over the limit of {MAX_ATTRIBUTE_VALUE}"
+                f"{field}.{name}", f"value of {len(text)} characters is over the limit of {MAX_ATTRIBUTE_VALUE}"
             )
-        out[name] = value
+        out[name] = text
     return out
 
 
@@ -151,35 +172,46 @@ def _metrics(raw: object, field: str) -> dict[str, Decimal]:
     for name, value in raw.items():
         if len(name) > MAX_ATTRIBUTE_NAME:
             raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
+        if value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
             raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]!r} is not a number")
         number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-        if not number.is_finite():
-            raise RecordRejected(f"{field}.{name}", "not a finite number")
+        if not number.is_finite() or abs(number) > MAX_DOUBLE:
+            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]} is not a finite double")
         out[name] = number
     return out
 
 
 def _timestamp(raw: object, field: str) -> datetime:
+    """ISO 8601 (no offset means UTC) or epoch milliseconds, as a number or a string of digits.
+
+    A number below :data:`MIN_EPOCH_MILLIS` is almost surely epoch *seconds*; read as milliseconds it
+    would land in January 1970 and silently miss every date rule, so it is refused instead.
+    """
     if isinstance(raw, bool):
         raise RecordRejected(field, "not a timestamp")
     if isinstance(raw, int | Decimal):
         millis = Decimal(raw)
-        if not millis.is_finite() or not 0 <= millis < Decimal(253402300800000):
-            raise RecordRejected(field, f"{raw} is not an epoch time in milliseconds")
+        if not millis.is_finite() or not MIN_EPOCH_MILLIS <= millis < MAX_EPOCH_MILLIS:
+            raise RecordRejected(
+                field, f"{raw} is not an epoch time in milliseconds (expected {MIN_EPOCH_MILLIS} or more)"
+            )
         return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
-    if isinstance(raw, str) and raw:
+    if isinstance(raw, str) and raw.strip():
         text = raw.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return _timestamp(int(text), field)
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise RecordRejected(field, f"{raw[:40]!r} is not ISO 8601 or epoch milliseconds") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    raise RecordRejected(field, "missing")
+    if raw is None or raw == "" or isinstance(raw, str):
+        raise RecordRejected(field, "missing")
+    raise RecordRejected(field, f"must be an ISO 8601 string or epoch milliseconds, not {type(raw).__name__}")
 
 
 def _skip_reason(event_type: str) -> SkipReason | None:
@@ -225,7 +257,7 @@ def _parse_generic(doc: Mapping[str, Any]) -> Event | Skipped:
     if reason is not None:
         return Skipped(reason, event_type)
     user_id = _bounded_text(doc.get("user_id"), "user_id", MAX_USER_ID, required=False)
-    if user_id is None:
+    if user_id is None or not user_id.strip():
         raise RecordRejected("user_id", "missing; the generic format requires a user_id")
     return Event(
         user_id=user_id,
@@ -240,10 +272,20 @@ def _parse_generic(doc: Mapping[str, Any]) -> Event | Skipped:
 
 
 def detect_format(doc: Mapping[str, Any]) -> EventFormat:
-    """Pinpoint records carry ``event_timestamp`` or ``endpoint``/``client``; generic ones ``user_id``."""
-    if "user_id" in doc and "endpoint" not in doc and "event_timestamp" not in doc:
+    """Pinpoint always writes ``event_timestamp`` and ``arrival_timestamp``; the generic format has
+    neither and carries ``user_id``/``timestamp``.
+
+    A record with none of these keys but a Pinpoint ``endpoint`` object is a Pinpoint record missing
+    its timestamp; anything else is generic, so a record with no user is rejected for its missing
+    ``user_id`` rather than skipped as a Pinpoint event without a UserId.
+    """
+    if any(key in doc for key in PINPOINT_TIMESTAMPS):
+        return EventFormat.PINPOINT
+    if any(key in doc for key in GENERIC_FIELDS):
         return EventFormat.GENERIC
-    return EventFormat.PINPOINT
+    if isinstance(doc.get("endpoint"), dict):
+        return EventFormat.PINPOINT
+    return EventFormat.GENERIC
 
 
 def parse_event(payload: bytes) -> Event | Skipped:

@@ -67,10 +67,12 @@ def rule_partitions(rule_id: str) -> list[str]:
     return [f"R#{rule_id}#{b:02d}" for b in range(COUNTER_BUCKETS)]
 
 
-def outbox_key(action_id: str, target: str) -> AttributeMap:
+def outbox_key(action: Action, target: str) -> AttributeMap:
+    """Lane-major keys: after a crash, the next invocation on the same lane (the only one that can be
+    running there) finds its predecessor's undelivered actions with one Query."""
     return {
-        "pk": {"S": f"O#{_bucket(action_id, OUTBOX_BUCKETS)}"},
-        "sk": {"S": f"{action_id}#{target}"},
+        "pk": {"S": f"O#{_bucket(action.lane, OUTBOX_BUCKETS)}"},
+        "sk": {"S": f"{action.lane}#{action.action_id}#{target}"},
     }
 
 
@@ -227,7 +229,7 @@ class CounterStore:
                         "Put": {
                             "TableName": self._table,
                             "Item": {
-                                **outbox_key(action.action_id, target),
+                                **outbox_key(action, target),
                                 "a": {"S": action.dumps()},
                                 "tg": {"S": target},
                                 "t": {"N": str(now)},
@@ -339,8 +341,40 @@ class CounterStore:
                     entries.append((Action.from_json(json.loads(item["a"]["S"])), item["tg"]["S"]))
         return entries
 
-    def clear_outbox(self, entries: Sequence[tuple[str, str]]) -> None:
-        self._batch_delete([outbox_key(action_id, target) for action_id, target in entries])
+    def pending_outbox_for_lane(self, lane: str) -> list[tuple[Action, str]]:
+        items = self._query(
+            f"O#{_bucket(lane, OUTBOX_BUCKETS)}",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :lane)",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"O#{_bucket(lane, OUTBOX_BUCKETS)}"},
+                ":lane": {"S": f"{lane}#"},
+            },
+        )
+        return [(Action.from_json(json.loads(item["a"]["S"])), item["tg"]["S"]) for item in items]
+
+    def claim_outbox(
+        self, entries: Sequence[tuple[Action, str]], now: int, lease_seconds: int = 120
+    ) -> list[tuple[Action, str]]:
+        """Lease entries before a recovery send, so the relay and a recovering aggregator never both send one."""
+        claimed: list[tuple[Action, str]] = []
+        for action, target in entries:
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=outbox_key(action, target),
+                    UpdateExpression="SET cl = :until",
+                    ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(cl) OR cl < :now)",
+                    ExpressionAttributeValues={":until": {"N": str(now + lease_seconds)}, ":now": {"N": str(now)}},
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    continue
+                raise
+            claimed.append((action, target))
+        return claimed
+
+    def clear_outbox(self, entries: Sequence[tuple[Action, str]]) -> None:
+        self._batch_delete([outbox_key(action, target) for action, target in entries])
 
     def _batch_delete(self, keys: Sequence[AttributeMap]) -> None:
         for start in range(0, len(keys), 25):

@@ -1,0 +1,47 @@
+"""Scheduled action relay: retries outbox entries a target refused or a crash left unsent."""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from pia.actions import ActionTarget
+from pia.config import Settings
+from pia.relay import relay_outbox
+from pia.store import CounterStore
+from pia.targets import build_targets
+from pia.telemetry import logger, metrics, tracer
+
+SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+
+def _client(service: str, region_name: str | None = None) -> Any:
+    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
+
+
+@cache
+def runtime() -> tuple[Settings, CounterStore, list[ActionTarget]]:
+    settings = Settings.from_env()
+    store = CounterStore(_client("dynamodb"), settings.aggregates_table)
+    return settings, store, build_targets(settings, _client)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, store, targets = runtime()
+    report = relay_outbox(store, targets, int(time.time()), settings.outbox_min_age_seconds)
+    metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
+    metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
+    for key, reason in report.failed.items():
+        logger.warning("action still undelivered", action=key, reason=reason)
+    if report.unknown_target:
+        logger.error("outbox entries for a target this stack no longer has", count=report.unknown_target)
+    return {"pending": report.pending, "delivered": report.delivered, "failed": len(report.failed)}
