@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,7 +140,9 @@ def recorder() -> Any:
 
 
 @pytest.fixture
-def aggregator_app(dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def aggregator_app(
+    dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     """The aggregator handler module, wired to moto and a validating Pinpoint recorder."""
     from aggregator import app
 

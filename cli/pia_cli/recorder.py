@@ -50,7 +50,7 @@ class PinpointRecorder:
             aws_secret_access_key="local",
             config=Config(retries={"max_attempts": 1, "mode": "standard"}),
         )
-        client.meta.events.register("before-call.pinpoint.*", self._answer)
+        client.meta.events.register("before-call.pinpoint.*", self._answer)  # type: ignore[arg-type]
         return client
 
     def fired(self) -> Counter[tuple[str, str]]:

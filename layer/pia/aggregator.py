@@ -191,7 +191,9 @@ class Aggregator:
             for action in actions:
                 if action.action_id in failed:
                     report.actions_deferred += 1
-                    report.failure_reasons[f"action/{action.action_id}/{target.name}"] = failed[action.action_id]
+                    report.failure_reasons[f"action/{action.action_id}/{target.name}"] = failed[
+                        action.action_id
+                    ]
                 else:
                     report.actions_sent += 1
                     delivered.append((action, target.name))
@@ -208,7 +210,9 @@ class Aggregator:
         leftovers: list[tuple[Action, str]] = []
         for lane in sorted(lanes):
             leftovers.extend(
-                (a, t) for a, t in self._store.pending_outbox_for_lane(lane) if (a.action_id, t) not in delivered
+                (a, t)
+                for a, t in self._store.pending_outbox_for_lane(lane)
+                if (a.action_id, t) not in delivered
             )
         if leftovers:
             report.recovered += len(leftovers)

@@ -86,7 +86,7 @@ def _remember_endpoint(endpoints: tuple[str, ...], endpoint_id: str | None) -> t
         return endpoints
     if endpoints and endpoints[-1] == endpoint_id:
         return endpoints
-    kept = tuple(e for e in endpoints if e != endpoint_id) + (endpoint_id,)
+    kept = (*tuple(e for e in endpoints if e != endpoint_id), endpoint_id)
     return kept[-MAX_ENDPOINTS_PER_USER:]
 
 
@@ -136,12 +136,16 @@ def apply_events(
         if not rule.is_met(count, total):
             continue
         if rule.reset:
-            actions.append(_action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, count, total))
+            actions.append(
+                _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, count, total)
+            )
             fired += 1
             count, total = 0, ZERO
         elif not ready:
             actions.append(
-                _action(ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, count, total)
+                _action(
+                    ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, count, total
+                )
             )
             ready = True
             fired += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -65,6 +66,12 @@ class PinpointTarget:
                 self._sleep(random.uniform(0, self._base_delay * 2**attempt))
         return None, "unreachable"
 
+    def _update_endpoints(self, items: list[Any]) -> Any:
+        return self._client.update_endpoints_batch(ApplicationId=self._app, EndpointBatchRequest={"Item": items})
+
+    def _put_events(self, batch: dict[str, Any]) -> Any:
+        return self._client.put_events(ApplicationId=self._app, EventsRequest={"BatchItem": batch})
+
     def _send_attributes(self, actions: Sequence[Action], failed: dict[str, str]) -> None:
         """One endpoint item per (user, endpoint), merging all of a user's attributes in the batch."""
         merged: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -78,14 +85,13 @@ class PinpointTarget:
         for start in range(0, len(keys), MAX_ENDPOINTS_PER_CALL):
             chunk = keys[start : start + MAX_ENDPOINTS_PER_CALL]
             items: list[Any] = [
-                {"Id": endpoint_id, "User": {"UserId": user_id, "UserAttributes": merged[(user_id, endpoint_id)]}}
+                {
+                    "Id": endpoint_id,
+                    "User": {"UserId": user_id, "UserAttributes": merged[(user_id, endpoint_id)]},
+                }
                 for user_id, endpoint_id in chunk
             ]
-            _, error = self._call(
-                lambda items=items: self._client.update_endpoints_batch(
-                    ApplicationId=self._app, EndpointBatchRequest={"Item": items}
-                )
-            )
+            _, error = self._call(partial(self._update_endpoints, items))
             if error:
                 for key in chunk:
                     for action_id in owners[key]:
@@ -106,11 +112,7 @@ class PinpointTarget:
                     "Attributes": {"rule_id": action.rule_id, "user_id": action.user_id[:100]},
                     "Metrics": {"count": float(action.count), "sum": float(action.total)},
                 }
-            response, error = self._call(
-                lambda batch=batch: self._client.put_events(
-                    ApplicationId=self._app, EventsRequest={"BatchItem": batch}
-                )
-            )
+            response, error = self._call(partial(self._put_events, batch))
             if error:
                 for action in chunk:
                     failed[action.action_id] = error

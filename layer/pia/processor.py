@@ -63,7 +63,7 @@ class CoalescingKinesisProcessor(BatchProcessor):
         self.decoded: list[tuple[dict[str, Any], Decoded]] = []
 
     def _prepare(self) -> None:
-        super()._prepare()
+        super()._prepare()  # type: ignore[no-untyped-call]
         self.decoded = []
 
     def success_handler(self, record: Any, result: Any) -> Any:
@@ -77,6 +77,6 @@ class CoalescingKinesisProcessor(BatchProcessor):
             for raw, result in self.decoded:
                 if isinstance(result, InboundRecord) and result.position in failed:
                     error = BatchFailed(failed[result.position])
-                    self.success_messages.remove(raw)
+                    self.success_messages.remove(raw)  # type: ignore[arg-type]
                     self.failure_handler(KinesisStreamRecord(raw), (BatchFailed, error, None))
-        super()._clean()
+        super()._clean()  # type: ignore[no-untyped-call]

@@ -31,13 +31,15 @@ class RelayReport:
     unknown_target: int = 0
 
 
-def relay_outbox(outbox: OutboxPort, targets: Sequence[ActionTarget], now: int, min_age_seconds: int) -> RelayReport:
+def relay_outbox(
+    outbox: OutboxPort, targets: Sequence[ActionTarget], now: int, min_age_seconds: int
+) -> RelayReport:
     entries = outbox.pending_outbox(older_than=now - min_age_seconds)
     report = RelayReport(pending=len(entries))
     entries = outbox.claim_outbox(entries, now)
     by_target: dict[str, list[Action]] = defaultdict(list)
-    for action, target in entries:
-        by_target[target].append(action)
+    for action, target_name in entries:
+        by_target[target_name].append(action)
     delivered: list[tuple[Action, str]] = []
     known = {t.name: t for t in targets}
     for name, actions in by_target.items():

@@ -122,7 +122,7 @@ class RulesetTable:
             "body": {"S": body},
             "published_at": {"S": ruleset.published_at},
         }
-        pointer: dict[str, Any] = {
+        pointer: Any = {
             "TableName": self._table,
             "Item": {"pk": {"S": RULESET_PK}, "sk": {"S": CURRENT_SK}, **common},
         }
@@ -138,7 +138,11 @@ class RulesetTable:
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": {"pk": {"S": RULESET_PK}, "sk": {"S": f"V#{ruleset.version:012d}"}, **common},
+                            "Item": {
+                                "pk": {"S": RULESET_PK},
+                                "sk": {"S": f"V#{ruleset.version:012d}"},
+                                **common,
+                            },
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
@@ -146,7 +150,9 @@ class RulesetTable:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                raise PublishConflict(f"ruleset version {ruleset.version} was published concurrently") from exc
+                raise PublishConflict(
+                    f"ruleset version {ruleset.version} was published concurrently"
+                ) from exc
             raise
 
 

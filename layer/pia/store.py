@@ -124,7 +124,7 @@ def item_size(item: Mapping[str, Any]) -> int:
             return len(inner.encode())
         if kind == "N":
             return len(inner.strip("-").lstrip("0")) // 2 + 2
-        if kind == "BOOL" or kind == "NULL":
+        if kind in {"BOOL", "NULL"}:
             return 1
         if kind == "B":
             return len(inner)
@@ -272,18 +272,18 @@ class CounterStore:
     def _sort_cancellation(
         self, pending: Sequence[CounterWrite], response: Mapping[str, Any], result: CommitResult
     ) -> list[CounterWrite]:
-        reasons = response.get("CancellationReasons") or []
+        reasons: list[dict[str, Any]] = list(response.get("CancellationReasons") or [])
         retry: list[CounterWrite] = []
         index = 0
         for write in pending:
-            reason = reasons[index] if index < len(reasons) else {"Code": "Unknown"}
+            reason: dict[str, Any] = reasons[index] if index < len(reasons) else {"Code": "Unknown"}
             index += 1 + len(write.outbox)
             code = reason.get("Code", "None")
             if code == "ConditionalCheckFailed":
                 result.status[write.state.key] = WriteStatus.CONFLICT
                 item = reason.get("Item")
                 result.current[write.state.key] = counter_from_item(item) if item else None
-            elif code in ("None", *RETRYABLE_REASONS) or code == "Unknown" and not reasons:
+            elif code in ("None", *RETRYABLE_REASONS) or (code == "Unknown" and not reasons):
                 retry.append(write)
             else:
                 result.status[write.state.key] = WriteStatus.FAILED
@@ -355,7 +355,7 @@ class CounterStore:
     def claim_outbox(
         self, entries: Sequence[tuple[Action, str]], now: int, lease_seconds: int = 120
     ) -> list[tuple[Action, str]]:
-        """Lease entries before a recovery send, so the relay and a recovering aggregator never both send one."""
+        """Lease entries before a recovery send: the relay and a recovering aggregator never both send one."""
         claimed: list[tuple[Action, str]] = []
         for action, target in entries:
             try:
@@ -364,7 +364,10 @@ class CounterStore:
                     Key=outbox_key(action, target),
                     UpdateExpression="SET cl = :until",
                     ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(cl) OR cl < :now)",
-                    ExpressionAttributeValues={":until": {"N": str(now + lease_seconds)}, ":now": {"N": str(now)}},
+                    ExpressionAttributeValues={
+                        ":until": {"N": str(now + lease_seconds)},
+                        ":now": {"N": str(now)},
+                    },
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -387,4 +390,3 @@ class CounterStore:
                 self._backoff(attempt)
             else:
                 raise RuntimeError(f"{len(requests)} deletes still unprocessed after retries")
-

@@ -35,7 +35,9 @@ def _client(service: str, region_name: str | None = None) -> Any:
 def runtime() -> tuple[Settings, Aggregator]:
     settings = Settings.from_env()
     dynamodb = _client("dynamodb")
-    rulesets = RulesetCache(RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds)
+    rulesets = RulesetCache(
+        RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
+    )
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
@@ -56,7 +58,9 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, report.actions_deferred)
     if report.ambiguous_metric:
         metrics.add_metric("AmbiguousMetric", MetricUnit.Count, report.ambiguous_metric)
-        logger.warning("events with several metrics and a rule without MetricName", count=report.ambiguous_metric)
+        logger.warning(
+            "events with several metrics and a rule without MetricName", count=report.ambiguous_metric
+        )
     for key, reason in report.failure_reasons.items():
         logger.error("batch item not committed", item=key, reason=reason)
     return {p: report.failure_reasons.get(p.token, "not committed") for p in report.failed}
@@ -86,4 +90,7 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     processor = CoalescingKinesisProcessor(commit)
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )
+    return dict(response)

@@ -15,9 +15,21 @@ from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequ
 from tests.conftest import AGGREGATES_TABLE, publish_rows, rule_row
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-GREEN_GT_5 = rule_row("aggregator", "greenbutton", "na", "999", "greater", "5", "na", "999", "no", "9999-99-99", "9999-99-99")
+GREEN_GT_5 = rule_row(
+    "aggregator", "greenbutton", "na", "999", "greater", "5", "na", "999", "no", "9999-99-99", "9999-99-99"
+)
 COURSE_EVERY_3 = rule_row(
-    "aggregator", "course_completed", "na", "999", "equal", "3", "na", "999", "yes", "9999-99-99", "9999-99-99"
+    "aggregator",
+    "course_completed",
+    "na",
+    "999",
+    "equal",
+    "3",
+    "na",
+    "999",
+    "yes",
+    "9999-99-99",
+    "9999-99-99",
 )
 
 
@@ -34,7 +46,10 @@ def pin_event(user: str | None, event_type: str = "greenbutton", n: int = 0, **e
 
 def batch(docs: list[dict[str, Any]], start: int = 1) -> dict[str, Any]:
     return kinesis_event(
-        [StreamRecord(record_data(d), sequence(start + i), partition_key=f"pk{i % 3}") for i, d in enumerate(docs)]
+        [
+            StreamRecord(record_data(d), sequence(start + i), partition_key=f"pk{i % 3}")
+            for i, d in enumerate(docs)
+        ]
     )
 
 
@@ -42,7 +57,9 @@ def counter(dynamodb: Any, rule_id: str, user: str) -> Any:
     return CounterStore(dynamodb, AGGREGATES_TABLE).load(rule_id, user)
 
 
-def test_sample_event_file_drives_the_handler(aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any) -> None:
+def test_sample_event_file_drives_the_handler(
+    aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any
+) -> None:
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     event = json.loads((EVENTS / "kinesis-batch.json").read_text())
     response = aggregator_app.lambda_handler(event, lambda_context)
@@ -66,16 +83,29 @@ def test_redelivered_whole_batch_counts_once_and_acts_once(
     aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any
 ) -> None:
     parsed = publish_rows(dynamodb, [GREEN_GT_5, COURSE_EVERY_3])
-    docs = [pin_event(f"u{i % 4}", random.Random(i).choice(["greenbutton", "course_completed"]), i) for i in range(80)]
+    docs = [
+        pin_event(f"u{i % 4}", random.Random(i).choice(["greenbutton", "course_completed"]), i)
+        for i in range(80)
+    ]
     event = batch(docs)
     aggregator_app.lambda_handler(event, lambda_context)
-    first = {(r.rule_id, u): counter(dynamodb, r.rule_id, u) for r in parsed.rules for u in ("u0", "u1", "u2", "u3")}
+    first = {
+        (r.rule_id, u): counter(dynamodb, r.rule_id, u)
+        for r in parsed.rules
+        for u in ("u0", "u1", "u2", "u3")
+    }
     calls = dict(recorder.calls)
     fired = recorder.fired()
     aggregator_app.runtime.cache_clear()
     aggregator_app.lambda_handler(event, lambda_context)
-    second = {(r.rule_id, u): counter(dynamodb, r.rule_id, u) for r in parsed.rules for u in ("u0", "u1", "u2", "u3")}
-    assert {k: (v.count, v.fired) for k, v in first.items()} == {k: (v.count, v.fired) for k, v in second.items()}
+    second = {
+        (r.rule_id, u): counter(dynamodb, r.rule_id, u)
+        for r in parsed.rules
+        for u in ("u0", "u1", "u2", "u3")
+    }
+    assert {k: (v.count, v.fired) for k, v in first.items()} == {
+        k: (v.count, v.fired) for k, v in second.items()
+    }
     assert dict(recorder.calls) == calls
     assert recorder.fired() == fired
 
@@ -108,7 +138,9 @@ def test_bad_records_are_reported_and_their_neighbours_count(
     records = [StreamRecord(record_data(d), sequence(i + 1)) for i, d in enumerate(good)]
     records += [StreamRecord(p, sequence(100 + i)) for i, p in enumerate(bad_payloads)]
     event = kinesis_event(records)
-    event["Records"].append({**event["Records"][0], "kinesis": {**event["Records"][0]["kinesis"], "data": "%%%"}})
+    event["Records"].append(
+        {**event["Records"][0], "kinesis": {**event["Records"][0]["kinesis"], "data": "%%%"}}
+    )
     event["Records"][-1]["kinesis"]["sequenceNumber"] = sequence(200)
     response = aggregator_app.lambda_handler(event, lambda_context)
     assert response == {"batchItemFailures": []}, "poison records must not hold the shard"
@@ -123,12 +155,14 @@ def test_throttled_writes_are_reported_for_retry_and_lose_nothing(
 ) -> None:
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     aggregator_app.runtime()
-    settings, agg = aggregator_app.runtime()
+    _settings, agg = aggregator_app.runtime()
     store = agg._store
     real = store._client.transact_write_items
 
     def always_throttled(**_: Any) -> Any:
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "Tx")
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "Tx"
+        )
 
     monkeypatch.setattr(store, "_sleep", lambda _s: None)
     monkeypatch.setattr(store._client, "transact_write_items", always_throttled)
@@ -142,7 +176,9 @@ def test_throttled_writes_are_reported_for_retry_and_lose_nothing(
     assert counter(dynamodb, parsed.rules[0].rule_id, "dave").count == 3
 
 
-def test_more_counters_than_one_transaction_holds(aggregator_app: Any, dynamodb: Any, lambda_context: Any) -> None:
+def test_more_counters_than_one_transaction_holds(
+    aggregator_app: Any, dynamodb: Any, lambda_context: Any
+) -> None:
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     docs = [pin_event(f"user{i:03d}", n=i) for i in range(250)]
     assert aggregator_app.lambda_handler(batch(docs), lambda_context) == {"batchItemFailures": []}

@@ -30,7 +30,9 @@ def outbox_size(dynamodb: Any) -> int:
 
 
 @pytest.fixture
-def relay_app(dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def relay_app(
+    dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     from action_relay import app
 
     def client(service: str, region_name: str | None = None) -> Any:
@@ -57,7 +59,9 @@ def test_pinpoint_outage_after_commit_is_delivered_later_without_recounting(
     assert (state.count, state.fired) == (0, 2)
 
     recorder.fail_next = 0
-    result = relay_app.lambda_handler(json.loads((EVENTS / "relay-schedule.json").read_text()), lambda_context)
+    result = relay_app.lambda_handler(
+        json.loads((EVENTS / "relay-schedule.json").read_text()), lambda_context
+    )
     assert result == {"pending": 2, "delivered": 2, "failed": 0}
     assert recorder.fired()[("erin", "trk_course_completed")] == 2
     assert outbox_size(dynamodb) == 0
@@ -67,11 +71,18 @@ def test_pinpoint_outage_after_commit_is_delivered_later_without_recounting(
 
 
 def test_relay_leaves_young_entries_to_the_aggregator(
-    aggregator_app: Any, relay_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aggregator_app: Any,
+    relay_app: Any,
+    dynamodb: Any,
+    recorder: Any,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     publish_rows(dynamodb, [GREEN_GT_5])
     recorder.fail_next = 100
-    event = kinesis_event([StreamRecord(record_data(pin_event("fay", n=i)), sequence(i + 1)) for i in range(6)])
+    event = kinesis_event(
+        [StreamRecord(record_data(pin_event("fay", n=i)), sequence(i + 1)) for i in range(6)]
+    )
     aggregator_app.lambda_handler(event, lambda_context)
     monkeypatch.setenv("OUTBOX_MIN_AGE_SECONDS", "300")
     relay_app.runtime.cache_clear()
@@ -110,7 +121,9 @@ def test_crash_between_two_transactions_then_redelivery_counts_exactly_once(
     assert outbox_size(dynamodb) == 0
 
 
-def test_unknown_target_in_config_is_a_clear_error(dynamodb: Any, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_target_in_config_is_a_clear_error(
+    dynamodb: Any, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pia.config import Settings
     from pia.targets import UnknownTarget, build_targets
 

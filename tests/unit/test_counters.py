@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -25,7 +26,9 @@ def rule(*cells: str, **extra: str):  # type: ignore[no-untyped-def]
 
 
 def count_rule(op: str, target: str, reset: str = "no"):  # type: ignore[no-untyped-def]
-    return rule("aggregator", "greenbutton", "na", "999", op, target, "na", "999", reset, "9999-99-99", "9999-99-99")
+    return rule(
+        "aggregator", "greenbutton", "na", "999", op, target, "na", "999", reset, "9999-99-99", "9999-99-99"
+    )
 
 
 def ev(
@@ -103,7 +106,9 @@ def test_sum_is_exact_decimal_never_truncated() -> None:
 
 def test_count_and_sum_must_both_hold() -> None:
     r = rule("aggregator", "purchase", "na", "na", ">=", "2", ">", "100", "no", "", "")
-    events = [ev(i, event_type="purchase", metrics={"amount": Decimal(a)}) for i, a in enumerate(["150", "1", "1"])]
+    events = [
+        ev(i, event_type="purchase", metrics={"amount": Decimal(a)}) for i, a in enumerate(["150", "1", "1"])
+    ]
     step = apply(fresh(r), r, events)
     assert [a.count for a in step.actions] == [2]
 
@@ -111,7 +116,10 @@ def test_count_and_sum_must_both_hold() -> None:
 def test_named_metric_is_summed_and_ambiguous_metrics_add_nothing() -> None:
     named = rule("aggregator", "purchase", "na", "na", "na", "", ">", "10", "no", "", "", MetricName="amount")
     unnamed = rule("aggregator", "purchase", "na", "na", "na", "", ">", "10", "no", "", "")
-    events = [ev(1, event_type="purchase", metrics={"amount": Decimal(7), "items": Decimal(3)}), ev(2, event_type="purchase", metrics={"amount": Decimal(7), "items": Decimal(3)})]
+    events = [
+        ev(1, event_type="purchase", metrics={"amount": Decimal(7), "items": Decimal(3)}),
+        ev(2, event_type="purchase", metrics={"amount": Decimal(7), "items": Decimal(3)}),
+    ]
     assert apply(fresh(named), named, events).state.total == 14
     step = apply(fresh(unnamed), unnamed, events)
     assert step.state.total == 0 and step.state.count == 2 and step.ambiguous_metric == 2
@@ -170,9 +178,13 @@ def test_coalesced_batches_equal_one_event_at_a_time(op, target, reset, metrics,
     bounds = sorted({0, len(events), *(c for c in cuts if c <= len(events))})
     batched = fresh(r)
     batched_actions = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         step = apply(batched, r, events[lo:hi])
         batched = step.state
         batched_actions.extend(step.actions)
-    assert (batched.count, batched.total, batched.ready) == (one_by_one.count, one_by_one.total, one_by_one.ready)
+    assert (batched.count, batched.total, batched.ready) == (
+        one_by_one.count,
+        one_by_one.total,
+        one_by_one.ready,
+    )
     assert [a.action_id for a in batched_actions] == [a.action_id for a in sequential_actions]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pia.events import Event, RecordRejected, SkipReason, Skipped, decode_base64, parse_event
+from pia.events import Event, RecordRejected, Skipped, SkipReason, decode_base64, parse_event
 
 
 def pinpoint(**overrides: Any) -> dict[str, Any]:
@@ -54,7 +54,9 @@ def test_endpoint_id_prefers_the_endpoint_object() -> None:
         ("greenbutton", None, SkipReason.NO_USER),
     ],
 )
-def test_non_custom_events_and_users_without_id_are_skipped(event_type: str, user: str | None, reason: SkipReason) -> None:
+def test_non_custom_events_and_users_without_id_are_skipped(
+    event_type: str, user: str | None, reason: SkipReason
+) -> None:
     endpoint = {"User": {"UserId": user}} if user else {"User": {}}
     result = parse(pinpoint(event_type=event_type, endpoint=endpoint))
     assert result == Skipped(reason, event_type)
@@ -67,13 +69,27 @@ def test_non_custom_events_and_users_without_id_are_skipped(event_type: str, use
         (b"{not json", "data", "not JSON"),
         (b"[1, 2]", "data", "not a JSON object"),
         (json.dumps(pinpoint(metrics={"amount": "lots"})).encode(), "metrics.amount", "not a number"),
-        (b'{"event_type":"purchase","event_timestamp":1795165200000,"metrics":{"amount":NaN},"endpoint":{"User":{"UserId":"u"}}}',
-         "metrics.amount", "finite"),
-        (b'{"event_type":"purchase","event_timestamp":1795165200000,"metrics":{"amount":1e999},"endpoint":{"User":{"UserId":"u"}}}',
-         "metrics.amount", "finite"),
-        (json.dumps(pinpoint(attributes={"note": "x" * 10_000})).encode(), "attributes.note", "over the limit"),
+        (
+            b'{"event_type":"purchase","event_timestamp":1795165200000,"metrics":{"amount":NaN},"endpoint":{"User":{"UserId":"u"}}}',
+            "metrics.amount",
+            "finite",
+        ),
+        (
+            b'{"event_type":"purchase","event_timestamp":1795165200000,"metrics":{"amount":1e999},"endpoint":{"User":{"UserId":"u"}}}',
+            "metrics.amount",
+            "finite",
+        ),
+        (
+            json.dumps(pinpoint(attributes={"note": "x" * 10_000})).encode(),
+            "attributes.note",
+            "over the limit",
+        ),
         (json.dumps(pinpoint(event_type="e" * 51)).encode(), "event_type", "over the limit"),
-        (json.dumps(pinpoint(endpoint={"User": {"UserId": "u" * 300}})).encode(), "endpoint.User.UserId", "limit"),
+        (
+            json.dumps(pinpoint(endpoint={"User": {"UserId": "u" * 300}})).encode(),
+            "endpoint.User.UserId",
+            "limit",
+        ),
         (b"{" + b'"pad":"' + b"x" * (1024 * 1024) + b'"}', "data", "record limit"),
         (json.dumps(pinpoint(event_timestamp="yesterday")).encode(), "event_timestamp", "ISO 8601"),
         (json.dumps(pinpoint(event_type=None)).encode(), "event_type", "missing"),
