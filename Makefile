@@ -6,11 +6,14 @@ TOOLS := .venv-tools
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools-requirements.txt 2>/dev/null | sha1sum | cut -c1-12)
 TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum tools-requirements.txt 2>/dev/null | cut -c1-12)
-PY313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)
+# The first python3.13 that runs (a pyenv shim is on PATH even when 3.13 is not the selected version).
+PY313 ?= $(shell for p in $$(command -v python3.13) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 TARGETS ?= pinpoint
 export AWS_DEFAULT_REGION ?= us-east-1
 export POWERTOOLS_METRICS_NAMESPACE ?= PinpointIncrementalAnalytics
 export POWERTOOLS_SERVICE_NAME ?= pia
+export SAM_CLI_TELEMETRY ?= 0
 
 .PHONY: install test lint unit pytest build validate demo bench reliability clean
 
@@ -35,7 +38,7 @@ lint: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(TOOLS)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
-	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n auto $(PYTEST_ARGS) || [ $$? -eq 5 ]
