@@ -110,6 +110,48 @@ RULE_HEADER = (
 )
 
 
+# The README's Case 1, 2 and 3, in RULE_HEADER order.
+CASE_GREENBUTTON = (
+    "aggregator",
+    "greenbutton",
+    "na",
+    "na",
+    "greater",
+    "5",
+    "na",
+    "999",
+    "no",
+    "9999-99-99",
+    "9999-99-99",
+)
+CASE_COURSE = (
+    "aggregator",
+    "course_completed",
+    "na",
+    "na",
+    "equal",
+    "3",
+    "na",
+    "999",
+    "yes",
+    "9999-99-99",
+    "9999-99-99",
+)
+CASE_PURCHASE = (
+    "date",
+    "purchase",
+    "na",
+    "na",
+    "na",
+    "999",
+    "greater",
+    "500",
+    "no",
+    "2021-01-01",
+    "2021-02-01",
+)
+
+
 def rule_row(*cells: str, **extra: str) -> dict[str, str]:
     """A rule-table row from the 11 standard cells in table order, plus optional named columns."""
     row = dict(zip(RULE_HEADER, cells, strict=True))
@@ -155,3 +197,40 @@ def aggregator_app(
     app.runtime.cache_clear()
     yield app
     app.runtime.cache_clear()
+
+
+RULES_BUCKET = "pia-rules-123456789012-us-east-1"
+
+
+@pytest.fixture
+def rule_poller_app(dynamodb: Any, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The rule poller handler on moto: spreadsheet source in RULES_BUCKET under rules/ (the bucket
+    the sample S3 event names). Tests switch to Honeycode with RULE_SOURCE and a stubbed client."""
+    from rule_poller import app
+
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=RULES_BUCKET)
+    env = {
+        "RULE_SOURCE": "spreadsheet",
+        "RULES_BUCKET": RULES_BUCKET,
+        "RULES_PREFIX": "rules/",
+        "REMOVED_RULE_GRACE_HOURS": "24",
+        "TIMEZONE": "UTC",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    app.runtime.cache_clear()
+    yield app
+    app.runtime.cache_clear()
+
+
+@pytest.fixture
+def timeseries_stack(
+    dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Aggregator and evaluator handlers with a raw events bucket, a settable clock and counting
+    clients (tests/integration/timeseries_support.py)."""
+    from tests.integration.timeseries_support import Stack
+
+    stack = Stack(dynamodb, recorder, monkeypatch)
+    yield stack
+    stack.close()

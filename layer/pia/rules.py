@@ -11,8 +11,8 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -80,7 +80,9 @@ _OPERATOR_WORDS: dict[str, Comparison | None] = {
     "!=": Comparison.NE,
     "na": None,
 }
-OPERATOR_HELP = "use greater, smaller, equal, greater_or_equal, less_or_equal, not_equal (or > >= < <= = !=), or na"
+OPERATOR_HELP = (
+    "use greater, smaller, equal, greater_or_equal, less_or_equal, not_equal (or > >= < <= = !=), or na"
+)
 
 
 @dataclass(frozen=True)
@@ -129,10 +131,15 @@ class Rule:
 
     @property
     def series(self) -> str:
-        """The time series a date rule reads: the event, narrowed by its attribute filter."""
-        if self.attribute_name is None:
-            return self.event_name
-        return f"{self.event_name}|{self.attribute_name}={self.attribute_value}"
+        """The time series a date rule reads: the event, narrowed by its attribute filter, and for a sum
+        rule the metric it sums (``*``: the event's only metric), since rollups of different metrics
+        differ."""
+        base = self.event_name
+        if self.attribute_name is not None:
+            base = f"{base}|{self.attribute_name}={self.attribute_value}"
+        if self.sum_condition is None:
+            return base
+        return f"{base}#{self.metric_name or '*'}"
 
     @property
     def needs_sum(self) -> bool:
@@ -150,8 +157,6 @@ class Rule:
 
     def window_for(self, today: date) -> tuple[date, date] | None:
         """The inclusive calendar-date span a date rule covers on ``today``."""
-        from datetime import timedelta
-
         if self.window_days is not None:
             return today - timedelta(days=self.window_days - 1), today
         if self.start_date is not None and self.finish_date is not None:
@@ -220,10 +225,15 @@ class RowIssue:
 
 @dataclass(frozen=True)
 class ParseResult:
+    """``row_numbers`` lists every non-empty row read; ``paused`` holds the valid rules of rows with
+    Enabled = no, which are not live but keep their counters (a pause is not a deletion)."""
+
     rules: tuple[Rule, ...]
     issues: tuple[RowIssue, ...]
     rows_read: int
     disabled_rows: tuple[int, ...] = ()
+    row_numbers: tuple[int, ...] = ()
+    paused: tuple[Rule, ...] = ()
 
     @property
     def errors(self) -> tuple[RowIssue, ...]:
@@ -234,11 +244,22 @@ class ParseResult:
         return tuple(i for i in self.issues if i.severity is Severity.WARNING)
 
     def with_warnings(self, extra: Iterable[RowIssue]) -> ParseResult:
-        return ParseResult(self.rules, self.issues + tuple(extra), self.rows_read, self.disabled_rows)
+        issues = sorted(self.issues + tuple(extra), key=lambda i: (i.row, i.severity != Severity.ERROR))
+        return replace(self, issues=tuple(issues))
 
 
 class TableError(ValueError):
     """The table as a whole cannot be read (no header, a required column missing)."""
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """A source's rows as the marketer sees them: headers as written, and each row under the number
+    the source shows (a sheet row, a Honeycode row index), so every message points at the right row."""
+
+    source: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[int, Mapping[str, object]], ...]
 
 
 @dataclass
@@ -246,12 +267,14 @@ class _RowReader:
     row: int
     cells: Mapping[str, str]
     issues: list[RowIssue] = field(default_factory=list)
+    silenced: set[str] = field(default_factory=set)
 
     def text(self, column: str) -> str:
         return self.cells.get(column, "").strip()
 
     def error(self, column: str, message: str) -> None:
-        self.issues.append(RowIssue(self.row, column, message))
+        if column not in self.silenced:
+            self.issues.append(RowIssue(self.row, column, message))
 
     def warn(self, column: str, message: str) -> None:
         self.issues.append(RowIssue(self.row, column, message, Severity.WARNING))
@@ -296,16 +319,23 @@ def _parse_operator(reader: _RowReader, column: str) -> tuple[bool, Comparison |
     return False, None
 
 
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+"""``1,000`` is a thousands separator; ``1,5`` is a decimal comma and must not silently become 15."""
+
+
 def _parse_target(reader: _RowReader, column: str, op: Comparison | None, integral: bool) -> Decimal | None:
     raw = reader.text(column)
     if op is None:
         return None
+    text = raw.replace(",", "") if _THOUSANDS.fullmatch(raw) else raw
     try:
-        value = Decimal(raw.replace(",", "")) if raw else None
+        value = Decimal(text) if text else None
     except InvalidOperation:
         value = None
     if value is None or not value.is_finite():
-        reader.error(column, f'"{raw}" is not a number' if raw else "a number is required when the operator is set")
+        reader.error(
+            column, f'"{raw}" is not a number' if raw else "a number is required when the operator is set"
+        )
         return None
     if integral and value != value.to_integral_value():
         reader.warn(column, f"{raw} is not a whole number; counts are compared with it as is")
@@ -367,8 +397,32 @@ def default_output_name(rule_type: RuleType, event_name: str, attribute_value: s
     return f"{prefix}{event_name}{suffix}"
 
 
+_FORMULA_EXEMPT = frozenset({"Key", "Operator-C", "Operator-V"})
+"""Key is derived (often a formula) and ignored; operators have their own check, where ``=`` is valid."""
+
+
+def _reject_formulas(reader: _RowReader) -> set[str]:
+    """A cell starting with ``=`` is a spreadsheet formula that was never evaluated: the engine would
+    otherwise count an event, or write a Pinpoint attribute, literally named ``=HYPERLINK(...)``.
+    Such a cell gets this one message; later checks of it stay silent."""
+    flagged: set[str] = set()
+    for column, value in reader.cells.items():
+        text = value.strip()
+        if column not in _FORMULA_EXEMPT and text.startswith("="):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            reader.error(
+                column,
+                f'"{shown}" looks like a spreadsheet formula; cells are read as plain text and never '
+                "evaluated, so type the value itself",
+            )
+            flagged.add(column)
+    reader.silenced |= flagged
+    return flagged
+
+
 def _parse_row(reader: _RowReader) -> Rule | None:
-    ok = True
+    formulas = _reject_formulas(reader)
+    ok = not formulas
     raw_type = reader.text("RuleType").lower()
     rule_type: RuleType | None = None
     if raw_type in ("aggregator", "aggregate"):
@@ -384,7 +438,9 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         reader.error("EventName", "empty; write the event name exactly as the app records it")
         ok = False
     elif event_name.startswith("_") or event_name.startswith(OUTPUT_PREFIX):
-        reader.error("EventName", f'"{event_name}" is a system or output event; only custom events are counted')
+        reader.error(
+            "EventName", f'"{event_name}" is a system or output event; only custom events are counted'
+        )
         ok = False
     elif len(event_name) > MAX_EVENT_TYPE:
         reader.error("EventName", f"longer than {MAX_EVENT_TYPE} characters")
@@ -396,7 +452,9 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     attribute_value = None if attr_value_raw.lower() in NO_FILTER else attr_value_raw
     if (attribute_name is None) != (attribute_value is None):
         missing = "AttributeValue" if attribute_value is None else "AttributeName"
-        reader.error(missing, "an attribute filter needs both AttributeName and AttributeValue (or na in both)")
+        reader.error(
+            missing, "an attribute filter needs both AttributeName and AttributeValue (or na in both)"
+        )
         ok = False
     if attribute_name is not None and len(attribute_name) > MAX_ATTRIBUTE_NAME:
         reader.error("AttributeName", f"longer than {MAX_ATTRIBUTE_NAME} characters")
@@ -411,7 +469,9 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     target_c = _parse_target(reader, "Target-C", op_c, integral=True) if ok_c else None
     target_v = _parse_target(reader, "Target-V", op_v, integral=False) if ok_v else None
     if ok_c and ok_v and op_c is None and op_v is None:
-        reader.error("Operator-C", "both Operator-C and Operator-V are na; a rule needs at least one condition")
+        reader.error(
+            "Operator-C", "both Operator-C and Operator-V are na; a rule needs at least one condition"
+        )
         ok = False
     if (op_c is not None and target_c is None) or (op_v is not None and target_v is None):
         ok = False
@@ -426,7 +486,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     ok_start, start = _parse_date(reader, "StartDate")
     ok_finish, finish = _parse_date(reader, "FinishDate")
     window = _parse_window(reader) if "Window" in reader.cells else None
-    if "Window" in reader.cells and reader.text("Window").lower() not in ("", "na") and window is None:
+    window_given = "Window" in reader.cells and reader.text("Window").lower() not in ("", "na")
+    if window_given and window is None:
         ok = False
     ok = ok and ok_start and ok_finish
 
@@ -435,7 +496,9 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         if reset is None:
             ok = False
         if start is not None or finish is not None:
-            reader.warn("StartDate", "ignored for aggregator rules, which count from the moment the rule is live")
+            reader.warn(
+                "StartDate", "ignored for aggregator rules, which count from the moment the rule is live"
+            )
         if window is not None:
             reader.warn("Window", "ignored for aggregator rules")
         start = finish = None
@@ -448,12 +511,16 @@ def _parse_row(reader: _RowReader) -> Rule | None:
             if start is not None or finish is not None:
                 reader.error("Window", "give either a Window or StartDate/FinishDate, not both")
                 ok = False
-        elif ok_start and ok_finish:
+        elif ok_start and ok_finish and not window_given:
             if start is None:
-                reader.error("StartDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window")
+                reader.error(
+                    "StartDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
+                )
                 ok = False
             if finish is None:
-                reader.error("FinishDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window")
+                reader.error(
+                    "FinishDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
+                )
                 ok = False
             if start is not None and finish is not None and start > finish:
                 reader.error("StartDate", f"{start} is after FinishDate {finish}")
@@ -467,8 +534,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     if output_name and len(output_name) > MAX_OUTPUT_NAME:
         reader.error(
             "OutputName" if reader.text("OutputName") else "EventName",
-            f'output name "{output_name[:60]}" is longer than {MAX_OUTPUT_NAME} characters (a Pinpoint limit); '
-            "set a shorter OutputName",
+            f'output name "{output_name[:60]}" is longer than {MAX_OUTPUT_NAME} characters '
+            "(a Pinpoint limit); set a shorter OutputName",
         )
         ok = False
 
@@ -520,19 +587,22 @@ def parse_rules(rows: Iterable[tuple[int, Mapping[str, object]]]) -> ParseResult
     parsed: list[Rule] = []
     issues: list[RowIssue] = []
     disabled: list[int] = []
-    rows_read = 0
+    paused: list[Rule] = []
+    numbers: list[int] = []
     for row_number, raw in rows:
         columns = canonical_columns(raw.keys())
         cells = {canonical: _cell_text(raw[source]) for source, canonical in columns.items()}
         if not any(v.strip() for v in cells.values()):
             continue
-        rows_read += 1
+        numbers.append(row_number)
         reader = _RowReader(row_number, cells)
         enabled = _yes_no(reader, "Enabled", default=True) if "Enabled" in cells else True
         rule = _parse_row(reader)
         issues.extend(reader.issues)
         if enabled is False:
             disabled.append(row_number)
+            if rule is not None:
+                paused.append(rule)
             continue
         if rule is not None and enabled is not None:
             parsed.append(rule)
@@ -544,16 +614,31 @@ def parse_rules(rows: Iterable[tuple[int, Mapping[str, object]]]) -> ParseResult
     for rule in parsed:
         clashes = [other for other in by_output[rule.output_name] if other is not rule]
         if clashes:
-            rows = ", ".join(str(other.row) for other in clashes)
+            others = ", ".join(str(other.row) for other in clashes)
             issues.append(
                 RowIssue(
                     rule.row,
                     "OutputName",
-                    f'output name "{rule.output_name}" is also written by row {rows}; '
+                    f'output name "{rule.output_name}" is also written by row {others}; '
                     "both are rejected until one is changed or disabled",
                 )
             )
         else:
             live.append(rule)
     issues.sort(key=lambda i: (i.row, i.severity != Severity.ERROR))
-    return ParseResult(tuple(live), tuple(issues), rows_read, tuple(disabled))
+    return ParseResult(
+        tuple(live),
+        tuple(issues),
+        len(numbers),
+        tuple(disabled),
+        row_numbers=tuple(numbers),
+        paused=tuple(paused),
+    )
+
+
+def parse_table(table: RuleTable) -> ParseResult:
+    """Parse a whole source table. A header without the required columns fails the whole table
+    (raising :class:`TableError`) instead of failing every row: a renamed column must never look
+    like a table whose rules were all deleted."""
+    check_header(table.headers)
+    return parse_rules(table.rows)

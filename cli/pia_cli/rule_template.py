@@ -1,0 +1,111 @@
+"""The marketer's starting file: an XLSX rule table with dropdowns, explained headers and examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.comments import Comment
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from pia.rules import PLACEHOLDER_DATE, REQUIRED_COLUMNS
+
+TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window")
+LAST_ROW = 1000
+OPERATORS = ("greater", "smaller", "equal", "greater_or_equal", "less_or_equal", "not_equal", "na")
+DROPDOWNS: dict[str, tuple[str, ...]] = {
+    "RuleType": ("aggregator", "date"),
+    "Operator-C": OPERATORS,
+    "Operator-V": OPERATORS,
+    "ResetWhenReachTarget": ("yes", "no"),
+    "Enabled": ("yes", "no"),
+}
+DATE_HELP = (
+    "Dates are written YYYY-MM-DD, for example 2021-01-01. "
+    f"Aggregator rules count from the moment the rule is live and take {PLACEHOLDER_DATE} in both "
+    "StartDate and FinishDate. Date rules count from StartDate to FinishDate, both days included."
+)
+HEADER_HELP = {
+    "RuleType": "aggregator: count from the moment the rule is live. date: count StartDate to FinishDate.",
+    "EventName": "The custom event exactly as the app records it: case and spaces matter.",
+    "AttributeName": "Only count events whose attribute has AttributeValue; na in both to count every event.",
+    "Operator-C": "Compares the event count with Target-C; na to ignore the count.",
+    "Operator-V": "Compares the sum of the event's metric with Target-V; na to ignore the sum.",
+    "ResetWhenReachTarget": "yes: fire the trk_ event and count again from zero. no: set the trk_ attribute.",
+    "StartDate": DATE_HELP,
+    "FinishDate": DATE_HELP,
+    "MetricName": "The metric to sum; empty for the event's only metric.",
+    "Enabled": "no pauses the rule; its counts are kept.",
+    "OutputName": "Overrides the trk_ name written to Pinpoint.",
+    "Window": 'Date rules only: "last N days" instead of StartDate and FinishDate.',
+}
+# Case 1, 2 and 3 of the README, one row each.
+EXAMPLES = (
+    {
+        "RuleType": "aggregator",
+        "EventName": "greenbutton",
+        "Operator-C": "greater",
+        "Target-C": "5",
+        "ResetWhenReachTarget": "no",
+    },
+    {
+        "RuleType": "aggregator",
+        "EventName": "course_completed",
+        "Operator-C": "equal",
+        "Target-C": "3",
+        "ResetWhenReachTarget": "yes",
+    },
+    {
+        "RuleType": "date",
+        "EventName": "purchase",
+        "Operator-V": "greater",
+        "Target-V": "500",
+        "ResetWhenReachTarget": "no",
+        "StartDate": "2021-01-01",
+        "FinishDate": "2021-02-01",
+    },
+)
+DEFAULTS = {
+    "AttributeName": "na",
+    "AttributeValue": "na",
+    "Operator-C": "na",
+    "Target-C": "999",
+    "Operator-V": "na",
+    "Target-V": "999",
+    "StartDate": PLACEHOLDER_DATE,
+    "FinishDate": PLACEHOLDER_DATE,
+    "Enabled": "yes",
+}
+
+
+def write_template(path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = "Rules"
+    sheet.append(list(TEMPLATE_COLUMNS))
+    for example in EXAMPLES:
+        sheet.append([example.get(column, DEFAULTS.get(column, "")) for column in TEMPLATE_COLUMNS])
+    for index, column in enumerate(TEMPLATE_COLUMNS, start=1):
+        letter = get_column_letter(index)
+        header = sheet.cell(row=1, column=index)
+        header.font = Font(bold=True)
+        if column in HEADER_HELP:
+            header.comment = Comment(HEADER_HELP[column], "pia", width=320, height=140)
+        sheet.column_dimensions[letter].width = max(14, len(column) + 4)
+        choices = DROPDOWNS.get(column)
+        if choices:
+            validation = DataValidation(
+                type="list",
+                formula1='"' + ",".join(choices) + '"',
+                allow_blank=True,
+                showErrorMessage=True,
+                errorTitle=column,
+                error=f"{column} is one of: {', '.join(choices)}",
+            )
+            validation.add(f"{letter}2:{letter}{LAST_ROW}")
+            sheet.add_data_validation(validation)
+    sheet.freeze_panes = "A2"
+    workbook.save(path)
