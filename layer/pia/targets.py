@@ -7,13 +7,21 @@ from typing import Any
 
 from pia.actions import ActionTarget
 from pia.config import Settings
+from pia.customer_profiles import CustomerProfilesTarget
+from pia.eventbridge import EventBridgeTarget
 from pia.pinpoint import PinpointTarget
 
 ClientFactory = Callable[..., Any]
+KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 
 
 class UnknownTarget(ValueError):
     pass
+
+
+class MissingSetting(ValueError):
+    """A target was chosen without the setting it cannot work without; failing at cold start beats
+    failing every action."""
 
 
 def build_targets(settings: Settings, client: ClientFactory) -> list[ActionTarget]:
@@ -23,6 +31,21 @@ def build_targets(settings: Settings, client: ClientFactory) -> list[ActionTarge
         if name == "pinpoint":
             region = settings.pinpoint_region or None
             targets.append(PinpointTarget(client("pinpoint", region_name=region), settings.pinpoint_app_id))
+        elif name == "eventbridge":
+            targets.append(EventBridgeTarget(client("events"), settings.event_bus_name))
+        elif name == "customer-profiles":
+            if not settings.profiles_domain:
+                raise MissingSetting(
+                    "action target 'customer-profiles' needs PROFILES_DOMAIN (ProfilesDomainName)"
+                )
+            targets.append(
+                CustomerProfilesTarget(
+                    client("customer-profiles"),
+                    settings.profiles_domain,
+                    settings.profiles_key_name,
+                    create_missing=settings.profiles_create_missing,
+                )
+            )
         else:
-            raise UnknownTarget(f"unknown action target {name!r}; known: pinpoint")
+            raise UnknownTarget(f"unknown action target {name!r}; known: {', '.join(KNOWN_TARGETS)}")
     return targets
