@@ -7,13 +7,14 @@ code runs in Lambda, in ``pia replay``, in the benchmarks and against fakes in u
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from pia.actions import Action, ActionTarget
 from pia.counters import CounterState, Position, Step, apply_events, group_by_counter, utc_seconds
+from pia.delivery import deliver
 from pia.events import Event
 from pia.rules import Rule
 from pia.rulesets import Ruleset
@@ -36,10 +37,22 @@ class CounterPort(Protocol):
     def claim_outbox(self, entries: Sequence[tuple[Action, str]], now: int) -> list[tuple[Action, str]]: ...
 
 
+@dataclass(frozen=True)
+class ExtensionOutcome:
+    """What an extension did with a batch: the records it could not commit (with reasons keyed by
+    position token), and the actions it committed to the outbox, which are sent with the counters'."""
+
+    failed: frozenset[Position] = frozenset()
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    actions: tuple[Action, ...] = ()
+
+
 class BatchExtension(Protocol):
     """A further consumer of each batch's accepted records (the time-series path plugs in here)."""
 
-    def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> set[Position]: ...
+    def process(
+        self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime
+    ) -> ExtensionOutcome: ...
 
 
 @dataclass
@@ -110,7 +123,10 @@ class Aggregator:
         runs = group_by_counter(((r.position, r.event) for r in records), ruleset.aggregator_rules)
         committed_actions = self._commit_runs(runs, now, report)
         for extension in self._extensions:
-            report.failed |= extension.process(records, ruleset, moment)
+            outcome = extension.process(records, ruleset, moment)
+            report.failed |= outcome.failed
+            report.failure_reasons.update(outcome.reasons)
+            committed_actions.extend(outcome.actions)
         report.actions = committed_actions
         delivered = self._dispatch([(a, t.name) for a in committed_actions for t in self._targets], report)
         if report.duplicates:
@@ -176,30 +192,14 @@ class Aggregator:
         """Send after commit; what a target refuses stays in the outbox for a later retry."""
         if not entries:
             return set()
-        by_target: dict[str, list[Action]] = {}
-        for action, target_name in entries:
-            by_target.setdefault(target_name, []).append(action)
-        delivered: list[tuple[Action, str]] = []
-        for target in self._targets:
-            actions = by_target.get(target.name, [])
-            if not actions:
-                continue
-            try:
-                failed = target.send(actions).failed
-            except Exception as exc:
-                failed = {a.action_id: f"{type(exc).__name__}: {exc}" for a in actions}
-            for action in actions:
-                if action.action_id in failed:
-                    report.actions_deferred += 1
-                    report.failure_reasons[f"action/{action.action_id}/{target.name}"] = failed[
-                        action.action_id
-                    ]
-                else:
-                    report.actions_sent += 1
-                    delivered.append((action, target.name))
-        if delivered:
-            self._store.clear_outbox(delivered)
-        return {(a.action_id, name) for a, name in delivered}
+        delivery = deliver(entries, self._targets)
+        report.actions_sent += len(delivery.delivered)
+        report.actions_deferred += len(delivery.failed)
+        for (action_id, target_name), reason in delivery.failed.items():
+            report.failure_reasons[f"action/{action_id}/{target_name}"] = reason
+        if delivery.delivered:
+            self._store.clear_outbox(delivery.delivered)
+        return {(a.action_id, name) for a, name in delivery.delivered}
 
     def _recover_lanes(
         self, lanes: set[str], delivered: set[tuple[str, str]], now: int, report: BatchReport

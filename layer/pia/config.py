@@ -29,6 +29,8 @@ class Settings:
     outbox_min_age_seconds: int = 300
     raw_events_bucket: str = ""
     timezone: str = "UTC"
+    timeseries_table: str = ""
+    raw_event_retention_days: int = 400
 
     @property
     def lane_retention_seconds(self) -> int:
@@ -54,4 +56,6 @@ class Settings:
             outbox_min_age_seconds=int(e.get("OUTBOX_MIN_AGE_SECONDS", "300") or 300),
             raw_events_bucket=e.get("RAW_EVENTS_BUCKET", ""),
             timezone=e.get("TIMEZONE", "UTC") or "UTC",
+            timeseries_table=e.get("TIMESERIES_TABLE", ""),
+            raw_event_retention_days=int(e.get("RAW_EVENT_RETENTION_DAYS", "400") or 400),
         )

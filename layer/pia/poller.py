@@ -318,6 +318,10 @@ class Poller:
             raise SourceFailure(f"{source.description}: {exc}") from exc
         report = build_report(source.description, result)
         location = source.write_report(report)
+        if result.errors and not result.rules and self._rulesets.current().rules:
+            # A table whose every row is wrong is a broken file (a bad export, a find-and-replace
+            # gone wrong), not a decision to stop every rule and delete its counts after the grace.
+            raise SourceFailure(f"{source.description}: every rule row has an error; nothing was published")
         kept = {r.rule_id for r in result.paused}
 
         for attempt in (1, 2):

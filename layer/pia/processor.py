@@ -42,13 +42,14 @@ def lane_of(record: KinesisStreamRecord, parallelization_factor: int) -> str:
 
 
 def decode_record(record: KinesisStreamRecord, parallelization_factor: int = 1) -> Decoded:
+    kinesis = record.kinesis
     try:
-        event = parse_event(decode_base64(record.kinesis.data))
+        event = parse_event(decode_base64(kinesis.data))
     except RecordRejected as exc:
         return Rejected(exc.field, exc.reason)
     if isinstance(event, Skipped):
         return event
-    position = Position(lane_of(record, parallelization_factor), int(record.kinesis.sequence_number))
+    position = Position(lane_of(record, parallelization_factor), int(kinesis.sequence_number))
     return InboundRecord(position, event)
 
 
@@ -70,9 +71,26 @@ class CoalescingKinesisProcessor(BatchProcessor):
         self.decoded.append((record, result))
         return super().success_handler(record, result)
 
+    def _held_back(self) -> dict[Position, str]:
+        """Records after one whose handler failed are not committed.
+
+        Lambda redelivers from the lowest reported failure, so they come back anyway; committed now,
+        a later record of the same counter would lift the lane's mark past the failed record, and the
+        redelivery would skip that record as a duplicate: a lost count.
+        """
+        if not self.fail_messages:
+            return {}
+        first = min(int(message.kinesis.sequence_number) for message in self.fail_messages)  # type: ignore[union-attr]
+        return {
+            result.position: f"not committed: record {first} before it in the batch failed"
+            for _, result in self.decoded
+            if isinstance(result, InboundRecord) and result.position.sequence > first
+        }
+
     def _clean(self) -> None:
-        accepted = [result for _, result in self.decoded if isinstance(result, InboundRecord)]
-        failed = self._commit(accepted) if accepted else {}
+        held = self._held_back()
+        accepted = [r for _, r in self.decoded if isinstance(r, InboundRecord) and r.position not in held]
+        failed = {**held, **(self._commit(accepted) if accepted else {})}
         if failed:
             for raw, result in self.decoded:
                 if isinstance(result, InboundRecord) and result.position in failed:

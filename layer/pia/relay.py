@@ -7,12 +7,12 @@ timeout are touched, so the relay never races an invocation that is still about 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pia.actions import Action, ActionTarget
+from pia.delivery import deliver
 
 
 class OutboxPort(Protocol):
@@ -37,25 +37,11 @@ def relay_outbox(
     entries = outbox.pending_outbox(older_than=now - min_age_seconds)
     report = RelayReport(pending=len(entries))
     entries = outbox.claim_outbox(entries, now)
-    by_target: dict[str, list[Action]] = defaultdict(list)
-    for action, target_name in entries:
-        by_target[target_name].append(action)
-    delivered: list[tuple[Action, str]] = []
-    known = {t.name: t for t in targets}
-    for name, actions in by_target.items():
-        target = known.get(name)
-        if target is None:
-            report.unknown_target += len(actions)
-            continue
-        try:
-            failed = target.send(actions).failed
-        except Exception as exc:
-            failed = {a.action_id: f"{type(exc).__name__}: {exc}" for a in actions}
-        for action in actions:
-            if action.action_id in failed:
-                report.failed[f"{action.action_id}#{name}"] = failed[action.action_id]
-            else:
-                delivered.append((action, name))
+    known = {t.name for t in targets}
+    report.unknown_target = sum(1 for _, name in entries if name not in known)
+    delivery = deliver([(action, name) for action, name in entries if name in known], targets)
+    report.failed = {f"{action_id}#{name}": reason for (action_id, name), reason in delivery.failed.items()}
+    delivered = delivery.delivered
     if delivered:
         outbox.clear_outbox(delivered)
     report.delivered = len(delivered)

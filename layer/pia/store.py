@@ -1,4 +1,5 @@
-"""DynamoDB adapter for counters and the action outbox.
+"""DynamoDB adapter for counters and the action outbox, and the versioned-transaction writer that
+counters and the time-series rollups share.
 
 Why transactions with optimistic versions, and no reads:
 - every counter write is conditional on the version this process last saw, so two shards (or an
@@ -15,11 +16,11 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -144,6 +145,178 @@ class WriteStatus(StrEnum):
     FAILED = "failed"
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class VersionedPut(Generic[K]):
+    """One item, written only if it still carries the version it was computed from, with the Puts that
+    must commit with it (outbox entries). ``key`` is the caller's name for the item."""
+
+    key: K
+    table: str
+    item: AttributeMap
+    expected_version: int
+    companions: tuple[AttributeMap, ...] = ()
+
+    def requests(self) -> list[dict[str, Any]]:
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": self.item,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if self.expected_version == 0:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "v = :v"
+            put["ExpressionAttributeValues"] = {":v": {"N": str(self.expected_version)}}
+        return [{"Put": put}, *({"Put": companion} for companion in self.companions)]
+
+    @property
+    def size(self) -> int:
+        return item_size(self.item) + sum(item_size(c["Item"]) + 100 for c in self.companions)
+
+
+@dataclass
+class TransactionOutcome(Generic[K]):
+    """Per key: committed, conflicting (with the item as it is now, ``None`` if it is gone), or failed."""
+
+    status: dict[K, WriteStatus] = field(default_factory=dict)
+    current: dict[K, AttributeMap | None] = field(default_factory=dict)
+    reasons: dict[K, str] = field(default_factory=dict)
+    round_trips: int = 0
+
+
+class VersionedWriter:
+    """Commits versioned Puts in transactions of up to 100 items.
+
+    Conflicts are reported with the item's current state for the caller to recompute; writes that
+    were only cancelled alongside a conflict are re-sent here; throttling backs off.
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        max_attempts: int = 6,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._sleep = sleep
+
+    def backoff(self, attempt: int) -> None:
+        self._sleep(random.uniform(0, self._base_delay * (2**attempt)))
+
+    def commit(self, puts: Sequence[VersionedPut[K]]) -> TransactionOutcome[K]:
+        outcome: TransactionOutcome[K] = TransactionOutcome()
+        for chunk in self._chunks(puts):
+            self._commit_chunk(chunk, outcome)
+        return outcome
+
+    @staticmethod
+    def _chunks(puts: Sequence[VersionedPut[K]]) -> list[list[VersionedPut[K]]]:
+        chunks: list[list[VersionedPut[K]]] = []
+        current: list[VersionedPut[K]] = []
+        items = size = 0
+        for put in puts:
+            n = 1 + len(put.companions)
+            s = put.size
+            if current and (items + n > MAX_TRANSACT_ITEMS or size + s > MAX_TRANSACT_BYTES):
+                chunks.append(current)
+                current, items, size = [], 0, 0
+            current.append(put)
+            items += n
+            size += s
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def _commit_chunk(self, chunk: Sequence[VersionedPut[K]], outcome: TransactionOutcome[K]) -> None:
+        pending = list(chunk)
+        for attempt in range(self._max_attempts):
+            if not pending:
+                return
+            transact = [request for put in pending for request in put.requests()]
+            outcome.round_trips += 1
+            try:
+                self._client.transact_write_items(TransactItems=transact)  # type: ignore[arg-type]
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "TransactionCanceledException":
+                    pending = self._sort_cancellation(pending, exc.response, outcome)
+                    if pending:
+                        self.backoff(attempt)
+                    continue
+                if code in RETRYABLE_ERRORS:
+                    self.backoff(attempt)
+                    continue
+                for put in pending:
+                    outcome.status[put.key] = WriteStatus.FAILED
+                    outcome.reasons[put.key] = f"{code}: {exc}"
+                return
+            for put in pending:
+                outcome.status[put.key] = WriteStatus.COMMITTED
+            return
+        for put in pending:
+            outcome.status[put.key] = WriteStatus.FAILED
+            outcome.reasons[put.key] = "gave up after repeated throttling or transaction conflicts"
+
+    @staticmethod
+    def _sort_cancellation(
+        pending: Sequence[VersionedPut[K]], response: Mapping[str, Any], outcome: TransactionOutcome[K]
+    ) -> list[VersionedPut[K]]:
+        reasons: list[dict[str, Any]] = list(response.get("CancellationReasons") or [])
+        retry: list[VersionedPut[K]] = []
+        index = 0
+        for put in pending:
+            reason: dict[str, Any] = reasons[index] if index < len(reasons) else {"Code": "Unknown"}
+            index += 1 + len(put.companions)
+            code = reason.get("Code", "None")
+            if code == "ConditionalCheckFailed":
+                outcome.status[put.key] = WriteStatus.CONFLICT
+                outcome.current[put.key] = reason.get("Item") or None
+            elif code in ("None", *RETRYABLE_REASONS) or (code == "Unknown" and not reasons):
+                retry.append(put)
+            else:
+                outcome.status[put.key] = WriteStatus.FAILED
+                outcome.reasons[put.key] = f"{code}: {reason.get('Message', '')}"
+        return retry
+
+
+def outbox_put(table: str, action: Action, target: str, now: int) -> AttributeMap:
+    """An outbox entry, to commit in the same transaction as the state change that produced it."""
+    return {
+        "TableName": table,
+        "Item": {
+            **outbox_key(action, target),
+            "a": {"S": action.dumps()},
+            "tg": {"S": target},
+            "t": {"N": str(now)},
+        },
+    }
+
+
+def query_partition(client: DynamoDBClient, table: str, partition: str, **extra: Any) -> list[AttributeMap]:
+    """Every item of one partition, following ``LastEvaluatedKey`` (one page holds at most 1 MB)."""
+    items: list[AttributeMap] = []
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": partition}},
+        **extra,
+    }
+    while True:
+        page = client.query(**kwargs)
+        items.extend(page.get("Items", []))
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return items
+        kwargs["ExclusiveStartKey"] = last
+
+
 @dataclass(frozen=True)
 class CounterWrite:
     """A counter's next state, guarded by the version it was computed from, plus its outbox."""
@@ -174,121 +347,38 @@ class CounterStore:
         self._client = client
         self._table = table_name
         self._max_attempts = max_attempts
-        self._base_delay = base_delay
         self._sleep = sleep
+        self._writer = VersionedWriter(
+            client, max_attempts=max_attempts, base_delay=base_delay, sleep=self._pause
+        )
+
+    def _pause(self, seconds: float) -> None:
+        """Looked up at call time, so a test (or a benchmark) can replace ``_sleep`` after construction."""
+        self._sleep(seconds)
 
     def _backoff(self, attempt: int) -> None:
-        self._sleep(random.uniform(0, self._base_delay * (2**attempt)))
+        self._writer.backoff(attempt)
 
     def commit(self, writes: Sequence[CounterWrite], now: int) -> CommitResult:
-        """Commit writes in transactions of up to 100 items.
-
-        Conflicts are reported with the item's current state for the caller to recompute; writes
-        that were only cancelled alongside a conflict are re-sent here; throttling backs off.
-        """
-        result = CommitResult()
-        for chunk in self._chunks(writes, now):
-            self._commit_chunk(chunk, now, result)
-        return result
-
-    def _chunks(self, writes: Sequence[CounterWrite], now: int) -> list[list[CounterWrite]]:
-        chunks: list[list[CounterWrite]] = []
-        current: list[CounterWrite] = []
-        items = size = 0
-        for write in writes:
-            n = 1 + len(write.outbox)
-            s = item_size(counter_item(write.state, now)) + sum(len(a.dumps()) + 100 for a, _ in write.outbox)
-            if current and (items + n > MAX_TRANSACT_ITEMS or size + s > MAX_TRANSACT_BYTES):
-                chunks.append(current)
-                current, items, size = [], 0, 0
-            current.append(write)
-            items += n
-            size += s
-        if current:
-            chunks.append(current)
-        return chunks
-
-    def _transact_items(self, chunk: Sequence[CounterWrite], now: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        for write in chunk:
-            state = write.state
-            put: dict[str, Any] = {
-                "TableName": self._table,
-                "Item": counter_item(state, now),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-            if write.expected_version == 0:
-                put["ConditionExpression"] = "attribute_not_exists(pk)"
-            else:
-                put["ConditionExpression"] = "v = :v"
-                put["ExpressionAttributeValues"] = {":v": {"N": str(write.expected_version)}}
-            items.append({"Put": put})
-            for action, target in write.outbox:
-                items.append(
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                **outbox_key(action, target),
-                                "a": {"S": action.dumps()},
-                                "tg": {"S": target},
-                                "t": {"N": str(now)},
-                            },
-                        }
-                    }
+        """Commit writes in transactions of up to 100 items, each counter with its outbox entries."""
+        outcome = self._writer.commit(
+            [
+                VersionedPut(
+                    write.state.key,
+                    self._table,
+                    counter_item(write.state, now),
+                    write.expected_version,
+                    tuple(outbox_put(self._table, action, target, now) for action, target in write.outbox),
                 )
-        return items
-
-    def _commit_chunk(self, chunk: Sequence[CounterWrite], now: int, result: CommitResult) -> None:
-        pending = list(chunk)
-        for attempt in range(self._max_attempts):
-            if not pending:
-                return
-            transact = self._transact_items(pending, now)
-            result.round_trips += 1
-            try:
-                self._client.transact_write_items(TransactItems=transact)  # type: ignore[arg-type]
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code == "TransactionCanceledException":
-                    pending = self._sort_cancellation(pending, exc.response, result)
-                    if pending:
-                        self._backoff(attempt)
-                    continue
-                if code in RETRYABLE_ERRORS:
-                    self._backoff(attempt)
-                    continue
-                for write in pending:
-                    result.status[write.state.key] = WriteStatus.FAILED
-                    result.reasons[write.state.key] = f"{code}: {exc}"
-                return
-            for write in pending:
-                result.status[write.state.key] = WriteStatus.COMMITTED
-            return
-        for write in pending:
-            result.status[write.state.key] = WriteStatus.FAILED
-            result.reasons[write.state.key] = "gave up after repeated throttling or transaction conflicts"
-
-    def _sort_cancellation(
-        self, pending: Sequence[CounterWrite], response: Mapping[str, Any], result: CommitResult
-    ) -> list[CounterWrite]:
-        reasons: list[dict[str, Any]] = list(response.get("CancellationReasons") or [])
-        retry: list[CounterWrite] = []
-        index = 0
-        for write in pending:
-            reason: dict[str, Any] = reasons[index] if index < len(reasons) else {"Code": "Unknown"}
-            index += 1 + len(write.outbox)
-            code = reason.get("Code", "None")
-            if code == "ConditionalCheckFailed":
-                result.status[write.state.key] = WriteStatus.CONFLICT
-                item = reason.get("Item")
-                result.current[write.state.key] = counter_from_item(item) if item else None
-            elif code in ("None", *RETRYABLE_REASONS) or (code == "Unknown" and not reasons):
-                retry.append(write)
-            else:
-                result.status[write.state.key] = WriteStatus.FAILED
-                result.reasons[write.state.key] = f"{code}: {reason.get('Message', '')}"
-        return retry
+                for write in writes
+            ]
+        )
+        return CommitResult(
+            status=outcome.status,
+            current={key: counter_from_item(item) if item else None for key, item in outcome.current.items()},
+            reasons=outcome.reasons,
+            round_trips=outcome.round_trips,
+        )
 
     def load(self, rule_id: str, user_id: str) -> CounterState | None:
         """Strongly consistent read, for tools and tests; the hot path never reads."""
@@ -306,20 +396,7 @@ class CounterStore:
         return states
 
     def _query(self, partition: str, **extra: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": partition}},
-            **extra,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return items
-            kwargs["ExclusiveStartKey"] = last
+        return query_partition(self._client, self._table, partition, **extra)
 
     def delete_rule_counters(self, rule_id: str) -> int:
         """Delete every counter of a rule, page by page, 25 keys per request."""
@@ -383,10 +460,17 @@ class CounterStore:
         for start in range(0, len(keys), 25):
             requests: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
             for attempt in range(self._max_attempts + 4):
-                response = self._client.batch_write_item(RequestItems={self._table: requests})
-                requests = list(response.get("UnprocessedItems", {}).get(self._table, []))
-                if not requests:
-                    break
+                try:
+                    response = self._client.batch_write_item(RequestItems={self._table: requests})
+                except ClientError as exc:
+                    # Outbox entries are deleted after their target accepted them: a delete given up
+                    # on here is an action sent twice, so a throttle is waited out like a write's.
+                    if exc.response.get("Error", {}).get("Code") not in RETRYABLE_ERRORS:
+                        raise
+                else:
+                    requests = list(response.get("UnprocessedItems", {}).get(self._table, []))
+                    if not requests:
+                        break
                 self._backoff(attempt)
             else:
                 raise RuntimeError(f"{len(requests)} deletes still unprocessed after retries")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -25,6 +25,11 @@ def _client(service: str, region_name: str | None = None) -> Any:
     return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
 
 
+def _now() -> datetime:
+    """The function's clock; local runs replace it, as they replace ``_client``."""
+    return datetime.now(UTC)
+
+
 @cache
 def runtime() -> tuple[Settings, CounterStore, list[ActionTarget]]:
     settings = Settings.from_env()
@@ -37,7 +42,7 @@ def runtime() -> tuple[Settings, CounterStore, list[ActionTarget]]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings, store, targets = runtime()
-    report = relay_outbox(store, targets, int(time.time()), settings.outbox_min_age_seconds)
+    report = relay_outbox(store, targets, int(_now().timestamp()), settings.outbox_min_age_seconds)
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
     for key, reason in report.failed.items():

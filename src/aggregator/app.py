@@ -19,16 +19,24 @@ from pia.config import Settings
 from pia.counters import Position
 from pia.events import Skipped
 from pia.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
+from pia.realtime import TimeSeriesPath
+from pia.rollups import load_zone
 from pia.rulesets import RulesetCache, RulesetTable
 from pia.store import CounterStore
 from pia.targets import build_targets
 from pia.telemetry import logger, metrics, tracer
+from pia.timeseries import RawEventArchive, RollupStore
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 
 
 def _client(service: str, region_name: str | None = None) -> Any:
     return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
+
+
+def _now() -> datetime:
+    """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
+    return datetime.now(UTC)
 
 
 @cache
@@ -38,12 +46,25 @@ def runtime() -> tuple[Settings, Aggregator]:
     rulesets = RulesetCache(
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
+    targets = build_targets(settings, _client)
+    retention = settings.raw_event_retention_days
+    timeseries = TimeSeriesPath(
+        RawEventArchive(_client("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None,
+        RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention)
+        if settings.timeseries_table
+        else None,
+        [t.name for t in targets],
+        zone=load_zone(settings.timezone),
+        retention_days=retention,
+        lane_retention_seconds=settings.lane_retention_seconds,
+    )
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
-        build_targets(settings, _client),
-        clock=lambda: datetime.now(UTC),
+        targets,
+        clock=_now,
         lane_retention_seconds=settings.lane_retention_seconds,
+        extensions=[timeseries],
     )
     return settings, aggregator
 

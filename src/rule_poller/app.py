@@ -23,6 +23,7 @@ from pia.rulefiles import NoRuleFile, RuleBucket, S3RuleFile, is_rule_key
 from pia.rulesets import RulesetTable
 from pia.store import CounterStore
 from pia.telemetry import logger, metrics, tracer
+from pia.timeseries import SeenValuesTable
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 
@@ -67,6 +68,7 @@ def runtime() -> Runtime:
         CounterStore(dynamodb, settings.aggregates_table),
         clock=_now,
         grace=settings.grace,
+        seen=SeenValuesTable(dynamodb, settings.timeseries_table) if settings.timeseries_table else None,
         timezone=settings.timezone,
     )
     return Runtime(settings, poller, bucket, honeycode)

@@ -1,0 +1,81 @@
+"""Scheduled evaluator: date and rolling-window rules over the daily rollups, only changes sent.
+
+EventBridge invokes it on the EvaluatorSchedule (default hourly). pandas comes from the AWS SDK for
+pandas layer; this is the only function that loads it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from pia.config import Settings
+from pia.evaluator import Evaluator
+from pia.rollups import load_zone
+from pia.rulesets import RulesetTable
+from pia.store import CounterStore
+from pia.targets import build_targets
+from pia.telemetry import logger, metrics, tracer
+from pia.timeseries import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
+
+SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20)
+
+
+def _client(service: str, region_name: str | None = None) -> Any:
+    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
+
+
+def _now() -> datetime:
+    """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
+    return datetime.now(UTC)
+
+
+@cache
+def runtime() -> Evaluator:
+    settings = Settings.from_env()
+    if not settings.timeseries_table:
+        raise ValueError("TIMESERIES_TABLE is required: the evaluator reads its rollups there")
+    zone = load_zone(settings.timezone)
+    dynamodb = _client("dynamodb")
+    retention = settings.raw_event_retention_days
+    archive = (
+        RawEventArchive(_client("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None
+    )
+    return Evaluator(
+        RulesetTable(dynamodb, settings.ruleset_table).current,
+        RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention),
+        CoverageTable(dynamodb, settings.timeseries_table),
+        CounterStore(dynamodb, settings.aggregates_table),
+        build_targets(settings, _client),
+        zone=zone,
+        retention_days=retention,
+        archive=archive,
+        seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
+    report = runtime().run(_now())
+    metrics.add_metric("DateRulesReady", MetricUnit.Count, report.ready)
+    metrics.add_metric("DateRulesNotReady", MetricUnit.Count, report.not_ready)
+    metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)
+    metrics.add_metric("ActionsDeferred", MetricUnit.Count, report.actions_deferred)
+    metrics.add_metric("RollupsRead", MetricUnit.Count, report.rollups_read)
+    if report.bad_archive_lines:
+        logger.error("unreadable lines in the raw event archive", count=report.bad_archive_lines)
+    for key, reason in report.failures.items():
+        logger.error(
+            "evaluator change not committed or not delivered; retried next run", item=key, reason=reason
+        )
+    summary = report.summary()
+    logger.info("date rules evaluated", extra=summary)
+    return summary
