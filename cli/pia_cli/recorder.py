@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
@@ -68,12 +69,10 @@ class PinpointRecorder:
             body = json.loads(params["body"] or b"{}")
             if operation == "UpdateEndpointsBatch":
                 for item in body["Item"]:
-                    user = item.get("User", {})
-                    for name, values in user.get("UserAttributes", {}).items():
-                        value = values[0] if values else ""
-                        self.endpoint_attributes[item["Id"]][name] = value
-                        if user.get("UserId"):
-                            self.user_attributes[user["UserId"]][name] = value
+                    self._record_endpoint(item["Id"], item.get("User", {}))
+                return _ok(202, {"MessageBody": {"Message": "Accepted", "RequestID": "local"}})
+            if operation == "UpdateEndpoint":
+                self._record_endpoint(unquote(params["url_path"].rsplit("/", 1)[-1]), body.get("User", {}))
                 return _ok(202, {"MessageBody": {"Message": "Accepted", "RequestID": "local"}})
             if operation == "PutEvents":
                 results: dict[str, Any] = {}
@@ -89,6 +88,13 @@ class PinpointRecorder:
                     }
                 return _ok(202, {"EventsResponse": {"Results": results}})
             return _error("BadRequestException", f"{operation} is not recorded locally")
+
+    def _record_endpoint(self, endpoint_id: str, user: dict[str, Any]) -> None:
+        for name, values in user.get("UserAttributes", {}).items():
+            value = values[0] if values else ""
+            self.endpoint_attributes[endpoint_id][name] = value
+            if user.get("UserId"):
+                self.user_attributes[user["UserId"]][name] = value
 
 
 def _ok(status: int, parsed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

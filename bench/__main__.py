@@ -1,0 +1,154 @@
+"""``make bench``: run every scenario, write bench/results.json and BENCHMARKS.md, print the table.
+
+results.json layout (every figure a number):
+- top level: the canonical scenario's keys as issue #7 names them (``aggregator.*``, ``evaluator.*``)
+  and their ``baseline.*`` twins (``baseline.calls_per_event`` is the twin of
+  ``aggregator.calls_per_event``, and so on);
+- ``scaled``: the same per-path keys for the 10x and 100x scenarios;
+- ``details``: the counts behind each figure (round trips per operation, items written, time);
+- ``cost_per_million_events``: the cost model, per path and line, in USD;
+- ``meta``: date, command, interpreter, machine, price date, how the scaled baselines were sampled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pia_cli.local_lambda import prepare_process
+
+prepare_process()
+
+from bench import cpu, imports, report  # noqa: E402
+from bench.cost import PRICES_AS_OF, per_million  # noqa: E402
+from bench.evaluator_run import EvaluatorUnavailable, run_evaluator  # noqa: E402
+from bench.runs import Run, run_aggregator, run_baseline  # noqa: E402
+from bench.scenario import CANONICAL, Scenario  # noqa: E402
+from bench.world import aws_world  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+MARKDOWN = ROOT / "BENCHMARKS.md"
+COMMAND = "make bench"
+SCALED = (
+    (Scenario("10x", users=100, events_per_user=100), 5),
+    (Scenario("100x", users=100, events_per_user=1000), 100),
+)
+"""Each scaled scenario and the baseline's sampling stride. The aggregator runs every batch. The
+baseline spends about 4 ms of moto per event (10x in full would take 45 s, 100x 7 minutes), so it
+runs every 5th (10x) or 100th (100x) batch, each on a table seeded, unmetered, with the counts the
+skipped batches would have left: its per-event work depends only on that state."""
+COSTED_SCALE = "100x"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def both_paths(scenario: Scenario, baseline_every: int) -> tuple[Run, Run]:
+    with aws_world() as world:
+        started = time.perf_counter()
+        ours = run_aggregator(world, scenario)
+        took = time.perf_counter() - started
+        log(f"  {scenario.name}: aggregator, {scenario.events:,} events, {took:.1f} s")
+        started = time.perf_counter()
+        theirs = run_baseline(world, scenario, every=baseline_every)
+        took = time.perf_counter() - started
+        log(f"  {scenario.name}: baseline, {theirs.events:,} events, {took:.1f} s")
+    return ours, theirs
+
+
+def path_keys(ours: Run, theirs: Run) -> dict[str, float]:
+    keys: dict[str, float] = {}
+    for name, value in ours.figures().items():
+        keys[f"aggregator.{name}"] = value
+    for name, value in theirs.figures().items():
+        keys[f"baseline.{name}"] = value
+    return keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-scaled", action="store_true", help="canonical scenario only (quick look)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    log("canonical scenario: 100 users x 10 events, batches of 100")
+    ours, theirs = both_paths(CANONICAL, 1)
+    results: dict[str, Any] = path_keys(ours, theirs)
+    details: dict[str, Any] = {"canonical": {"aggregator": ours.details(), "baseline": theirs.details()}}
+
+    log("CPU per record against a bare decode (aggregator with in-memory fakes)")
+    cpu_ratio = cpu.measure(CANONICAL)
+    results["aggregator.cpu_ratio_vs_decode"] = cpu_ratio.ratio
+    details["cpu"] = cpu_ratio.to_json()
+
+    log("cold import of the handler module against import boto3")
+    import_ratio = imports.measure()
+    results["aggregator.import_ratio_vs_boto3"] = import_ratio.ratio
+    details["import"] = {**import_ratio.to_json(), "slowest_imports_ms": dict(imports.profile())}
+
+    log("evaluator: 30-day date rule over 50 users x 30 days x 20 events")
+    try:
+        evaluator = run_evaluator()
+        results.update(evaluator.figures())
+        details["evaluator"] = evaluator.details()
+    except EvaluatorUnavailable as exc:
+        log(f"  evaluator: not yet available ({exc})")
+        details["evaluator"] = {"available": 0}
+
+    record_bytes = len(CANONICAL.records()[0].data)
+    costs = {
+        "Aggregator (canonical)": per_million(ours, record_bytes),
+        "Baseline (canonical)": per_million(theirs, record_bytes),
+    }
+    scaled: dict[str, dict[str, float]] = {}
+    sampling: dict[str, str] = {}
+    if not args.no_scaled:
+        for scenario, every in SCALED:
+            log(f"{scenario.name} scenario: {scenario.users} users x {scenario.events_per_user} events")
+            s_ours, s_theirs = both_paths(scenario, every)
+            scaled[scenario.name] = path_keys(s_ours, s_theirs)
+            details[scenario.name] = {"aggregator": s_ours.details(), "baseline": s_theirs.details()}
+            sampling[scenario.name] = "every batch" if every == 1 else f"every {every}th batch, seeded"
+            if scenario.name == COSTED_SCALE:
+                costs[f"Aggregator ({scenario.name})"] = per_million(s_ours, record_bytes)
+                costs[f"Baseline ({scenario.name})"] = per_million(s_theirs, record_bytes)
+    document = {
+        **results,
+        "scaled": scaled,
+        "cost_per_million_events": {
+            path: {line.item: float(line.usd_per_million_events) for line in lines}
+            for path, lines in costs.items()
+        },
+        "details": details,
+        "meta": {
+            "date": date,
+            "command": COMMAND,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "prices_as_of": PRICES_AS_OF,
+            "baseline_sampling": sampling,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+    RESULTS.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    previous = MARKDOWN.read_text() if MARKDOWN.exists() else ""
+    markdown = report.benchmarks_markdown(document, costs, previous)
+    MARKDOWN.write_text(markdown)
+    print(report.figures_table(results, scaled))
+    elapsed = time.perf_counter() - started
+    log(f"wrote {RESULTS.relative_to(ROOT)} and {MARKDOWN.relative_to(ROOT)} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The benchmark's structural claims, at a size CI can afford, through the same code as ``make bench``.
+
+These are counts of round trips and item reads, not timings: they hold at any size, so a regression
+that adds a per-event read or call to the aggregator fails here before anyone runs the full bench.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.runs import Run, run_aggregator, run_baseline
+from bench.scenario import Scenario
+from bench.world import World, aws_world
+
+SMOKE = Scenario("smoke", users=20, events_per_user=10, batch_size=100)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        with aws_world() as made:
+            yield made
+
+
+@pytest.fixture(scope="module")
+def runs(world: World) -> tuple[Run, Run]:
+    return run_aggregator(world, SMOKE), run_baseline(world, SMOKE)
+
+
+def test_aggregator_reads_no_item_per_event(runs: tuple[Run, Run]) -> None:
+    ours, _ = runs
+    assert ours.figures()["item_reads_per_event"] == 0
+    assert ours.container_reads == 1, "one read of the ruleset pointer per cold container"
+
+
+def test_aggregator_makes_at_most_a_tenth_of_a_call_per_event_in_batches_of_100(
+    runs: tuple[Run, Run],
+) -> None:
+    ours, _ = runs
+    assert ours.figures()["calls_per_event"] <= 0.10, ours.usage.round_trips
+
+
+def test_baseline_makes_at_least_ten_times_more_calls(runs: tuple[Run, Run]) -> None:
+    ours, theirs = runs
+    assert theirs.figures()["calls_per_event"] >= 10 * ours.figures()["calls_per_event"]
+
+
+def test_meter_sees_every_call_including_those_the_pinpoint_recorder_answers(runs: tuple[Run, Run]) -> None:
+    _, theirs = runs
+    assert dict(theirs.usage.round_trips) == {
+        "dynamodb.GetItem": 2 * SMOKE.events,
+        "dynamodb.PutItem": SMOKE.events,
+        "pinpoint.UpdateEndpoint": SMOKE.holds(),
+    }
+    assert theirs.usage.write_units == SMOKE.events, "one small item per PutItem is one write unit"
