@@ -4,7 +4,7 @@ The aggregator counts a series' events stamped at or after the activation (a day
 when a series first appears, late enough that every aggregator has the new rules). The events
 stamped before it come from the raw event archive, recomputed whole each time, so a repeated
 backfill replaces rather than adds, and a duplicate line (a redelivered batch) is dropped by its lane
-and sequence number.
+and sequence number, a producer's resend by its ``event_id``.
 
 Until the activation plus a settling hour has passed, events stamped before the activation may still
 arrive, so the backfill is provisional and runs again on each evaluation; after that it is final.
@@ -83,6 +83,7 @@ class Backfill:
         self.tasks = tasks
         self._zone = zone
         self._seen: set[tuple[str, int]] = set()
+        self._seen_ids: set[tuple[str, str]] = set()
         self.histories: dict[str, dict[str, UserHistory]] = {t.plan.series: {} for t in tasks}
         self.events = 0
         self.duplicates = 0
@@ -97,6 +98,12 @@ class Backfill:
             self.duplicates += 1
             return
         self._seen.add(key)
+        if event.event_id is not None:
+            producer_key = (event.user_id, event.event_id)
+            if producer_key in self._seen_ids:
+                self.duplicates += 1
+                return
+            self._seen_ids.add(producer_key)
         self.events += 1
         for task in self.tasks:
             plan = task.plan

@@ -12,6 +12,7 @@ and DynamoDB numbers hold 38.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -56,6 +57,7 @@ class CounterState:
     fired: int = 0
     lanes: Mapping[str, LaneMark] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
+    recent_ids: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -90,6 +92,18 @@ def _remember_endpoint(endpoints: tuple[str, ...], endpoint_id: str | None) -> t
     return kept[-MAX_ENDPOINTS_PER_USER:]
 
 
+RECENT_EVENT_IDS = 32
+
+
+def event_id_digest(event_id: str) -> str:
+    """A short, fixed-size stand-in for a producer's event id, so the ring stays small in the item."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+def _remember_id(recent: tuple[str, ...], digest: str) -> tuple[str, ...]:
+    return (*recent, digest)[-RECENT_EVENT_IDS:]
+
+
 def prune_lanes(lanes: Mapping[str, LaneMark], now: int, keep_seconds: int) -> dict[str, LaneMark]:
     """Forget lanes idle longer than any record could still be redelivered.
 
@@ -116,6 +130,7 @@ def apply_events(
     count, total, ready, fired = state.count, state.total, state.ready, state.fired
     lanes = dict(state.lanes)
     endpoints = state.endpoints
+    recent = state.recent_ids
     actions: list[Action] = []
     applied = duplicates = ambiguous = 0
     for position, event in events:
@@ -124,6 +139,12 @@ def apply_events(
             duplicates += 1
             continue
         lanes[position.lane] = LaneMark(position.sequence, now)
+        if event.event_id is not None:
+            digest = event_id_digest(event.event_id)
+            if digest in recent:
+                duplicates += 1
+                continue
+            recent = _remember_id(recent, digest)
         endpoints = _remember_endpoint(endpoints, event.endpoint_id)
         applied += 1
         count += 1
@@ -152,7 +173,14 @@ def apply_events(
     if applied:
         lanes = prune_lanes(lanes, now, lane_retention_seconds)
     new_state = replace(
-        state, count=count, total=total, ready=ready, fired=fired, lanes=lanes, endpoints=endpoints
+        state,
+        count=count,
+        total=total,
+        ready=ready,
+        fired=fired,
+        lanes=lanes,
+        endpoints=endpoints,
+        recent_ids=recent,
     )
     return Step(new_state, tuple(actions), applied, duplicates, ambiguous)
 

@@ -67,7 +67,9 @@ class PinpointTarget:
         return None, "unreachable"
 
     def _update_endpoints(self, items: list[Any]) -> Any:
-        return self._client.update_endpoints_batch(ApplicationId=self._app, EndpointBatchRequest={"Item": items})
+        return self._client.update_endpoints_batch(
+            ApplicationId=self._app, EndpointBatchRequest={"Item": items}
+        )
 
     def _put_events(self, batch: dict[str, Any]) -> Any:
         return self._client.put_events(ApplicationId=self._app, EventsRequest={"BatchItem": batch})

@@ -24,7 +24,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.actions import NOT_READY, READY, Action, ActionKind, action_id_for
-from pia.counters import LaneMark, Position, _remember_endpoint, prune_lanes
+from pia.counters import (
+    RECENT_EVENT_IDS,
+    LaneMark,
+    Position,
+    _remember_endpoint,
+    event_id_digest,
+    prune_lanes,
+)
 from pia.events import Event
 from pia.rules import Rule
 from pia.rulesets import Ruleset, activation_for_new_series
@@ -105,6 +112,7 @@ class SeriesRollup:
     backfill: Mapping[date, DayTotal] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
     sent: Mapping[str, str] = field(default_factory=dict)
+    recent_ids: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -198,6 +206,7 @@ def absorb(
     days = dict(state.days)
     lanes = dict(state.lanes)
     endpoints = state.endpoints
+    recent = state.recent_ids
     touched: set[date] = set()
     applied = duplicates = 0
     last: tuple[Position, Event] | None = None
@@ -207,6 +216,12 @@ def absorb(
             duplicates += 1
             continue
         lanes[position.lane] = LaneMark(position.sequence, now)
+        if event.event_id is not None:
+            digest = event_id_digest(event.event_id)
+            if digest in recent:
+                duplicates += 1
+                continue
+            recent = (*recent, digest)[-RECENT_EVENT_IDS:]
         if event.timestamp < plan.starts:
             continue
         day = local_day(event.timestamp, zone)
@@ -221,7 +236,7 @@ def absorb(
         return RollupStep(state, 0, duplicates, frozenset(), None)
     kept = {day: total for day, total in days.items() if day >= oldest}
     lanes = prune_lanes(lanes, now, lane_retention_seconds)
-    new_state = replace(state, days=kept, lanes=lanes, endpoints=endpoints)
+    new_state = replace(state, days=kept, lanes=lanes, endpoints=endpoints, recent_ids=recent)
     return RollupStep(new_state, applied, duplicates, frozenset(touched), last)
 
 

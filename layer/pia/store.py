@@ -95,6 +95,8 @@ def counter_item(state: CounterState, now: int) -> AttributeMap:
     }
     if state.endpoints:
         item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
+    if state.recent_ids:
+        item["ri"] = {"S": " ".join(state.recent_ids)}
     return item
 
 
@@ -113,6 +115,7 @@ def counter_from_item(item: Mapping[str, Any]) -> CounterState:
         fired=int(item.get("n", {}).get("N", "0")),
         lanes=lanes,
         endpoints=tuple(e["S"] for e in item.get("ep", {}).get("L", [])),
+        recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
     )
 
 

@@ -98,6 +98,8 @@ def rollup_item(
     }
     if state.endpoints:
         item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
+    if state.recent_ids:
+        item["ri"] = {"S": " ".join(state.recent_ids)}
     return item
 
 
@@ -117,6 +119,7 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
         backfill=_days_from(item.get("b")),
         endpoints=tuple(e["S"] for e in item.get("ep", {}).get("L", [])),
         sent={rule_id: raw["S"] for rule_id, raw in item.get("st", {}).get("M", {}).items()},
+        recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
     )
 
 

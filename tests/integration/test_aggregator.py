@@ -184,3 +184,24 @@ def test_more_counters_than_one_transaction_holds(
     assert aggregator_app.lambda_handler(batch(docs), lambda_context) == {"batchItemFailures": []}
     store = CounterStore(dynamodb, AGGREGATES_TABLE)
     assert len(store.counters_for_rule(parsed.rules[0].rule_id)) == 250
+
+
+def test_a_record_the_producer_sent_twice_counts_once(
+    aggregator_app: Any, dynamodb: Any, lambda_context: Any
+) -> None:
+    parsed = publish_rows(dynamodb, [GREEN_GT_5])
+
+    def generic(n: int, event_id: str) -> dict[str, Any]:
+        return {
+            "user_id": "gina",
+            "event_type": "greenbutton",
+            "timestamp": 1795165200000 + n,
+            "metrics": {"clicks": 1},
+            "event_id": event_id,
+        }
+
+    docs = [generic(i, f"evt-{i}") for i in range(4)] + [generic(9, "evt-2")]
+    assert aggregator_app.lambda_handler(batch(docs), lambda_context) == {"batchItemFailures": []}
+    aggregator_app.runtime.cache_clear()
+    aggregator_app.lambda_handler(batch([generic(3, "evt-3")], start=50), lambda_context)
+    assert counter(dynamodb, parsed.rules[0].rule_id, "gina").count == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -188,3 +189,28 @@ def test_coalesced_batches_equal_one_event_at_a_time(op, target, reset, metrics,
         one_by_one.ready,
     )
     assert [a.action_id for a in batched_actions] == [a.action_id for a in sequential_actions]
+
+
+def test_a_producer_duplicate_with_the_same_event_id_counts_once() -> None:
+    r = count_rule("greater", "1", reset="yes")
+    first = replace(ev(1)[1], event_id="evt-1")
+    again = replace(ev(2)[1], event_id="evt-1")
+    other = replace(ev(3)[1], event_id="evt-2")
+    step = apply(fresh(r), r, [(ev(1)[0], first), (ev(2)[0], again), (ev(3)[0], other)])
+    assert (step.applied, step.duplicates) == (2, 1)
+    assert len(step.actions) == 1, "the second copy must not complete a crossing"
+    later = apply(step.state, r, [(ev(9)[0], replace(first, timestamp=first.timestamp))])
+    assert later.duplicates == 1 and later.state.count == step.state.count
+
+
+def test_events_without_an_id_are_never_merged() -> None:
+    r = count_rule("greater", "100")
+    step = apply(fresh(r), r, [ev(1), ev(2)])
+    assert step.applied == 2 and step.state.recent_ids == ()
+
+
+def test_the_event_id_ring_is_bounded() -> None:
+    r = count_rule("greater", "1000")
+    events = [(ev(i)[0], replace(ev(i)[1], event_id=f"id-{i}")) for i in range(100)]
+    step = apply(fresh(r), r, events)
+    assert len(step.state.recent_ids) == 32 and step.state.count == 100
