@@ -1,0 +1,334 @@
+"""``make demo``: the whole engine on a laptop, with no AWS account.
+
+Starts moto's server on 127.0.0.1, deploys this repository's template.yaml to it, publishes a sample
+rule file through the rule poller, streams a few days of generated Pinpoint events through the local
+event source mapping into the aggregator, runs the evaluator and the action relay, and prints what
+the action targets ended up with. The emulator stops however the run ends.
+
+The run uses a simulated clock (``--now``, default 2026-04-30T12:00:00Z) that every function reads,
+so the sample's date rules line up with the generated events and the output is the same every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import boto3
+
+from pia.rules import parse_table
+from pia.rulesets import RulesetTable
+from pia.sheets import read_table
+from pia_cli.datagen import generate, write_jsonl
+from pia_cli.emulator import running_emulator
+from pia_cli.local_stack import LOCAL_EVENT_BUS, LOCAL_PINPOINT_APP, TOOLING, LocalStack
+
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_RULES = DATA / "demo-rules.csv"
+DEMO_NOW = "2026-04-30T12:00:00Z"
+STACK_NAME = "pia-demo"
+SUPPORTED_TARGETS = ("pinpoint", "eventbridge")
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    row: int
+    output_name: str
+    description: str
+    resets: bool
+    users: int
+    fired: int
+
+
+@dataclass
+class DemoResult:
+    events_put: int = 0
+    users: int = 0
+    rules: list[RuleOutcome] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    fired: Counter[tuple[str, str]] = field(default_factory=Counter)
+    received: Counter[str] = field(default_factory=Counter)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    mapping: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, Counter[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Progress:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        self._out.write(f"[{time.monotonic() - self._started:6.1f}s] {message}\n")
+        self._out.flush()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+
+def _describe(rule: Any) -> str:
+    def condition(label: str, cond: Any) -> str:
+        return f"{label} {cond.op.value} {cond.target}"
+
+    parts = []
+    if rule.count_condition is not None:
+        parts.append(condition("count", rule.count_condition))
+    if rule.sum_condition is not None:
+        parts.append(condition(f"sum({rule.metric_name or 'metric'})", rule.sum_condition))
+    what = rule.event_name
+    if rule.attribute_name is not None:
+        what += f"[{rule.attribute_name}={rule.attribute_value}]"
+    text = f"{what}: {' and '.join(parts)}"
+    if rule.window_days is not None:
+        text += f", last {rule.window_days} days"
+    elif rule.start_date is not None:
+        text += f", {rule.start_date}..{rule.finish_date}"
+    if rule.reset:
+        text += ", reset"
+    return text
+
+
+def run_demo(
+    out: TextIO,
+    *,
+    targets: Sequence[str] = ("pinpoint",),
+    users: int = 300,
+    days: int = 7,
+    seed: int = 7,
+    now: str = DEMO_NOW,
+    rules: Path = SAMPLE_RULES,
+    output_dir: Path = Path("demo-output"),
+) -> DemoResult:
+    unknown = sorted(set(targets) - set(SUPPORTED_TARGETS))
+    if unknown:
+        raise SystemExit(
+            f"demo: target {', '.join(unknown)} is not emulated locally; use {SUPPORTED_TARGETS}"
+        )
+    clock_time = datetime.fromisoformat(now.replace("Z", "+00:00")).astimezone(UTC)
+    progress = Progress(out)
+    result = DemoResult()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log_path = output_dir / "functions.log"
+    with log_path.open("w", encoding="utf-8") as logs, running_emulator() as emulator:
+        progress(f"emulator: moto server on {emulator.endpoint_url} (function logs: {log_path})")
+        parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
+        if "eventbridge" in targets:
+            parameters["EventBusName"] = LOCAL_EVENT_BUS
+        stack = LocalStack.deploy(
+            STACK_NAME, parameters, region=emulator.region, clock=lambda: clock_time, log_stream=logs
+        )
+        deployment = stack.deployment
+        progress(
+            f"deployed template.yaml as stack {STACK_NAME}: {len(deployment.resources)} resources, "
+            f"{len(deployment.skipped)} skipped locally (alarms, dashboard, Pinpoint event stream, policies)"
+        )
+        with stack:
+            if "eventbridge" in targets:
+                stack.capture_eventbridge()
+            reported = [0]
+
+            def on_batch(shard: str, size: int, stats: Any) -> None:
+                if stats.records_read - reported[0] >= max(1000, result.events_put // 5) or (
+                    stats.records_read >= result.events_put
+                ):
+                    reported[0] = stats.records_read
+                    done = f"{stats.records_read}/{result.events_put}"
+                    progress(f"aggregator: {done} records, {stats.invocations} invocations")
+
+            runner = stack.mapping_runner("aggregator", on_batch=on_batch)
+            mapping = runner.settings
+            destination = (mapping.on_failure_destination or "none").rsplit(":", 1)[-1]
+            progress(
+                f"event source mapping: batch size {mapping.batch_size}, {mapping.starting_position}, "
+                f"{mapping.maximum_retry_attempts} retries, "
+                f"bisect {str(mapping.bisect_on_function_error).lower()}, on failure -> {destination}"
+            )
+            outcome = stack.publish_rules(rules)
+            parsed = parse_table(read_table(rules.name, rules.read_bytes()))
+            result.rejected = [str(issue) for issue in parsed.errors]
+            progress(
+                f"rule poller: {rules.name} uploaded -> ruleset v{outcome['version']}, "
+                f"{outcome['rules']} rules live, {outcome['errors']} row(s) rejected"
+            )
+            events = generate(users=users, days=days, end=clock_time, seed=seed)
+            write_jsonl(output_dir / "events.jsonl", events)
+            result.users = len(
+                {e.document.get("endpoint", {}).get("User", {}).get("UserId") for e in events} - {None}
+            )
+            result.events_put = stack.put_records((e.data, e.partition_key) for e in events)
+            progress(
+                f"generated {result.events_put} Pinpoint events ({result.users} signed-in users, "
+                f"{days} days) and put them on the stream (also in {output_dir / 'events.jsonl'})"
+            )
+            stats = runner.drain()
+            result.mapping = {
+                "invocations": stats.invocations,
+                "retries": stats.retries,
+                "bisections": stats.bisections,
+                "records": stats.records_read,
+                "discarded": stats.records_discarded,
+            }
+            evaluation = stack.run_scheduled("evaluator")
+            progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
+            if stack.has_function("action_relay"):
+                relayed = stack.run_scheduled("action_relay")
+                progress(f"action relay: {_brief(relayed)}")
+            view = stack.targets_view()
+            result.attributes, result.fired, result.received = view.attributes, view.fired, view.received
+            result.failures = stack.failure_messages("aggregator")
+            ruleset = RulesetTable(
+                stack.counter.watch(boto3.client("dynamodb", region_name=emulator.region), TOOLING),
+                deployment.function("aggregator").environment["RULESET_TABLE"],
+            ).current()
+            for rule in sorted(ruleset.rules, key=lambda r: r.row):
+                holders = [
+                    u for u, attrs in view.attributes.items() if attrs.get(rule.output_name) == "ready"
+                ]
+                fired = {u: n for (u, name), n in view.fired.items() if name == rule.output_name}
+                result.rules.append(
+                    RuleOutcome(
+                        rule.row,
+                        rule.output_name,
+                        _describe(rule),
+                        rule.reset,
+                        len(fired) if rule.reset else len(holders),
+                        sum(fired.values()),
+                    )
+                )
+            for caller in stack.counter.callers():
+                result.calls[caller] = stack.counter.by_service(caller)
+    result.seconds = progress.elapsed
+    progress("emulator stopped")
+    return result
+
+
+def _brief(response: Any) -> str:
+    if isinstance(response, dict):
+        return ", ".join(f"{k} {v}" for k, v in response.items() if not isinstance(v, dict | list))
+    return str(response)
+
+
+def render_summary(result: DemoResult, out: TextIO, examples: int = 3) -> None:
+    write = out.write
+    write("\n== Rules ==\n")
+    width = max((len(r.output_name) for r in result.rules), default=10)
+    for rule in result.rules:
+        if rule.resets:
+            reach = f"{rule.users} users, {rule.fired} events fired"
+        else:
+            reach = f"{rule.users} users ready"
+        write(f"  row {rule.row:<3} {rule.output_name:<{width}}  {reach:<28} {rule.description}\n")
+    for issue in result.rejected:
+        write(f"  rejected: {issue}\n")
+    write("\n== Example users ==\n")
+    ranked = sorted(
+        result.attributes,
+        key=lambda u: (
+            -len(result.attributes[u]) - sum(n for (v, _), n in result.fired.items() if v == u),
+            u,
+        ),
+    )
+    for user in ranked[:examples]:
+        attrs = ", ".join(f"{k}={v}" for k, v in sorted(result.attributes[user].items()))
+        fired = ", ".join(f"{name} x{n}" for (v, name), n in sorted(result.fired.items()) if v == user)
+        write(f"  {user}: {attrs}" + (f"; fired {fired}" if fired else "") + "\n")
+    write("\n== trk_ events fired ==\n")
+    by_type: Counter[str] = Counter()
+    for (_, name), n in result.fired.items():
+        by_type[name] += n
+    total = sum(by_type.values())
+    write(
+        f"  {total} events"
+        + (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) if total else "")
+        + "\n"
+    )
+    received = ", ".join(f"{k} {v}" for k, v in sorted(result.received.items())) or "nothing"
+    write(f"  targets received: {received}\n")
+    write("\n== On-failure queue ==\n")
+    if not result.failures:
+        mapping = result.mapping
+        write(f"  0 messages: all {mapping.get('records', 0)} records were processed ")
+        write(f"({mapping.get('invocations', 0)} invocations, {mapping.get('retries', 0)} retries)\n")
+    for message in result.failures:
+        info = message.get("KinesisBatchInfo", {})
+        condition = message["requestContext"]["condition"]
+        write(
+            f"  {condition}: {info.get('batchSize')} records of {info.get('shardId')} "
+            f"({info.get('startSequenceNumber')}..{info.get('endSequenceNumber')})\n"
+        )
+    write("\n== AWS calls ==\n")
+    services = sorted({s for calls in result.calls.values() for s in calls})
+    header = "".join(f"{s:>10}" for s in services)
+    write(f"  {'caller':<24}{header}{'total':>8}\n")
+    for caller, calls in sorted(result.calls.items()):
+        row = "".join(f"{calls.get(s, 0):>10}" for s in services)
+        write(f"  {caller:<24}{row}{sum(calls.values()):>8}\n")
+    write(f"\nDone in {result.seconds:.0f} s; nothing is left running.\n")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pia_cli.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", default="pinpoint", help="comma-separated: pinpoint, eventbridge")
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--now", default=DEMO_NOW, help="the simulated clock (ISO 8601)")
+    parser.add_argument("--rules", type=Path, default=SAMPLE_RULES, help="a .csv or .xlsx rule table")
+    parser.add_argument("--output-dir", type=Path, default=Path("demo-output"))
+    parser.add_argument(
+        "--json", action="store_true", help="also write the summary as JSON to the output dir"
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    try:
+        result = run_demo(
+            sys.stdout,
+            targets=targets,
+            users=args.users,
+            days=args.days,
+            seed=args.seed,
+            now=args.now,
+            rules=args.rules,
+            output_dir=args.output_dir,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: the emulator is stopped and nothing is left running", file=sys.stderr)
+        return 130
+    render_summary(result, sys.stdout)
+    if args.json:
+        (args.output_dir / "summary.json").write_text(json.dumps(_as_json(result), indent=2) + "\n")
+    return 0
+
+
+def _as_json(result: DemoResult) -> dict[str, Any]:
+    return {
+        "events_put": result.events_put,
+        "rules": [vars(r) for r in result.rules],
+        "rejected": result.rejected,
+        "fired": sum(result.fired.values()),
+        "on_failure_messages": len(result.failures),
+        "mapping": result.mapping,
+        "calls": {caller: dict(calls) for caller, calls in result.calls.items()},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

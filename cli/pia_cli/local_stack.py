@@ -1,0 +1,299 @@
+"""This repository's stack, deployed on the emulator, with its functions runnable in-process.
+
+The demo, ``pia replay`` and the sample-event tests drive the same pipeline through this class:
+publish a rule file the way a marketer does (upload, then the S3 notification to the poller), put
+records on the stack's stream, let the local event source mapping feed the aggregator, run the
+scheduled functions, and read back what the action targets received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from pia.eventbridge import SOURCE
+from pia_cli.calls import AwsCallCounter
+from pia_cli.deploy import Deployment, deploy
+from pia_cli.lambda_events import s3_object_created_event, schedule_event
+from pia_cli.local_lambda import ClientOverride, LocalFunction
+from pia_cli.recorder import PinpointRecorder
+from pia_cli.runner import KinesisMappingRunner, MappingSettings, RunnerStats, function_errors
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TEMPLATE = REPOSITORY / "template.yaml"
+LOCAL_PINPOINT_APP = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+TOOLING = "local tooling"
+MAX_PUT_RECORDS = 500
+MAX_PUT_RECORDS_BYTES = 4 * 1024 * 1024
+LOCAL_EVENT_BUS = "pia-local-actions"
+
+
+@dataclass
+class TargetView:
+    """What the action targets hold in the end: each user's attributes, and the events fired."""
+
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    fired: Counter[tuple[str, str]] = field(default_factory=Counter)
+    received: Counter[str] = field(default_factory=Counter)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LocalStack:
+    """Use as a context manager: a function is wired on first use (a cold start) and every one is
+    unwired on exit, so the handler modules are left as they were found."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        log_stream: TextIO | None = None,
+        log_level: str | None = None,
+        counter: AwsCallCounter | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.log_level = log_level
+        self.clock = clock
+        self.counter = counter or AwsCallCounter()
+        self.log_stream = log_stream or sys.stderr
+        self.pinpoint = PinpointRecorder(region=deployment.region)
+        self._functions: dict[str, LocalFunction] = {}
+        self._exit = ExitStack()
+        self._eventbridge_queue: str | None = None
+        region = deployment.region
+        self.s3 = self.counter.watch(boto3.client("s3", region_name=region), TOOLING)
+        self.kinesis = self.counter.watch(boto3.client("kinesis", region_name=region), TOOLING)
+        self.sqs = self.counter.watch(boto3.client("sqs", region_name=region), TOOLING)
+
+    @staticmethod
+    def deploy(
+        stack_name: str,
+        parameters: Mapping[str, str],
+        *,
+        template: Path = TEMPLATE,
+        region: str = "us-east-1",
+        **options: Any,
+    ) -> LocalStack:
+        return LocalStack(deploy(template, stack_name, parameters, region=region), **options)
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+        self._functions.clear()
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
+    @property
+    def overrides(self) -> dict[str, ClientOverride]:
+        """Services the emulator lacks, answered in-process after botocore validated the request."""
+        return {"pinpoint": lambda region: self.pinpoint.client()}
+
+    def function(self, source: str) -> LocalFunction:
+        """The deployed function ``src/<source>/``, wired to the emulator (cold on first use, then warm)."""
+        if source not in self._functions:
+            deployed = self.deployment.function(source)
+            local = LocalFunction(
+                source,
+                environment=deployed.environment,
+                name=deployed.name,
+                arn=deployed.arn,
+                timeout=deployed.timeout,
+                memory=deployed.memory,
+                overrides=self.overrides,
+                counter=self.counter,
+                clock=self.clock,
+                log_stream=self.log_stream,
+                log_level=self.log_level,
+            )
+            self._functions[source] = self._exit.enter_context(local)
+        return self._functions[source]
+
+    def has_function(self, source: str) -> bool:
+        return source in self.deployment.functions
+
+    # ------------------------------------------------------------------ rules
+
+    def upload_rules(self, path: Path, key_name: str | None = None) -> dict[str, Any]:
+        """Upload a rule file under the poller's prefix; returns the S3 notification S3 would send."""
+        environment = self.deployment.function("rule_poller").environment
+        bucket, prefix = environment["RULES_BUCKET"], environment.get("RULES_PREFIX", "rules/")
+        key = prefix + (key_name or path.name)
+        body = path.read_bytes()
+        response = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return s3_object_created_event(
+            bucket,
+            key,
+            size=len(body),
+            etag=response.get("ETag", hashlib.md5(body, usedforsecurity=False).hexdigest()),
+            version_id=response.get("VersionId"),
+            time=self.now().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            region=self.deployment.region,
+        )
+
+    def publish_rules(self, path: Path) -> Any:
+        """What happens when a marketer saves the file: upload, notification, poller run."""
+        return self.function("rule_poller").invoke(self.upload_rules(path))
+
+    def rules_report(self, path: Path) -> str | None:
+        """The validation report the poller wrote next to the uploaded file, if any."""
+        environment = self.deployment.function("rule_poller").environment
+        bucket, prefix = environment["RULES_BUCKET"], environment.get("RULES_PREFIX", "rules/")
+        stem = (prefix + path.name).rsplit(".", 1)[0]
+        for suffix in (".report.csv", ".report.json"):
+            try:
+                body = self.s3.get_object(Bucket=bucket, Key=stem + suffix)["Body"].read()
+            except self.s3.exceptions.NoSuchKey:
+                continue
+            return str(body.decode("utf-8-sig"))
+        return None
+
+    # ------------------------------------------------------------------ stream
+
+    def stream_arn(self, source: str = "aggregator") -> str:
+        return self.deployment.mapping_for(source).stream_arn
+
+    def put_records(self, records: Iterable[tuple[bytes, str]], source: str = "aggregator") -> int:
+        """PutRecords in order, 500 records (or 4 MB) a call; failed entries are put again, in order."""
+        arn = self.stream_arn(source)
+        batch: list[dict[str, Any]] = []
+        size = count = 0
+        for data, partition_key in records:
+            if batch and (len(batch) == MAX_PUT_RECORDS or size + len(data) > MAX_PUT_RECORDS_BYTES):
+                count += self._put(arn, batch)
+                batch, size = [], 0
+            batch.append({"Data": data, "PartitionKey": partition_key})
+            size += len(data) + len(partition_key)
+        if batch:
+            count += self._put(arn, batch)
+        return count
+
+    def _put(self, arn: str, batch: list[dict[str, Any]]) -> int:
+        pending = batch
+        for _ in range(5):
+            response = self.kinesis.put_records(StreamARN=arn, Records=pending)
+            pending = [
+                entry
+                for entry, result in zip(pending, response["Records"], strict=True)
+                if "ErrorCode" in result
+            ]
+            if not pending:
+                return len(batch)
+        raise RuntimeError(f"{len(pending)} records were refused by PutRecords five times")
+
+    def mapping_runner(
+        self,
+        source: str = "aggregator",
+        *,
+        settings: MappingSettings | None = None,
+        on_batch: Callable[[str, int, RunnerStats], None] | None = None,
+    ) -> KinesisMappingRunner:
+        """The local event source mapping for a function, attached (its starting position taken)."""
+        function = self.function(source)
+        runner = KinesisMappingRunner(
+            settings or self.deployment.mapping_for(source),
+            function_errors(function.invoke),
+            kinesis=self.kinesis,
+            sqs=self.sqs,
+            role_arn=self.deployment.function(source).role_arn,
+            on_batch=on_batch,
+        )
+        runner.attach()
+        return runner
+
+    def failure_messages(self, source: str = "aggregator") -> list[dict[str, Any]]:
+        """What the mapping's on-failure queue holds (read and deleted)."""
+        destination = self.deployment.mapping_for(source).on_failure_destination
+        if destination is None:
+            return []
+        parts = destination.split(":")
+        url = self.sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+        return self._drain_queue(url)
+
+    def _drain_queue(self, url: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            received = batch.get("Messages", [])
+            if not received:
+                return messages
+            messages.extend(json.loads(m["Body"]) for m in received)
+            self.sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)],
+            )
+
+    # ------------------------------------------------------------------ schedules
+
+    def run_scheduled(self, source: str) -> Any:
+        """Invoke a function with the event its schedule rule sends, at the stack's clock."""
+        deployed = self.deployment.function(source)
+        rules = self.deployment.physical_ids("AWS::Events::Rule")
+        rule = next((pid for lid, pid in rules.items() if lid.startswith(deployed.logical_id)), deployed.name)
+        arn = f"arn:aws:events:{self.deployment.region}:{deployed.arn.split(':')[4]}:rule/{rule}"
+        return self.function(source).invoke(
+            schedule_event(arn, _iso(self.now()), region=self.deployment.region)
+        )
+
+    # ------------------------------------------------------------------ targets
+
+    def capture_eventbridge(self) -> None:
+        """Forward the engine's events on its bus to a queue, as a consumer would (call before running).
+
+        Deploy with ``EventBusName`` set to a bus of its own (:data:`LOCAL_EVENT_BUS`): moto treats
+        the stack's schedule rules, which have no event pattern, as matching every event on the
+        default bus, and fails the PutEvents trying to deliver to their Lambda targets."""
+        bus = self.deployment.function("aggregator").environment.get("EVENT_BUS_NAME", "default")
+        events = self.counter.watch(boto3.client("events", region_name=self.deployment.region), TOOLING)
+        if bus != "default":
+            events.create_event_bus(Name=bus)
+        url = self.sqs.create_queue(QueueName=f"{self.deployment.stack_name}-eventbridge-capture")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events.put_rule(
+            Name=f"{self.deployment.stack_name}-capture",
+            EventBusName=bus,
+            EventPattern=json.dumps({"source": [SOURCE]}),
+        )
+        events.put_targets(
+            Rule=f"{self.deployment.stack_name}-capture",
+            EventBusName=bus,
+            Targets=[{"Id": "capture", "Arn": arn}],
+        )
+        self._eventbridge_queue = url
+
+    def targets_view(self) -> TargetView:
+        """Attributes and fired events as the targets saw them: the EventBridge capture when it is set
+        up (it names every user, with or without a Pinpoint endpoint), else the Pinpoint recorder."""
+        view = TargetView()
+        for operation, count in self.pinpoint.calls.items():
+            view.received[f"pinpoint {operation}"] += count
+        if self._eventbridge_queue is None:
+            view.attributes = {user: dict(values) for user, values in self.pinpoint.user_attributes.items()}
+            view.fired = self.pinpoint.fired()
+            return view
+        for event in self._drain_queue(self._eventbridge_queue):
+            detail = event.get("detail", {})
+            kind = event.get("detail-type", "")
+            view.received[f"eventbridge {kind}"] += 1
+            if kind == "Reset Event Fired":
+                view.fired[(detail["user_id"], detail["output_name"])] += 1
+            else:
+                view.attributes.setdefault(detail["user_id"], {})[detail["output_name"]] = detail["value"]
+        return view

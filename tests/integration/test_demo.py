@@ -1,0 +1,71 @@
+"""A small ``make demo``: the real template on moto's server, the whole pipeline, then a clean stop."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pia_cli.demo import render_summary, run_demo
+
+pytestmark = pytest.mark.demo
+
+
+def signed_in(document: dict[str, object]) -> str | None:
+    endpoint = document.get("endpoint")
+    user = endpoint.get("User", {}) if isinstance(endpoint, dict) else {}
+    return user.get("UserId") if isinstance(user, dict) else None
+
+
+def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -> None:
+    out = io.StringIO()
+
+    result = run_demo(out, users=40, days=4, output_dir=tmp_path)
+
+    progress = out.getvalue()
+    endpoint = re.search(r"moto server on (http://127\.0\.0\.1:\d+)", progress)
+    assert endpoint is not None
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{endpoint.group(1)}/moto-api/data.json", timeout=2)
+    assert "AWS_ENDPOINT_URL" not in os.environ
+
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert result.events_put == len(events)
+    greens: Counter[str] = Counter()
+    courses: Counter[str] = Counter()
+    for event in events:
+        user = signed_in(event)
+        if user is not None and event["event_type"] == "greenbutton":
+            greens[user] += 1
+        if user is not None and event["event_type"] == "course_completed":
+            courses[user] += 1
+    by_output = {rule.output_name: rule for rule in result.rules}
+    # Sample rule rows 2 and 3: more than 5 green buttons; every 3rd completed course fires and resets.
+    assert by_output["trk_greenbutton"].users == sum(1 for n in greens.values() if n > 5)
+    assert by_output["trk_course_completed"].users == sum(1 for n in courses.values() if n >= 3)
+    assert by_output["trk_course_completed"].fired == sum(n // 3 for n in courses.values())
+    assert len(result.rules) == 6
+    assert result.rejected == [result.rejected[0]] and result.rejected[0].startswith("row 8, Operator-C")
+    assert result.failures == []
+    assert result.mapping["records"] == len(events) and result.mapping["discarded"] == 0
+    aggregator = next(calls for caller, calls in result.calls.items() if caller.endswith("-aggregator"))
+    assert aggregator["dynamodb"] > 0 and aggregator["pinpoint"] > 0
+
+    summary = io.StringIO()
+    render_summary(result, summary)
+    text = summary.getvalue()
+    for heading in (
+        "== Rules ==",
+        "== Example users ==",
+        "== trk_ events fired ==",
+        "== On-failure queue ==",
+    ):
+        assert heading in text
+    assert "== AWS calls ==" in text and "trk_date_purchase" in text
