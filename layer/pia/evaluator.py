@@ -26,12 +26,14 @@ from pia.delivery import deliver
 from pia.evaluation import changes, rollup_frame
 from pia.rawevents import RawObject, hour_prefix, listing_start
 from pia.rollups import (
+    BEGINNING,
     DayTotal,
     Decision,
     SeriesPlan,
     SeriesRollup,
     date_action,
     decide,
+    is_final,
     local_day,
     merge_endpoints,
     plan_series,
@@ -60,6 +62,10 @@ class CoverageStore(Protocol):
     def all(self) -> dict[str, Coverage]: ...
 
     def record(self, series: str, coverage: Coverage, now: int) -> None: ...
+
+    def finalized(self) -> set[str]: ...
+
+    def record_final(self, rule_id: str, now: int) -> None: ...
 
 
 class RawArchive(Protocol):
@@ -104,6 +110,7 @@ class EvaluationReport:
     conflicts: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     seen_hours: int = 0
+    finalized: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -121,6 +128,7 @@ class EvaluationReport:
             "conflicts": self.conflicts,
             "failures": len(self.failures),
             "seen_hours": self.seen_hours,
+            "finalized": list(self.finalized),
         }
 
 
@@ -170,7 +178,8 @@ class Evaluator:
         ruleset = self._rulesets()
         report.ruleset_version = ruleset.version
         today = local_day(now, self._zone)
-        plans = plan_series(ruleset, today)
+        closing = {r.rule_id for r in ruleset.date_rules if is_final(r, today)} - self._coverage.finalized()
+        plans = plan_series(ruleset, today, include_final=closing)
         report.series = len(plans)
         report.rules = sum(len(plan.rules) for plan in plans.values())
         if plans:
@@ -189,9 +198,31 @@ class Evaluator:
             for series, plan in plans.items():
                 actions.extend(self._evaluate(plan, rollups[series], today, now, epoch, report))
             self._send(actions, report)
+            self._finalize(plans, closing, epoch, report)
         if self._archive is not None and self._seen is not None:
             self._summarize_seen(self._archive, self._seen, now, report)
         return report
+
+    def _finalize(
+        self, plans: Mapping[str, SeriesPlan], closing: set[str], epoch: int, report: EvaluationReport
+    ) -> None:
+        """Mark closed rules done once their history is final and every change of theirs is committed
+        (committed means in the outbox: delivery is then the relay's job, not a reason to re-run)."""
+        if not closing:
+            return
+        coverage = self._coverage.all()
+        for series, plan in plans.items():
+            done = coverage.get(series)
+            history_final = plan.starts <= BEGINNING or (
+                done is not None and done.activation == plan.activation and done.final
+            )
+            failed = any(key.startswith(f"{series}/") for key in report.failures)
+            if not history_final or failed:
+                continue
+            for rule in plan.rules:
+                if rule.rule_id in closing:
+                    self._coverage.record_final(rule.rule_id, epoch)
+                    report.finalized.append(rule.rule_id)
 
     def _recover(self, epoch: int, report: EvaluationReport) -> None:
         """Send what a crashed run committed but never sent (the relay may hold some: claims decide)."""

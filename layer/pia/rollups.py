@@ -17,7 +17,7 @@ in the same conditional write that carries the outbox entries, so they never sen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -165,10 +165,16 @@ class SeriesPlan:
         return min(window[0] for rule in self.rules if (window := rule.window_for(today)) is not None)
 
 
-def plan_series(ruleset: Ruleset, today: date) -> dict[str, SeriesPlan]:
+def plan_series(
+    ruleset: Ruleset, today: date, include_final: Collection[str] = frozenset()
+) -> dict[str, SeriesPlan]:
+    """The series of the open date rules, plus the closed ones named in ``include_final``: a rule
+    whose window had already ended when it was added still gets its one, final evaluation."""
     by_series: dict[str, list[Rule]] = {}
     for rule in ruleset.date_rules:
-        if not is_final(rule, today) and rule.window_for(today) is not None:
+        if (not is_final(rule, today) or rule.rule_id in include_final) and rule.window_for(
+            today
+        ) is not None:
             by_series.setdefault(rule.series, []).append(rule)
     plans: dict[str, SeriesPlan] = {}
     for series, rules in by_series.items():

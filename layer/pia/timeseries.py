@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 ROLLUP_BUCKETS = 16
 COVERAGE_PK = "COVERAGE"
+FINALIZED_PREFIX = "F#"
 SEEN_PK = "SEEN"
 SEEN_CURSOR_SK = "CURSOR"
 
@@ -210,7 +211,22 @@ class CoverageTable:
                 item["ac"]["S"], date.fromisoformat(item["from"]["S"]), bool(item["fin"]["BOOL"])
             )
             for item in query_partition(self._client, self._table, COVERAGE_PK)
+            if not item["sk"]["S"].startswith(FINALIZED_PREFIX)
         }
+
+    def finalized(self) -> set[str]:
+        """Closed date rules whose final evaluation is done: nothing is ever sent for them again."""
+        return {
+            item["sk"]["S"][len(FINALIZED_PREFIX) :]
+            for item in query_partition(self._client, self._table, COVERAGE_PK)
+            if item["sk"]["S"].startswith(FINALIZED_PREFIX)
+        }
+
+    def record_final(self, rule_id: str, now: int) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={"pk": {"S": COVERAGE_PK}, "sk": {"S": FINALIZED_PREFIX + rule_id}, "u": {"N": str(now)}},
+        )
 
     def record(self, series: str, coverage: Coverage, now: int) -> None:
         self._client.put_item(

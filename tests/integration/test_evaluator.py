@@ -91,8 +91,9 @@ def test_a_fixed_window_is_final_once_it_has_ended(timeseries_stack: Any) -> Non
     stack.restart()
     stack.aggregate([doc("sol", MARCH[6]), doc("new", MARCH[6])], start=2)
     summary = stack.evaluate()
-    assert (summary["rules"], summary["actions_sent"]) == (0, 0)
+    assert (summary["rules"], summary["actions_sent"]) == (1, 0), "one final evaluation, nothing changed"
     assert stack.attributes() == {"sol": {"trk_date_purchase": "ready"}}
+    assert stack.evaluate()["rules"] == 0, "a finalized window is never read again"
 
 
 @pytest.mark.parametrize("path", ["real-time", "backfill"])
@@ -306,3 +307,25 @@ def test_seen_values_summarize_the_archive_for_the_rule_poller(timeseries_stack:
     rows = [rule_row(*CASE_GREENBUTTON[:1], "GreenButton", *CASE_GREENBUTTON[2:])]
     (warning,) = near_miss_warnings(parse_rules(enumerate(rows, start=2)).rules, seen, date(2026, 3, 1))
     assert "did you mean `greenbutton`" in warning.message
+
+
+def test_a_rule_added_after_its_window_closed_is_evaluated_once_from_history(timeseries_stack: Any) -> None:
+    stack = timeseries_stack
+    stack.clock.now = MARCH[20]
+    stack.aggregate([doc("una", MARCH[d]) for d in (2, 3, 4)] + [doc("vic", MARCH[3])], start=1)
+    published = datetime(2026, 3, 25, 10, tzinfo=UTC)
+    (rule,) = stack.publish(
+        [date_row("greater_or_equal", "3", start="2026-03-01", finish="2026-03-10")],
+        activation="2026-03-26",
+        published_at=published,
+    ).rules
+    provisional = stack.evaluate(published + timedelta(minutes=5))
+    assert provisional["ready"] == 1 and provisional["finalized"] == []
+    assert stack.attributes() == {"una": {"trk_date_purchase": "ready"}}
+
+    final = stack.evaluate(datetime(2026, 3, 26, 2, tzinfo=UTC))
+    assert (final["actions_sent"], final["finalized"]) == (0, [rule.rule_id])
+    stack.aggregate([doc("vic", MARCH[5]), doc("vic", MARCH[6])], start=50)
+    after = stack.evaluate(datetime(2026, 3, 27, 2, tzinfo=UTC))
+    assert (after["series"], after["actions_sent"]) == (0, 0), "a closed, final window sends nothing more"
+    assert stack.attributes() == {"una": {"trk_date_purchase": "ready"}}
