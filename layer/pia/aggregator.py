@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -150,7 +150,7 @@ class Aggregator:
                 if not step.changed:
                     report.duplicates += step.duplicates
                     continue
-                state = replace(step.state, version=base.version + 1)
+                state = step.state
                 outbox = [(action, target.name) for action in step.actions for target in self._targets]
                 writes.append(CounterWrite(state, base.version, outbox))
                 steps[key] = step

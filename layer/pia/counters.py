@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -123,6 +123,9 @@ def apply_events(
 ) -> Step:
     """Apply events in stream order, exactly as if they arrived one at a time.
 
+    The returned state carries the next version when anything was applied: it is what the store
+    writes, conditional on the version it was computed from.
+
     ``events`` are the batch's events for this user that match ``rule``, in stream order. After
     each one the rule is evaluated: a reset rule fires and zeroes on every crossing; a non-reset
     rule sets its attribute once and then only keeps counting.
@@ -170,15 +173,17 @@ def apply_events(
             )
             ready = True
             fired += 1
-    if applied:
-        lanes = prune_lanes(lanes, now, lane_retention_seconds)
-    new_state = replace(
-        state,
+    if not applied:
+        return Step(state, (), 0, duplicates, ambiguous)
+    new_state = CounterState(
+        rule_id=state.rule_id,
+        user_id=state.user_id,
+        version=state.version + 1,
         count=count,
         total=total,
         ready=ready,
         fired=fired,
-        lanes=lanes,
+        lanes=prune_lanes(lanes, now, lane_retention_seconds),
         endpoints=endpoints,
         recent_ids=recent,
     )
