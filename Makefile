@@ -59,7 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 reliability: $(STAMP)
-	PIA_RELIABILITY_EXAMPLES=$${PIA_RELIABILITY_EXAMPLES:-200} $(BIN)/pytest -q -m reliability -p no:randomly tests
+	PIA_RELIABILITY_EXAMPLES=$${PIA_RELIABILITY_EXAMPLES:-200} PIA_RELIABILITY_REPORT=docs/RELIABILITY.md $(BIN)/pytest -q -m reliability -p no:randomly tests
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .mypy_cache .pytest_cache .ruff_cache

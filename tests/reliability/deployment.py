@@ -1,0 +1,474 @@
+"""One isolated copy of the stack on moto, with its Lambda containers, faults and a way to check it.
+
+Each scenario run gets fresh tables, a fresh stream and a fresh Pinpoint recorder, so runs never
+see each other's state. The aggregator and relay are the real handler modules; what is replaced is
+what Lambda itself provides:
+
+- a *container*: ``runtime()`` builds the caches and adapters once per container; a crashed
+  container is gone, and the next invocation starts cold, as in Lambda. Two containers can be alive
+  at once (two shards), each with its own counter cache;
+- the clock of the relay, which runs "later" each time so claim leases have expired;
+- sleeping: backoff waits are skipped.
+
+``compare`` checks the deployment against the sequential model: every counter, every Pinpoint
+attribute and event, and an empty outbox.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from pia.actions import action_id_for
+from pia.counters import CounterState
+from pia.rules import parse_rules
+from pia.rulesets import Ruleset, RulesetTable
+from pia.store import counter_from_item
+from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
+from pia_cli.recorder import PinpointRecorder
+from pia_cli.runner import FunctionError, KinesisMappingRunner, MappingSettings
+from tests.conftest import create_table
+from tests.reliability.faults import (
+    AttributeSends,
+    CommitLog,
+    Crash,
+    LandThenTimeout,
+    ProcessKilled,
+    Throttle,
+)
+from tests.reliability.reference import ReferenceModel, RuleSpec, StreamEvent
+
+REGION = "us-east-1"
+_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Produced:
+    """A record as the stream holds it: its lane (the shard, or ``shard/partition-key`` when the
+    mapping's ParallelizationFactor is above 1), its sequence number, and the event the app sent."""
+
+    lane: str
+    sequence: int
+    event: StreamEvent
+
+    def stream_record(self) -> StreamRecord:
+        shard, _, key = self.lane.partition("/")
+        return StreamRecord(
+            record_data(self.event.document()),
+            str(self.sequence),
+            partition_key=key or self.event.user or "anonymous",
+            shard_id=shard,
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    differences: list[str]
+    resends: int
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Any
+    aggregator: Any
+
+
+class Deployment:
+    def __init__(
+        self,
+        *,
+        aggregator: ModuleType,
+        relay: ModuleType,
+        context: Any,
+        rng: random.Random,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        suffix = next(_numbers)
+        self.aggregates = f"rel-aggregates-{suffix}"
+        self.rulesets = f"rel-rulesets-{suffix}"
+        self.timeseries = f"rel-timeseries-{suffix}"
+        self.stream_name = f"rel-events-{suffix}"
+        self.environment = {
+            "AGGREGATES_TABLE": self.aggregates,
+            "RULESET_TABLE": self.rulesets,
+            "TIMESERIES_TABLE": self.timeseries,
+            "RULESET_TTL_SECONDS": "0",
+            "OUTBOX_MIN_AGE_SECONDS": "0",
+            **(environment or {}),
+        }
+        self.app = aggregator
+        self.relay_app = relay
+        self._build_aggregator = aggregator.runtime.__wrapped__
+        self._build_relay = relay.runtime.__wrapped__
+        self.context = context
+        self.rng = rng
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for name, ttl in ((self.aggregates, False), (self.rulesets, False), (self.timeseries, True)):
+            create_table(self.dynamodb, name, ttl=ttl)
+        self.recorder = PinpointRecorder()
+        self.pinpoint_refused = 0
+        self.pinpoint_refusal_rate = 0.0
+        self.crash = Crash(outbox=self.outbox_actions)
+        self.attribute_sends = AttributeSends()
+        self.throttle = Throttle(random.Random(rng.random()))
+        self.timeout = LandThenTimeout(random.Random(rng.random()), self._write_is_stored)
+        self.commits = CommitLog()
+        self.extra_hooks: list[tuple[str, Callable[..., Any]]] = []
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self.current: Container | None = None
+        self.relay_clock = datetime.now(UTC)
+        self.relay_runtime: Any = None
+        self.rule_ids: dict[str, str] = {}
+        self.live: tuple[RuleSpec, ...] = ()
+        self.kinesis: Any = None
+        self.closed = False
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- Lambda containers ---------------------------------------------------------------------
+
+    def _env(self) -> AbstractContextManager[None]:
+        return _environment(self.environment)
+
+    def _client(self, service: str, region_name: str | None = None) -> Any:
+        """The clients every container of this deployment gets, faults attached. One per service and
+        region, shared by containers: a container's state is its caches, not its HTTP clients, and
+        building a botocore client costs more than most invocations here."""
+        key = (service, region_name)
+        if key not in self._clients:
+            self._clients[key] = self._new_client(service, region_name)
+        return self._clients[key]
+
+    def _new_client(self, service: str, region_name: str | None) -> Any:
+        if service == "pinpoint":
+            client = self.recorder.client()
+        else:
+            client = boto3.client(  # type: ignore[call-overload]
+                service, region_name=region_name or REGION, config=self.app.SDK_CONFIG
+            )
+        self.crash.attach(client)
+        if service == "pinpoint":
+            self.attribute_sends.attach(client)
+        if service == "dynamodb":
+            self.throttle.attach(client)
+            self.timeout.attach(client)
+            self.commits.attach(client)
+            client.meta.events.register_first("before-call.dynamodb.*", self._extra_hooks)
+        return client
+
+    def _extra_hooks(self, **kwargs: Any) -> Any:
+        for event, hook in self.extra_hooks:
+            if kwargs["event_name"].startswith(event):
+                answer = hook(**kwargs)
+                if answer is not None:
+                    return answer
+        return None
+
+    def new_container(self) -> Container:
+        """A cold start: an empty counter cache, the ruleset read afresh."""
+        with self._env(), _patched(self.app, "_client", self._client):
+            settings, aggregator = self._build_aggregator()
+        _no_backoff(aggregator._store, *aggregator._targets)
+        return Container(settings, aggregator)
+
+    def invoke(self, event: dict[str, Any], container: Container | None = None) -> dict[str, Any]:
+        """One Lambda invocation. A crash kills the container it ran in."""
+        if container is None:
+            if self.current is None:
+                self.current = self.new_container()
+            container = self.current
+        try:
+            with (
+                self._env(),
+                _patched(self.app, "runtime", lambda: (container.settings, container.aggregator)),
+            ):
+                response: dict[str, Any] = self.app.lambda_handler(event, self.context)
+        except ProcessKilled:
+            if self.current is container:
+                self.current = None
+            raise
+        return response
+
+    def invoker(self, before: Callable[[], None] = lambda: None) -> Callable[[dict[str, Any]], Any]:
+        """What the event source mapping calls: a crash or an exception is a function error."""
+
+        def invoke(event: dict[str, Any]) -> Any:
+            before()
+            try:
+                return self.invoke(event)
+            except (ProcessKilled, Exception) as exc:
+                raise FunctionError(str(exc)) from exc
+
+        return invoke
+
+    def batch(self, produced: Sequence[Produced]) -> dict[str, Any]:
+        return kinesis_event([p.stream_record() for p in produced], stream_name=self.stream_name)
+
+    # -- the stream and its event source mapping -------------------------------------------------
+
+    def create_stream(self, shards: int = 1) -> None:
+        self.kinesis = boto3.client("kinesis", region_name=REGION)
+        self.kinesis.create_stream(StreamName=self.stream_name, ShardCount=shards)
+        self.stream_arn = self.kinesis.describe_stream(StreamName=self.stream_name)["StreamDescription"][
+            "StreamARN"
+        ]
+
+    def produce(
+        self, events: Sequence[StreamEvent], shard_of: Callable[[StreamEvent], int] = lambda e: 0
+    ) -> list[Produced]:
+        """PutRecords, 500 at a time; each event goes to the shard ``shard_of`` names."""
+        shards = self.kinesis.list_shards(StreamARN=self.stream_arn)["Shards"]
+        produced: list[Produced] = []
+        for start in range(0, len(events), 500):
+            chunk = events[start : start + 500]
+            answer = self.kinesis.put_records(
+                StreamARN=self.stream_arn,
+                Records=[
+                    {
+                        "Data": record_data(event.document()),
+                        "PartitionKey": event.user or "anonymous",
+                        "ExplicitHashKey": shards[shard_of(event) % len(shards)]["HashKeyRange"][
+                            "StartingHashKey"
+                        ],
+                    }
+                    for event in chunk
+                ],
+            )
+            assert not answer.get("FailedRecordCount"), answer
+            for event, result in zip(chunk, answer["Records"], strict=True):
+                produced.append(Produced(result["ShardId"], int(result["SequenceNumber"]), event))
+        return produced
+
+    def mapping(self, invoke: Callable[[dict[str, Any]], Any], batch_size: int = 10) -> KinesisMappingRunner:
+        """The template's mapping, except that retries are unbounded: a record given up on is lost
+        by design (it goes to the on-failure queue), and these scenarios check nothing is lost."""
+        settings = MappingSettings(
+            stream_arn=self.stream_arn,
+            batch_size=batch_size,
+            starting_position="TRIM_HORIZON",
+            maximum_retry_attempts=-1,
+            bisect_on_function_error=True,
+            report_batch_item_failures=True,
+        )
+        return KinesisMappingRunner(settings, invoke, kinesis=self.kinesis)
+
+    # -- rules, relay --------------------------------------------------------------------------
+
+    def publish(self, specs: Sequence[RuleSpec]) -> None:
+        parsed = parse_rules(enumerate((s.row() for s in specs), start=2))
+        assert not parsed.errors, parsed.errors
+        by_output = {r.output_name: r.rule_id for r in parsed.rules}
+        self.rule_ids.update(by_output)
+        table = RulesetTable(self.dynamodb, self.rulesets)
+        current = table.current()
+        table.publish(
+            Ruleset(
+                version=current.version + 1, rules=parsed.rules, published_at=datetime.now(UTC).isoformat()
+            ),
+            expected_version=current.version,
+        )
+        self.live = tuple(specs)
+
+    def refuse_pinpoint(self, rate: float) -> None:
+        """Pinpoint answers TooManyRequestsException to this share of calls (seeded)."""
+        self.pinpoint_refusal_rate = rate
+        rng = random.Random(self.rng.random())
+
+        def refuse(_operation: str) -> bool:
+            if rng.random() < self.pinpoint_refusal_rate:
+                self.pinpoint_refused += 1
+                return True
+            return False
+
+        self.recorder.fail_next = 10**9
+        self.recorder.failure_code = "TooManyRequestsException"
+        self.recorder.failure_filter = refuse
+
+    def run_relay(self) -> dict[str, Any]:
+        """The scheduled relay, ten minutes after its previous run (leases have expired). Its
+        container stays warm between runs until one is killed. A run that raises is a failed
+        scheduled invocation: EventBridge Scheduler simply runs the next one."""
+        self.relay_clock += timedelta(minutes=10)
+        clock = self.relay_clock
+        with self._env(), _patched(self.relay_app, "_now", lambda: clock):
+            if self.relay_runtime is None:
+                with _patched(self.relay_app, "_client", self._client):
+                    self.relay_runtime = self._build_relay()
+                _, store, targets = self.relay_runtime
+                _no_backoff(store, *targets)
+            built = self.relay_runtime
+            with _patched(self.relay_app, "runtime", lambda: built):
+                try:
+                    result: dict[str, Any] = self.relay_app.lambda_handler({}, self.context)
+                except (ProcessKilled, Exception) as exc:
+                    if isinstance(exc, ProcessKilled):
+                        self.relay_runtime = None
+                    return {"pending": None, "delivered": 0, "error": f"{type(exc).__name__}: {exc}"}
+        return result
+
+    def drain_outbox(self, attempts: int = 20) -> int:
+        """Runs the relay until a run finds nothing pending; returns how many actions it delivered."""
+        delivered = 0
+        for _ in range(attempts):
+            result = self.run_relay()
+            delivered += result["delivered"]
+            if result["pending"] == 0:
+                break
+        return delivered
+
+    # -- what the deployment holds -------------------------------------------------------------
+
+    def _items(self) -> list[dict[str, Any]]:
+        """The whole aggregates table (a test reads everything; the engine never scans)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.aggregates, "ConsistentRead": True}
+        while True:
+            page = self.dynamodb.scan(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def outbox_actions(self) -> list[dict[str, Any]]:
+        return [json.loads(item["a"]["S"]) for item in self._items() if item["pk"]["S"].startswith("O#")]
+
+    def outbox(self, items: list[dict[str, Any]] | None = None) -> list[str]:
+        return [
+            item["sk"]["S"]
+            for item in (items if items is not None else self._items())
+            if item["pk"]["S"].startswith("O#")
+        ]
+
+    def counters(self, items: list[dict[str, Any]] | None = None) -> dict[tuple[str, str], CounterState]:
+        outputs = {rule_id: output for output, rule_id in self.rule_ids.items()}
+        found: dict[tuple[str, str], CounterState] = {}
+        for item in items if items is not None else self._items():
+            if item["pk"]["S"].startswith("R#"):
+                state = counter_from_item(item)
+                found[(outputs.get(state.rule_id, state.rule_id), state.user_id)] = state
+        return found
+
+    def fired_events(self) -> Counter[str]:
+        """PutEvents entries Pinpoint accepted, by event id (the action id)."""
+        return Counter(e.event_id for e in self.recorder.events)
+
+    def compare(self, reference: ReferenceModel, specs: Iterable[RuleSpec]) -> Comparison:
+        """Every way the deployment differs from the reference, in words (none when exact), and how
+        many same-id resends the documented crash window explains."""
+        by_output = {s.output: s for s in specs}
+        found: list[str] = []
+        items = self._items()
+        actual = {k: v for k, v in self.counters(items).items() if k[0] in by_output}
+        expected = {k: v for k, v in reference.tallies.items() if k[0] in by_output}
+        for key in sorted(set(actual) | set(expected)):
+            state, tally = actual.get(key), expected.get(key)
+            if state is None or tally is None:
+                found.append(
+                    f"counter {key}: engine has {state and (state.count, state.total)}, expected {tally}"
+                )
+                continue
+            got = (state.count, state.total, state.ready, state.fired)
+            want = (tally.count, tally.total, tally.ready, tally.fired)
+            if got != want:
+                found.append(f"counter {key}: (count, sum, ready, fired) is {got}, expected {want}")
+        attributes = self.recorder.user_attributes
+        wanted: Counter[str] = Counter()
+        for (output, user), tally in expected.items():
+            if by_output[output].reset:
+                wanted.update(
+                    action_id_for(self.rule_ids[output], user, lane, seq) for lane, seq in tally.crossings
+                )
+            elif tally.ready and attributes.get(user, {}).get(output) != "ready":
+                found.append(f"attribute {output} of {user}: not set to ready in Pinpoint")
+        for output, spec in by_output.items():
+            for user, values in attributes.items():
+                tally = expected.get((output, user))
+                if not spec.reset and output in values and (tally is None or not tally.ready):
+                    found.append(f"attribute {output} of {user}: set in Pinpoint, but the rule was never met")
+        delivered = self.fired_events()
+        ours = {e.event_id for e in self.recorder.events if e.event_type in by_output}
+        resends = 0
+        for action_id in sorted(set(wanted) | ours):
+            sent, due = delivered[action_id], wanted[action_id]
+            if due and due < sent <= due + self.crash.window[action_id]:
+                resends += sent - due
+            elif sent != due:
+                found.append(f"event {action_id}: delivered {sent} times, expected {due}")
+        pending = self.outbox(items)
+        if pending:
+            found.append(f"{len(pending)} outbox entries never delivered: {pending[:3]}")
+        return Comparison(found, resends)
+
+    def _write_is_stored(self, operation: str, body: dict[str, Any]) -> bool:
+        """The proof behind LandThenTimeout: read the table with a client no fault touches."""
+        if operation == "TransactWriteItems":
+            put = body["TransactItems"][0]["Put"]
+            key = {"pk": put["Item"]["pk"], "sk": put["Item"]["sk"]}
+            item = self.dynamodb.get_item(TableName=put["TableName"], Key=key, ConsistentRead=True).get(
+                "Item"
+            )
+            return item is not None and item.get("v") == put["Item"].get("v")
+        if operation == "BatchWriteItem":
+            ((table, requests),) = body["RequestItems"].items()
+            key = requests[0]["DeleteRequest"]["Key"]
+            return "Item" not in self.dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+        if operation == "UpdateItem":
+            found = self.dynamodb.get_item(TableName=body["TableName"], Key=body["Key"], ConsistentRead=True)
+            return bool(found.get("Item", {}).get("cl") == body["ExpressionAttributeValues"][":until"])
+        return False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for name in (self.aggregates, self.rulesets, self.timeseries):
+            self.dynamodb.delete_table(TableName=name)
+        if self.kinesis is not None:
+            self.kinesis.delete_stream(StreamName=self.stream_name)
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _patched(module: ModuleType, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
+def _no_backoff(*adapters: Any) -> None:
+    """The store's and the targets' backoff waits are skipped: the faults are what is under test,
+    not the waiting (botocore's own backoff is skipped by the ``botocore_sleeps`` fixture)."""
+    for adapter in adapters:
+        if hasattr(adapter, "_sleep"):
+            adapter._sleep = lambda _seconds: None

@@ -1,0 +1,134 @@
+"""What the engine must produce, worked out one event at a time with no code shared with ``pia``.
+
+The reliability scenarios compare the engine's durable state and the actions Pinpoint received
+against this model. It is deliberately naive: the rule table's words, Python's operators, a dict
+of tallies. If the engine and this model disagree, one of them misread issue #2's semantics, and
+this one is short enough to check by eye.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "greater": operator.gt,
+    "greater_or_equal": operator.ge,
+    "smaller": operator.lt,
+    "less_or_equal": operator.le,
+    "equal": operator.eq,
+    "not_equal": operator.ne,
+}
+BASE_MILLIS = 1_795_165_200_000
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One row of the marketer's table, as the test writes it."""
+
+    output: str
+    event: str
+    count: tuple[str, int] | None = None
+    total: tuple[str, str] | None = None
+    reset: bool = False
+    attribute: tuple[str, str] | None = None
+    metric: str | None = None
+
+    def row(self) -> dict[str, str]:
+        return {
+            "RuleType": "aggregator",
+            "EventName": self.event,
+            "AttributeName": self.attribute[0] if self.attribute else "na",
+            "AttributeValue": self.attribute[1] if self.attribute else "999",
+            "Operator-C": self.count[0] if self.count else "na",
+            "Target-C": str(self.count[1]) if self.count else "999",
+            "Operator-V": self.total[0] if self.total else "na",
+            "Target-V": self.total[1] if self.total else "999",
+            "ResetWhenReachTarget": "yes" if self.reset else "no",
+            "StartDate": "9999-99-99",
+            "FinishDate": "9999-99-99",
+            "MetricName": self.metric or "na",
+            "OutputName": self.output,
+        }
+
+    def matches(self, event: StreamEvent) -> bool:
+        if event.user is None or event.event_type != self.event:
+            return False
+        return self.attribute is None or event.attributes.get(self.attribute[0]) == self.attribute[1]
+
+    def amount(self, event: StreamEvent) -> Decimal:
+        """The named metric (0 when absent), or the only metric, or 0 when there are several."""
+        if self.metric is not None:
+            return event.metrics.get(self.metric, Decimal(0))
+        if len(event.metrics) == 1:
+            return next(iter(event.metrics.values()))
+        return Decimal(0)
+
+    def met(self, count: int, total: Decimal) -> bool:
+        if self.count and not OPERATORS[self.count[0]](count, self.count[1]):
+            return False
+        return not (self.total and not OPERATORS[self.total[0]](total, Decimal(self.total[1])))
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A Pinpoint event-stream record as an app would produce it."""
+
+    user: str | None
+    event_type: str
+    n: int
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"ep-{self.user}"
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "event_timestamp": BASE_MILLIS + self.n * 1000,
+            "arrival_timestamp": BASE_MILLIS + self.n * 1000 + 150,
+            "client": {"client_id": self.endpoint},
+            "attributes": dict(self.attributes),
+            "metrics": {name: float(value) for name, value in self.metrics.items()},
+            "endpoint": {"User": {"UserId": self.user} if self.user else {}},
+        }
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    total: Decimal = Decimal(0)
+    ready: bool = False
+    fired: int = 0
+    crossings: list[tuple[str, int]] = field(default_factory=list)
+
+
+class ReferenceModel:
+    """Tallies per (output name, user); ``crossings`` are the stream positions that met the rule."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[str, str], Tally] = {}
+
+    def feed(self, rules: Iterable[RuleSpec], lane: str, sequence: int, event: StreamEvent) -> None:
+        for rule in rules:
+            if not rule.matches(event):
+                continue
+            assert event.user is not None
+            tally = self.tallies.setdefault((rule.output, event.user), Tally())
+            tally.count += 1
+            tally.total += rule.amount(event)
+            if not rule.met(tally.count, tally.total):
+                continue
+            if rule.reset:
+                tally.fired += 1
+                tally.crossings.append((lane, sequence))
+                tally.count, tally.total = 0, Decimal(0)
+            elif not tally.ready:
+                tally.ready = True
+                tally.fired += 1
+                tally.crossings.append((lane, sequence))

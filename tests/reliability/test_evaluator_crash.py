@@ -1,0 +1,220 @@
+"""Scenario 10: the scheduled evaluator is killed halfway, then runs again (the next hour)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pia.rollups import DayTotal, SeriesRollup
+from pia.rules import parse_rules
+from pia.rulesets import Ruleset, RulesetTable
+from pia.timeseries import RollupStore, rollup_item
+from tests.reliability.deployment import Deployment, _patched
+from tests.reliability.faults import ProcessKilled, Triple
+from tests.reliability.ledger import ReliabilityLedger
+
+pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:No application metrics")]
+ACTIVATION = "2026-02-01"
+FIRST = datetime(2026, 3, 20, 12, tzinfo=UTC)
+ROWS = (
+    {
+        "RuleType": "date",
+        "EventName": "purchase",
+        "AttributeName": "na",
+        "AttributeValue": "na",
+        "Operator-C": "greater_or_equal",
+        "Target-C": "3",
+        "Operator-V": "na",
+        "Target-V": "999",
+        "ResetWhenReachTarget": "no",
+        "StartDate": "9999-99-99",
+        "FinishDate": "9999-99-99",
+        "Window": "last 7 days",
+        "OutputName": "trk_week_buyer",
+    },
+    {
+        "RuleType": "date",
+        "EventName": "purchase",
+        "AttributeName": "na",
+        "AttributeValue": "na",
+        "Operator-C": "greater",
+        "Target-C": "4",
+        "Operator-V": "greater_or_equal",
+        "Target-V": "10",
+        "ResetWhenReachTarget": "no",
+        "StartDate": "2026-03-01",
+        "FinishDate": "2026-03-31",
+        "OutputName": "trk_march_buyer",
+    },
+)
+Days = dict[date, tuple[int, Decimal]]
+
+
+def _met(output: str, days: Days, today: date) -> bool:
+    """The two rules above, from the table's words."""
+    if output == "trk_week_buyer":
+        first, last = today - timedelta(days=6), today
+    else:
+        first, last = date(2026, 3, 1), date(2026, 3, 31)
+    inside = [v for d, v in days.items() if first <= d <= last]
+    count, total = sum(c for c, _ in inside), sum((t for _, t in inside), Decimal(0))
+    if output == "trk_week_buyer":
+        return count >= 3
+    return count > 4 and total >= 10
+
+
+def _expected_changes(history: dict[str, Days], before: date | None, today: date) -> Counter[Triple]:
+    """Only changes: ready when a rule starts to hold, not-ready when it stops."""
+    changes: Counter[Triple] = Counter()
+    for user, days in history.items():
+        for output in ("trk_week_buyer", "trk_march_buyer"):
+            now = _met(output, days, today)
+            was = before is not None and _met(output, {d: v for d, v in days.items() if d <= before}, before)
+            if now != was:
+                changes[(user, output, "ready" if now else "not-ready")] += 1
+    return changes
+
+
+class Evaluations:
+    """The evaluator handler on the deployment: one container until it is killed, an hourly clock."""
+
+    def __init__(self, stack: Deployment, module: Any) -> None:
+        self.stack = stack
+        self.module = module
+        self.container: Any = None
+
+    def run(self, at: datetime) -> dict[str, Any] | None:
+        with self.stack._env():
+            if self.container is None:
+                with _patched(self.module, "_client", self.stack._client):
+                    self.container = self.module.runtime.__wrapped__()
+            built = self.container
+            with _patched(self.module, "runtime", lambda: built), _patched(self.module, "_now", lambda: at):
+                try:
+                    summary: dict[str, Any] = self.module.lambda_handler({}, self.stack.context)
+                except ProcessKilled:
+                    self.container = None
+                    return None
+        return summary
+
+
+def _seed(
+    stack: Deployment, all_series: set[str], history: dict[str, Days], users: list[str], now: datetime
+) -> None:
+    """Rollups as the aggregator leaves them, one per series (a count series, and one that sums the
+    event's only metric). Read-modify-write, keeping what the evaluator recorded as sent: the test is
+    the only writer."""
+    store = RollupStore(stack.dynamodb, stack.timeseries, stack.aggregates)
+    requests: list[Any] = []
+    for series in sorted(all_series):
+        stored = {r.user_id: r for r in store.series_rollups(series)}
+        for user in users:
+            current = stored.get(user) or SeriesRollup(
+                series, user, activation=ACTIVATION, backfill_activation=ACTIVATION, endpoints=(f"ep-{user}",)
+            )
+            days = {d: DayTotal(c, t) for d, (c, t) in history[user].items()}
+            state = replace(current, version=current.version + 1, days=days)
+            requests.append({"PutRequest": {"Item": rollup_item(state, int(now.timestamp()), 400)}})
+    for start in range(0, len(requests), 25):
+        stack.dynamodb.batch_write_item(RequestItems={stack.timeseries: requests[start : start + 25]})
+
+
+def _grow(rng: random.Random, history: dict[str, Days], users: list[str], first: date, last: date) -> None:
+    for user in users:
+        for _ in range(rng.randint(1, 6)):
+            day = first + timedelta(days=rng.randint(0, (last - first).days))
+            count, total = history[user].get(day, (0, Decimal(0)))
+            history[user][day] = (
+                count + rng.randint(1, 2),
+                total + Decimal(rng.choice(("0.5", "2", "3.75"))),
+            )
+
+
+def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_no_user(
+    deploy: Callable[..., Deployment],
+    ledger: ReliabilityLedger,
+    examples: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    row = ledger.scenario(
+        10,
+        "Evaluator crash",
+        "Runs: a quarter of PIA_RELIABILITY_EXAMPLES (each is two evaluations, each killed up to five "
+        "times, about ten evaluator runs). Rollups for 6-30 users are seeded, with a 7-day rolling rule and a fixed March rule; the hourly "
+        "evaluator is killed after k of its writes (rollup transactions with their outbox, Pinpoint "
+        "calls, outbox deletes and claims; k random, transactions capped at 7-100 items) up to five "
+        "times in a row, each kill followed by the next hourly run in a new container. Then days pass, "
+        "users buy again, some windows roll off, and it happens again. Checked against the two rules "
+        "computed by hand: each ready / not-ready change reaches Pinpoint exactly once (a same-value "
+        "resend only when a kill landed between Pinpoint accepting and the outbox delete), no user is "
+        "missed, a further run sends nothing, and the outbox ends empty.",
+    )
+    import pia.store
+    from evaluator import app as evaluator_module
+
+    for run in range(max(3, examples // 4)):
+        rng = random.Random(f"evaluator-{run}")
+        monkeypatch.setattr(pia.store, "MAX_TRANSACT_ITEMS", rng.choice((7, 20, 100)))
+        with deploy(rng, TIMEZONE="UTC", RAW_EVENTS_BUCKET="") as stack:
+            parsed = parse_rules(enumerate(ROWS, start=2))
+            assert not parsed.errors, parsed.errors
+            series = {rule.series for rule in parsed.rules}
+            RulesetTable(stack.dynamodb, stack.rulesets).publish(
+                Ruleset(
+                    1,
+                    parsed.rules,
+                    "2026-01-15T00:00:00+00:00",
+                    series_activation=dict.fromkeys(series, ACTIVATION),
+                ),
+                expected_version=0,
+            )
+            evaluations = Evaluations(stack, evaluator_module)
+            users = [f"user-{i:03d}" for i in range(rng.randint(6, 30))]
+            history: dict[str, Days] = {user: {} for user in users}
+            _grow(rng, history, users, date(2026, 3, 1), FIRST.date())
+            _seed(stack, series, history, users, FIRST)
+            differences: list[str] = []
+            expected: Counter[Triple] = _expected_changes(history, None, FIRST.date())
+            clock = FIRST
+            for phase in (1, 2):
+                if phase == 2:
+                    later = FIRST + timedelta(days=rng.randint(1, 8))
+                    newcomers = [f"user-{i:03d}" for i in range(len(users), len(users) + rng.randint(0, 6))]
+                    history.update({user: {} for user in newcomers})
+                    active = rng.sample(users, k=len(users) // 3) + newcomers
+                    users += newcomers
+                    _grow(rng, history, active, FIRST.date() + timedelta(days=1), later.date())
+                    _seed(stack, series, history, active, later)
+                    expected += _expected_changes(history, FIRST.date(), later.date())
+                    clock = later
+                for attempt in range(6):
+                    killed = attempt < 5 and rng.random() < (0.8 if attempt == 0 else 0.5)
+                    stack.crash.arm(rng.randint(0, 10) if killed else None)
+                    finished = evaluations.run(clock)
+                    stack.crash.arm(None)
+                    clock += timedelta(hours=1)
+                    if finished is not None and not killed:
+                        break
+                if evaluations.run(clock) is None:
+                    differences.append(f"phase {phase}: the run after recovery failed")
+                clock += timedelta(hours=1)
+            sent = stack.attribute_sends.sent
+            resends = 0
+            for triple in sorted(set(sent) | set(expected)):
+                got, want = sent[triple], expected[triple]
+                if want and want < got <= want + stack.crash.attribute_window[triple]:
+                    resends += got - want
+                elif got != want:
+                    differences.append(f"{triple}: sent {got} times, expected {want}")
+            pending = stack.outbox()
+            if pending:
+                differences.append(f"{len(pending)} outbox entries never delivered")
+            row.record(faults=stack.crash.crashes, differences=differences, resends=resends)
+    assert row.differences == 0, row.verdict()
