@@ -83,7 +83,7 @@ class Step:
         return self.applied > 0
 
 
-def _remember_endpoint(endpoints: tuple[str, ...], endpoint_id: str | None) -> tuple[str, ...]:
+def remember_endpoint(endpoints: tuple[str, ...], endpoint_id: str | None) -> tuple[str, ...]:
     if endpoint_id is None:
         return endpoints
     if endpoints and endpoints[-1] == endpoint_id:
@@ -100,8 +100,22 @@ def event_id_digest(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
-def _remember_id(recent: tuple[str, ...], digest: str) -> tuple[str, ...]:
-    return (*recent, digest)[-RECENT_EVENT_IDS:]
+def admit(
+    lanes: dict[str, LaneMark], recent: tuple[str, ...], position: Position, event: Event, now: int
+) -> tuple[bool, tuple[str, ...]]:
+    """Whether a record is new to an item, or a Lambda redelivery (at or below its lane's mark) or a
+    producer's resend (an ``event_id`` among the item's recent ones). Advances ``lanes`` in place;
+    returns the recent ids to keep."""
+    mark = lanes.get(position.lane)
+    if mark is not None and position.sequence <= mark.sequence:
+        return False, recent
+    lanes[position.lane] = LaneMark(position.sequence, now)
+    if event.event_id is None:
+        return True, recent
+    digest = event_id_digest(event.event_id)
+    if digest in recent:
+        return False, recent
+    return True, (*recent, digest)[-RECENT_EVENT_IDS:]
 
 
 def prune_lanes(lanes: Mapping[str, LaneMark], now: int, keep_seconds: int) -> dict[str, LaneMark]:
@@ -137,18 +151,11 @@ def apply_events(
     actions: list[Action] = []
     applied = duplicates = ambiguous = 0
     for position, event in events:
-        mark = lanes.get(position.lane)
-        if mark is not None and position.sequence <= mark.sequence:
+        new, recent = admit(lanes, recent, position, event, now)
+        if not new:
             duplicates += 1
             continue
-        lanes[position.lane] = LaneMark(position.sequence, now)
-        if event.event_id is not None:
-            digest = event_id_digest(event.event_id)
-            if digest in recent:
-                duplicates += 1
-                continue
-            recent = _remember_id(recent, digest)
-        endpoints = _remember_endpoint(endpoints, event.endpoint_id)
+        endpoints = remember_endpoint(endpoints, event.endpoint_id)
         applied += 1
         count += 1
         if rule.needs_sum:

@@ -25,12 +25,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.actions import NOT_READY, READY, Action, ActionKind, action_id_for
 from pia.counters import (
-    RECENT_EVENT_IDS,
     LaneMark,
     Position,
-    _remember_endpoint,
-    event_id_digest,
+    admit,
     prune_lanes,
+    remember_endpoint,
 )
 from pia.events import Event
 from pia.rules import Rule
@@ -217,24 +216,17 @@ def absorb(
     applied = duplicates = 0
     last: tuple[Position, Event] | None = None
     for position, event in events:
-        mark = lanes.get(position.lane)
-        if mark is not None and position.sequence <= mark.sequence:
+        new, recent = admit(lanes, recent, position, event, now)
+        if not new:
             duplicates += 1
             continue
-        lanes[position.lane] = LaneMark(position.sequence, now)
-        if event.event_id is not None:
-            digest = event_id_digest(event.event_id)
-            if digest in recent:
-                duplicates += 1
-                continue
-            recent = (*recent, digest)[-RECENT_EVENT_IDS:]
         if event.timestamp < plan.starts:
             continue
         day = local_day(event.timestamp, zone)
         if day < oldest:
             continue
         days[day] = days.get(day, DayTotal()).plus(DayTotal(1, plan.value(event)))
-        endpoints = _remember_endpoint(endpoints, event.endpoint_id)
+        endpoints = remember_endpoint(endpoints, event.endpoint_id)
         touched.add(day)
         applied += 1
         last = (position, event)
@@ -310,5 +302,5 @@ def date_action(
 def merge_endpoints(older: Sequence[str], newer: Sequence[str]) -> tuple[str, ...]:
     endpoints: tuple[str, ...] = ()
     for endpoint_id in (*older, *newer):
-        endpoints = _remember_endpoint(endpoints, endpoint_id)
+        endpoints = remember_endpoint(endpoints, endpoint_id)
     return endpoints

@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -320,21 +320,30 @@ def query_partition(client: DynamoDBClient, table: str, partition: str, **extra:
         kwargs["ExclusiveStartKey"] = last
 
 
-@dataclass(frozen=True)
-class CounterWrite:
-    """A counter's next state, guarded by the version it was computed from, plus its outbox."""
+S = TypeVar("S")
 
-    state: CounterState
+
+@dataclass(frozen=True)
+class StateWrite(Generic[S]):
+    """An item's next state, guarded by the version it was computed from, plus its outbox."""
+
+    state: S
     expected_version: int
     outbox: Sequence[tuple[Action, str]] = ()
 
 
 @dataclass
-class CommitResult:
+class StateCommit(Generic[S]):
+    """Per item key: committed, conflicting (with the item as it is now), or failed (with why)."""
+
     status: dict[tuple[str, str], WriteStatus] = field(default_factory=dict)
-    current: dict[tuple[str, str], CounterState | None] = field(default_factory=dict)
+    current: dict[tuple[str, str], S | None] = field(default_factory=dict)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     round_trips: int = 0
+
+
+CounterWrite: TypeAlias = StateWrite[CounterState]
+CommitResult: TypeAlias = StateCommit[CounterState]
 
 
 class CounterStore:

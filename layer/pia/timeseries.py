@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pia.actions import Action
 from pia.aggregator import InboundRecord
 from pia.backfill import Coverage
 from pia.counters import LaneMark
@@ -32,9 +30,10 @@ from pia.rollups import DayTotal, SeriesRollup
 from pia.seen import SeenSummary
 from pia.store import (
     AttributeMap,
+    StateCommit,
+    StateWrite,
     VersionedPut,
     VersionedWriter,
-    WriteStatus,
     _bucket,
     outbox_put,
     query_partition,
@@ -124,21 +123,8 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
     )
 
 
-@dataclass(frozen=True)
-class RollupWrite:
-    """A rollup's next state, guarded by the version it was computed from, plus its outbox."""
-
-    state: SeriesRollup
-    expected_version: int
-    outbox: Sequence[tuple[Action, str]] = ()
-
-
-@dataclass
-class RollupCommit:
-    status: dict[tuple[str, str], WriteStatus] = field(default_factory=dict)
-    current: dict[tuple[str, str], SeriesRollup | None] = field(default_factory=dict)
-    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
-    round_trips: int = 0
+RollupWrite: TypeAlias = StateWrite[SeriesRollup]
+RollupCommit: TypeAlias = StateCommit[SeriesRollup]
 
 
 class RollupStore:
