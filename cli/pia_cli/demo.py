@@ -31,13 +31,19 @@ from pia.rulesets import RulesetTable
 from pia.sheets import read_table
 from pia_cli.datagen import generate, write_jsonl
 from pia_cli.emulator import running_emulator
-from pia_cli.local_stack import LOCAL_EVENT_BUS, LOCAL_PINPOINT_APP, TOOLING, LocalStack
+from pia_cli.local_stack import (
+    LOCAL_EVENT_BUS,
+    LOCAL_PINPOINT_APP,
+    LOCAL_PROFILES_DOMAIN,
+    TOOLING,
+    LocalStack,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULES = DATA / "demo-rules.csv"
 DEMO_NOW = "2026-04-30T12:00:00Z"
 STACK_NAME = "pia-demo"
-SUPPORTED_TARGETS = ("pinpoint", "eventbridge")
+SUPPORTED_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class RuleOutcome:
     resets: bool
     users: int
     fired: int
+    last_fire_only: bool = False
 
 
 @dataclass
@@ -127,6 +134,8 @@ def run_demo(
         parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
         if "eventbridge" in targets:
             parameters["EventBusName"] = LOCAL_EVENT_BUS
+        if "customer-profiles" in targets:
+            parameters.update(ProfilesDomainName=LOCAL_PROFILES_DOMAIN, ProfilesCreateMissing="true")
         stack = LocalStack.deploy(
             STACK_NAME, parameters, region=emulator.region, clock=lambda: clock_time, log_stream=logs
         )
@@ -198,6 +207,10 @@ def run_demo(
                     u for u, attrs in view.attributes.items() if attrs.get(rule.output_name) == "ready"
                 ]
                 fired = {u: n for (u, name), n in view.fired.items() if name == rule.output_name}
+                last_fire_only = rule.reset and not fired
+                if last_fire_only:
+                    # Profiles hold state, not events: a reset rule leaves the time it last fired.
+                    fired = {u: 1 for u, attrs in view.attributes.items() if rule.output_name in attrs}
                 result.rules.append(
                     RuleOutcome(
                         rule.row,
@@ -206,6 +219,7 @@ def run_demo(
                         rule.reset,
                         len(fired) if rule.reset else len(holders),
                         sum(fired.values()),
+                        last_fire_only,
                     )
                 )
             for caller in stack.counter.callers():
@@ -226,7 +240,9 @@ def render_summary(result: DemoResult, out: TextIO, examples: int = 3) -> None:
     write("\n== Rules ==\n")
     width = max((len(r.output_name) for r in result.rules), default=10)
     for rule in result.rules:
-        if rule.resets:
+        if rule.resets and rule.last_fire_only:
+            reach = f"{rule.users} users fired (last time kept)"
+        elif rule.resets:
             reach = f"{rule.users} users, {rule.fired} events fired"
         else:
             reach = f"{rule.users} users ready"
@@ -285,7 +301,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pia_cli.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default="pinpoint", help="comma-separated: pinpoint, eventbridge")
+    parser.add_argument(
+        "--targets", default="pinpoint", help="comma-separated: pinpoint, eventbridge, customer-profiles"
+    )
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=7)

@@ -26,7 +26,7 @@ from pia_cli.calls import AwsCallCounter
 from pia_cli.deploy import Deployment, deploy
 from pia_cli.lambda_events import s3_object_created_event, schedule_event
 from pia_cli.local_lambda import ClientOverride, LocalFunction
-from pia_cli.recorder import PinpointRecorder
+from pia_cli.recorder import PinpointRecorder, ProfilesRecorder
 from pia_cli.runner import KinesisMappingRunner, MappingSettings, RunnerStats, function_errors
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -36,6 +36,7 @@ TOOLING = "local tooling"
 MAX_PUT_RECORDS = 500
 MAX_PUT_RECORDS_BYTES = 4 * 1024 * 1024
 LOCAL_EVENT_BUS = "pia-local-actions"
+LOCAL_PROFILES_DOMAIN = "pia-local-profiles"
 
 
 @dataclass
@@ -70,6 +71,7 @@ class LocalStack:
         self.counter = counter or AwsCallCounter()
         self.log_stream = log_stream or sys.stderr
         self.pinpoint = PinpointRecorder(region=deployment.region)
+        self.profiles = ProfilesRecorder(region=deployment.region)
         self._functions: dict[str, LocalFunction] = {}
         self._exit = ExitStack()
         self._eventbridge_queue: str | None = None
@@ -102,7 +104,10 @@ class LocalStack:
     @property
     def overrides(self) -> dict[str, ClientOverride]:
         """Services the emulator lacks, answered in-process after botocore validated the request."""
-        return {"pinpoint": lambda region: self.pinpoint.client()}
+        return {
+            "pinpoint": lambda region: self.pinpoint.client(),
+            "customer-profiles": lambda region: self.profiles.client(),
+        }
 
     def function(self, source: str) -> LocalFunction:
         """The deployed function ``src/<source>/``, wired to the emulator (cold on first use, then warm)."""
@@ -284,6 +289,11 @@ class LocalStack:
         view = TargetView()
         for operation, count in self.pinpoint.calls.items():
             view.received[f"pinpoint {operation}"] += count
+        for operation, count in self.profiles.calls.items():
+            view.received[f"customer-profiles {operation}"] += count
+        if self._eventbridge_queue is None and not self.pinpoint.calls and self.profiles.calls:
+            view.attributes = self.profiles.user_attributes()
+            return view
         if self._eventbridge_queue is None:
             view.attributes = {user: dict(values) for user, values in self.pinpoint.user_attributes.items()}
             view.fired = self.pinpoint.fired()

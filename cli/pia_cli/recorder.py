@@ -115,3 +115,63 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     text: str = ""
     content: bytes = b""
+
+
+@dataclass
+class ProfilesRecorder:
+    """A local stand-in for Amazon Connect Customer Profiles, which moto does not emulate.
+
+    Like :class:`PinpointRecorder`, it is a real botocore client: each request passes botocore's
+    validation against the customer-profiles model before this recorder answers it. It keeps one
+    domain's profiles, found by the search key the target is configured with.
+    """
+
+    region: str = "us-east-1"
+    key_name: str = "_userId"
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self) -> Any:
+        client = boto3.client(
+            "customer-profiles",
+            region_name=self.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        )
+        client.meta.events.register("before-call.customer-profiles.*", self._answer)  # type: ignore[arg-type]
+        return client
+
+    def user_attributes(self) -> dict[str, dict[str, str]]:
+        """user id (the search key's value) -> the profile's attributes other than the key."""
+        return {
+            attributes[self.key_name]: {k: v for k, v in attributes.items() if k != self.key_name}
+            for attributes in self.profiles.values()
+            if self.key_name in attributes
+        }
+
+    def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        operation = model.name
+        body = json.loads(params["body"] or b"{}")
+        with self._lock:
+            self.calls[operation] += 1
+            if operation == "SearchProfiles":
+                wanted = set(body["Values"])
+                items = [
+                    {"ProfileId": profile_id, "Attributes": dict(attributes)}
+                    for profile_id, attributes in sorted(self.profiles.items())
+                    if attributes.get(body["KeyName"]) in wanted
+                ]
+                return _ok(200, {"Items": items})
+            if operation == "CreateProfile":
+                profile_id = f"{len(self.profiles) + 1:032x}"
+                self.profiles[profile_id] = dict(body.get("Attributes", {}))
+                return _ok(200, {"ProfileId": profile_id})
+            if operation == "UpdateProfile":
+                profile_id = body["ProfileId"]
+                if profile_id not in self.profiles:
+                    return _error("ResourceNotFoundException", f"no profile {profile_id}")
+                self.profiles[profile_id].update(body.get("Attributes", {}))
+                return _ok(200, {"ProfileId": profile_id})
+            return _error("BadRequestException", f"{operation} is not recorded locally")

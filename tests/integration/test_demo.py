@@ -69,3 +69,18 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     ):
         assert heading in text
     assert "== AWS calls ==" in text and "trk_date_purchase" in text
+
+
+@pytest.mark.parametrize("target", ["eventbridge", "customer-profiles"])
+def test_the_demo_deploys_with_each_target_and_shows_what_it_received(tmp_path: Path, target: str) -> None:
+    pinpoint_only = run_demo(io.StringIO(), users=30, days=3, output_dir=tmp_path / "pinpoint")
+    result = run_demo(io.StringIO(), targets=(target,), users=30, days=3, output_dir=tmp_path / target)
+
+    assert result.failures == []
+    assert any(kind.startswith(f"{target} ") for kind in result.received), result.received
+    assert not any(kind.startswith("pinpoint ") for kind in result.received)
+    same = {r.output_name: r.users for r in pinpoint_only.rules}
+    assert {r.output_name: r.users for r in result.rules} == same, "every target sees the same rules met"
+    aggregator = next(calls for caller, calls in result.calls.items() if caller.endswith("-aggregator"))
+    service = "events" if target == "eventbridge" else target
+    assert aggregator[service] > 0 and "pinpoint" not in aggregator
