@@ -11,6 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pia.rules import REQUIRED_COLUMNS
+
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "src", ROOT / "layer", ROOT / "cli"):
     if str(path) not in sys.path:
@@ -95,19 +97,7 @@ def lambda_context() -> Any:
     return Context()
 
 
-RULE_HEADER = (
-    "RuleType",
-    "EventName",
-    "AttributeName",
-    "AttributeValue",
-    "Operator-C",
-    "Target-C",
-    "Operator-V",
-    "Target-V",
-    "ResetWhenReachTarget",
-    "StartDate",
-    "FinishDate",
-)
+RULE_HEADER = REQUIRED_COLUMNS
 
 
 # The README's Case 1, 2 and 3, in RULE_HEADER order.

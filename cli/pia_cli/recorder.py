@@ -20,6 +20,22 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 
+Answer = Callable[..., tuple[Any, dict[str, Any]]]
+
+
+def answering_client(service: str, region: str, answer: Answer) -> Any:
+    """A real botocore client whose requests are validated and serialized as usual, then answered
+    in-process by ``answer`` instead of being sent."""
+    client: Any = boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name=region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    client.meta.events.register(f"before-call.{service}.*", answer)
+    return client
+
 
 @dataclass
 class RecordedEvent:
@@ -44,15 +60,7 @@ class PinpointRecorder:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> Any:
-        client = boto3.client(
-            "pinpoint",
-            region_name=self.region,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-        )
-        client.meta.events.register("before-call.pinpoint.*", self._answer)  # type: ignore[arg-type]
-        return client
+        return answering_client("pinpoint", self.region, self._answer)
 
     def fired(self) -> Counter[tuple[str, str]]:
         """(user id, event type) -> how many times it fired."""
@@ -133,15 +141,7 @@ class ProfilesRecorder:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> Any:
-        client = boto3.client(
-            "customer-profiles",
-            region_name=self.region,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-        )
-        client.meta.events.register("before-call.customer-profiles.*", self._answer)  # type: ignore[arg-type]
-        return client
+        return answering_client("customer-profiles", self.region, self._answer)
 
     def user_attributes(self) -> dict[str, dict[str, str]]:
         """user id (the search key's value) -> the profile's attributes other than the key."""
