@@ -17,23 +17,6 @@ from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 REGION = "us-east-1"
 
 
-def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
-    """The project's table shape (``pk``/``sk`` strings, on demand), as template.yaml declares it."""
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    if ttl:
-        client.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-        )
-
-
 class MotoItems:
     """Reads moto's own state, outside botocore, to size items before and after a metered write."""
 

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from pia.rules import REQUIRED_COLUMNS
+from pia_cli.emulator import create_table
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "src", ROOT / "layer", ROOT / "cli"):
@@ -34,22 +35,6 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "PiaTest")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_DEV", "false")
-
-
-def create_table(client: Any, name: str, ttl: bool = False) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    if ttl:
-        client.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-        )
 
 
 @pytest.fixture

@@ -42,6 +42,24 @@ class Emulator:
             response.read()
 
 
+def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
+    """The project's table shape (``pk``/``sk`` strings, on demand), as template.yaml declares it, for
+    tests and benchmarks that need a table without deploying the stack."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    if ttl:
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+        )
+
+
 @contextmanager
 def one_backup_per_transaction() -> Iterator[None]:
     """moto deep-copies a whole table once per *item* of a TransactWriteItems (its rollback copy), so

@@ -110,10 +110,15 @@ def _ok(status: int, parsed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _error(code: str, message: str = "injected") -> tuple[Any, dict[str, Any]]:
-    status = 429 if code == "TooManyRequestsException" else 400
+    return error_response(429 if code == "TooManyRequestsException" else 400, code, message)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[Any, dict[str, Any]]:
+    """An AWS error answer for a ``before-call`` hook: botocore raises it as the service would."""
     return _Response(status), {
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},
+        **extra,
     }
 
 

@@ -35,10 +35,10 @@ from pia.counters import CounterState
 from pia.rules import parse_rules
 from pia.rulesets import Ruleset, RulesetTable
 from pia.store import counter_from_item
+from pia_cli.emulator import create_table
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
 from pia_cli.recorder import PinpointRecorder
 from pia_cli.runner import FunctionError, KinesisMappingRunner, MappingSettings
-from tests.conftest import create_table
 from tests.reliability.faults import (
     AttributeSends,
     CommitLog,

@@ -25,6 +25,8 @@ from typing import Any
 from botocore.exceptions import ReadTimeoutError
 from moto.core.models import botocore_stubber
 
+from pia_cli.recorder import error_response
+
 WRITES = frozenset(
     {
         "TransactWriteItems",
@@ -51,22 +53,6 @@ def _body(params: dict[str, Any]) -> dict[str, Any]:
 
 def _stash_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     context[BODY] = params.get("body")
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[Any, dict[str, Any]]:
-    return _Response(status), {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-        **extra,
-    }
-
-
-@dataclass
-class _Response:
-    status_code: int
-    headers: dict[str, str] = field(default_factory=dict)
-    text: str = ""
-    content: bytes = b""
 
 
 Triple = tuple[str, str, str]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pia_cli.lambda_events import sequence
+from pia_cli.recorder import error_response
 from tests.reliability.deployment import Deployment, Produced
-from tests.reliability.faults import error_response
 from tests.reliability.ledger import ReliabilityLedger
 from tests.reliability.reference import StreamEvent
 from tests.reliability.workload import CATALOG, random_events, reference_for, users

@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from pia_cli.lambda_events import sequence
+from pia_cli.recorder import error_response
 from tests.reliability.deployment import REGION, Deployment, Produced, _environment, _patched
-from tests.reliability.faults import error_response
 from tests.reliability.ledger import ReliabilityLedger
 from tests.reliability.reference import RuleSpec
 from tests.reliability.workload import CATALOG, random_events, reference_for, users
