@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from bench.scenario import user_id
-from pia.actions import READY
-from pia.events import Event, parse_event
-from pia.rules import Rule
-from pia.rulesets import RulesetTable
+from pia.core.actions import READY
+from pia.core.events import Event, parse_event
+from pia.rules.model import Rule
+from pia.rules.ruleset import RulesetTable
 
 
 def _key(rule_id: str, user: str) -> dict[str, Any]:

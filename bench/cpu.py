@@ -22,10 +22,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from bench.scenario import Scenario, bench_ruleset
-from pia.actions import Action, DispatchResult
-from pia.aggregator import Aggregator, InboundRecord
-from pia.processor import decode_record
-from pia.store import CommitResult, CounterWrite, WriteStatus
+from pia.core.actions import Action, DispatchResult
+from pia.counting.aggregator import Aggregator, InboundRecord
+from pia.counting.processor import decode_record
+from pia.counting.store import CommitResult, CounterWrite, WriteStatus
 
 LANE_RETENTION_SECONDS = 86_400 + 3_600
 

@@ -25,9 +25,9 @@ from bench.metering import Usage
 from bench.moto_support import REGION
 from bench.scenario import RULE_ROW, endpoint_id, pinpoint_record
 from bench.world import AGGREGATES_TABLE, TIMESERIES_TABLE, World, aws_world, function_environment
-from pia.rules import parse_rules
-from pia.rulesets import Ruleset
-from pia.timeseries import RollupStore
+from pia.rules.model import parse_rules
+from pia.rules.ruleset import Ruleset
+from pia.timeseries.store import RollupStore
 from pia_cli.lambda_events import StreamRecord, kinesis_event, schedule_event, sequence
 from pia_cli.local_lambda import LocalFunction, handler_module
 from pia_cli.recorder import PinpointRecorder

@@ -12,7 +12,7 @@ own ``runtime()`` clients, and the Pinpoint recorder's, are metered without chan
 - Write units follow DynamoDB's billing rules: per item, ``ceil(max(size before, size after) / 1 KB)``,
   at least 1, doubled inside TransactWriteItems. Read units: ``ceil(size / 4 KB)`` per item for
   Get/BatchGet (a Query or Scan page rounds its total), halved for eventually consistent reads,
-  doubled in TransactGetItems. Sizes come from :func:`pia.store.item_size`.
+  doubled in TransactGetItems. Sizes come from :func:`pia.counting.store.item_size`.
 - Only successful calls are billed here; the canonical scenarios have no failed call, and
   ``failed_calls`` shows it.
 """
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pia.store import item_size
+from pia.counting.store import item_size
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096

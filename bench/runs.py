@@ -17,7 +17,7 @@ from bench.baseline import NaiveAggregator, seed_counters
 from bench.metering import Usage
 from bench.scenario import EVENT_NAME, Scenario
 from bench.world import AGGREGATES_TABLE, BASELINE_TABLE, RULESET_TABLE, World, function_environment
-from pia.store import CounterStore
+from pia.counting.store import CounterStore
 from pia_cli.local_lambda import LocalFunction
 from pia_cli.recorder import PinpointRecorder
 

@@ -17,7 +17,7 @@ from moto import mock_aws
 from bench.metering import Meter
 from bench.moto_support import REGION, MotoItems
 from bench.scenario import APP_ID, bench_ruleset
-from pia.rulesets import Ruleset, RulesetTable
+from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table, one_backup_per_transaction
 from pia_cli.local_lambda import handler_module
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pia.rules import REQUIRED_COLUMNS
+from pia.rules.model import REQUIRED_COLUMNS
 from pia_cli.emulator import create_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,8 +136,8 @@ def rule_row(*cells: str, **extra: str) -> dict[str, str]:
 
 def publish_rows(client: Any, rows: list[dict[str, str]], table: str = RULESET_TABLE) -> Any:
     """Parse and publish rows as the next ruleset version; returns the ParseResult."""
-    from pia.rules import parse_rules
-    from pia.rulesets import Ruleset, RulesetTable
+    from pia.rules.model import parse_rules
+    from pia.rules.ruleset import Ruleset, RulesetTable
 
     parsed = parse_rules(enumerate(rows, start=2))
     store = RulesetTable(client, table)

@@ -26,9 +26,9 @@ from typing import Any, TextIO
 
 import boto3
 
-from pia.rules import parse_table
-from pia.rulesets import RulesetTable
-from pia.sheets import read_table
+from pia.rules.model import parse_table
+from pia.rules.ruleset import RulesetTable
+from pia.rules.sheets import read_table
 from pia_cli.datagen import generate, write_jsonl
 from pia_cli.emulator import running_emulator
 from pia_cli.local_stack import (

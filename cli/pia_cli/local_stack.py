@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from pia.eventbridge import SOURCE
+from pia.targets.eventbridge import SOURCE
 from pia_cli.calls import AwsCallCounter
 from pia_cli.deploy import Deployment, deploy
 from pia_cli.lambda_events import s3_object_created_event, schedule_event

@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 
-from pia.rulefiles import RuleBucket, normalize_prefix, report_key_for
-from pia.rules import TableError, parse_table
-from pia.sheets import (
+from pia.rules.model import TableError, parse_table
+from pia.rules.s3source import RuleBucket, normalize_prefix, report_key_for
+from pia.rules.sheets import (
     SheetError,
     ValidationReport,
     build_report,

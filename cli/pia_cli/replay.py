@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from pia.events import RecordRejected, Skipped, parse_event
-from pia.rules import TableError, parse_table
-from pia.sheets import SheetError, read_table
+from pia.core.events import RecordRejected, Skipped, parse_event
+from pia.rules.model import TableError, parse_table
+from pia.rules.sheets import SheetError, read_table
 
 log = logging.getLogger("pia_cli.replay")
 

@@ -10,7 +10,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from pia.rules import PLACEHOLDER_DATE, REQUIRED_COLUMNS
+from pia.rules.model import PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
 TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window")
 LAST_ROW = 1000

@@ -11,11 +11,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.actions import ActionTarget
-from pia.config import Settings
-from pia.relay import relay_outbox
-from pia.store import CounterStore
-from pia.targets import build_targets
+from pia.core.actions import ActionTarget
+from pia.counting.store import CounterStore
+from pia.settings import Settings
+from pia.targets.factory import build_targets
+from pia.targets.relay import relay_outbox
 from pia.telemetry import logger, metrics, tracer
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)

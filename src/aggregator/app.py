@@ -14,18 +14,18 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.aggregator import Aggregator, InboundRecord
-from pia.config import Settings
-from pia.counters import Position
-from pia.events import Skipped
-from pia.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
-from pia.realtime import TimeSeriesPath
-from pia.rollups import load_zone
-from pia.rulesets import RulesetCache, RulesetTable
-from pia.store import CounterStore
-from pia.targets import build_targets
+from pia.core.events import Skipped
+from pia.counting.aggregator import Aggregator, InboundRecord
+from pia.counting.counters import Position
+from pia.counting.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
+from pia.counting.store import CounterStore
+from pia.rules.ruleset import RulesetCache, RulesetTable
+from pia.settings import Settings
+from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
-from pia.timeseries import RawEventArchive, RollupStore
+from pia.timeseries.realtime import TimeSeriesPath
+from pia.timeseries.rollups import load_zone
+from pia.timeseries.store import RawEventArchive, RollupStore
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 

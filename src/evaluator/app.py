@@ -15,14 +15,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.config import Settings
-from pia.evaluator import Evaluator
-from pia.rollups import load_zone
-from pia.rulesets import RulesetTable
-from pia.store import CounterStore
-from pia.targets import build_targets
+from pia.counting.store import CounterStore
+from pia.rules.ruleset import RulesetTable
+from pia.settings import Settings
+from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
-from pia.timeseries import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
+from pia.timeseries.evaluator import Evaluator
+from pia.timeseries.rollups import load_zone
+from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20)
 

@@ -17,13 +17,13 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.honeycode import HoneycodeTable, honeycode_client
-from pia.poller import Poller, PollerSettings, PollOutcome, PollStatus, RuleSource, SourceFailure
-from pia.rulefiles import NoRuleFile, RuleBucket, S3RuleFile, is_rule_key
-from pia.rulesets import RulesetTable
-from pia.store import CounterStore
+from pia.counting.store import CounterStore
+from pia.rules.honeycode import HoneycodeTable, honeycode_client
+from pia.rules.poller import Poller, PollerSettings, PollOutcome, PollStatus, RuleSource, SourceFailure
+from pia.rules.ruleset import RulesetTable
+from pia.rules.s3source import NoRuleFile, RuleBucket, S3RuleFile, is_rule_key
 from pia.telemetry import logger, metrics, tracer
-from pia.timeseries import SeenValuesTable
+from pia.timeseries.store import SeenValuesTable
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pia.store import CounterStore
+from pia.counting.store import CounterStore
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from tests.conftest import AGGREGATES_TABLE, publish_rows, rule_row
 

@@ -14,10 +14,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from pia.actions import NOT_READY, READY, Action, ActionKind, action_id_for
-from pia.config import Settings
-from pia.customer_profiles import CustomerProfilesTarget
-from pia.targets import MissingSetting, build_targets
+from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
+from pia.settings import Settings
+from pia.targets.customer_profiles import CustomerProfilesTarget
+from pia.targets.factory import MissingSetting, build_targets
 
 DOMAIN = "pia-customers"
 KEY = "_userId"

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from pia.aggregator import InboundRecord
-from pia.counters import Position
-from pia.evaluator import Evaluator
-from pia.events import Event
-from pia.rollups import DayTotal, SeriesRollup, load_zone
-from pia.rules import Rule
-from pia.store import CounterStore
-from pia.targets import build_targets
-from pia.timeseries import CoverageTable, RollupStore, SeenValuesTable, rollup_item
+from pia.core.events import Event
+from pia.counting.aggregator import InboundRecord
+from pia.counting.counters import Position
+from pia.counting.store import CounterStore
+from pia.rules.model import Rule
+from pia.targets.factory import build_targets
+from pia.timeseries.evaluator import Evaluator
+from pia.timeseries.rollups import DayTotal, SeriesRollup, load_zone
+from pia.timeseries.store import CoverageTable, RollupStore, SeenValuesTable, rollup_item
 from tests.conftest import AGGREGATES_TABLE, RULESET_TABLE, TIMESERIES_TABLE
 from tests.integration.timeseries_support import date_row, doc, publish
 
@@ -149,7 +149,7 @@ def test_the_real_time_path_and_the_evaluator_agree(timeseries_stack: Any, path:
 
 
 def rows_rules(stack: Any) -> tuple[Rule, ...]:
-    from pia.rulesets import RulesetTable
+    from pia.rules.ruleset import RulesetTable
 
     return RulesetTable(stack.dynamodb, RULESET_TABLE).current().rules
 
@@ -197,8 +197,8 @@ def _seed_rollups(dynamodb: Any, rule: Rule, users: int, days: int, buckets: int
 
 
 def _evaluator(stack: Any, buckets: int = 16) -> Evaluator:
-    from pia.config import Settings
-    from pia.rulesets import RulesetTable
+    from pia.rules.ruleset import RulesetTable
+    from pia.settings import Settings
 
     dynamodb = stack.calls("dynamodb")
     return Evaluator(
@@ -285,8 +285,8 @@ def test_one_evaluation_reads_one_item_per_user_however_many_events(timeseries_s
 
 
 def test_seen_values_summarize_the_archive_for_the_rule_poller(timeseries_stack: Any) -> None:
-    from pia.poller import near_miss_warnings
-    from pia.rules import parse_rules
+    from pia.rules.model import parse_rules
+    from pia.rules.poller import near_miss_warnings
     from tests.conftest import CASE_GREENBUTTON, rule_row
 
     stack = timeseries_stack

@@ -14,10 +14,10 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from pia.actions import NOT_READY, READY, Action, ActionKind, action_id_for
-from pia.config import Settings
-from pia.eventbridge import MAX_ENTRIES_PER_CALL, SOURCE, EventBridgeTarget, entry_size
-from pia.targets import build_targets
+from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
+from pia.settings import Settings
+from pia.targets.eventbridge import MAX_ENTRIES_PER_CALL, SOURCE, EventBridgeTarget, entry_size
+from pia.targets.factory import build_targets
 from tests.conftest import publish_rows, rule_row
 
 BUS = "pia-actions"

@@ -14,10 +14,10 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
 
-from pia.honeycode import MODEL_ROOT, HoneycodeTable, cell_text, honeycode_client
-from pia.poller import SourceFailure
-from pia.rules import parse_table
-from pia.sheets import ReportLine, RowStatus, ValidationReport
+from pia.rules.honeycode import MODEL_ROOT, HoneycodeTable, cell_text, honeycode_client
+from pia.rules.model import parse_table
+from pia.rules.poller import SourceFailure
+from pia.rules.sheets import ReportLine, RowStatus, ValidationReport
 from tests.conftest import RULE_HEADER
 
 WORKBOOK = "11111111-2222-3333-4444-555555555555"

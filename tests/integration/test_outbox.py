@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pia.store import CounterStore, outbox_partitions
+from pia.counting.store import CounterStore, outbox_partitions
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from tests.conftest import AGGREGATES_TABLE, publish_rows
 from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, pin_event
@@ -124,8 +124,8 @@ def test_crash_between_two_transactions_then_redelivery_counts_exactly_once(
 def test_unknown_target_in_config_is_a_clear_error(
     dynamodb: Any, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pia.config import Settings
-    from pia.targets import UnknownTarget, build_targets
+    from pia.settings import Settings
+    from pia.targets.factory import UnknownTarget, build_targets
 
     with pytest.raises(UnknownTarget, match="carrier-pigeon"):
         build_targets(Settings.from_env({"ACTION_TARGETS": "pinpoint,carrier-pigeon"}), lambda *a, **k: None)

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from openpyxl import load_workbook
 
-from pia.rulesets import RulesetTable
-from pia.store import CounterStore
+from pia.counting.store import CounterStore
+from pia.rules.ruleset import RulesetTable
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, s3_object_created_event, sequence
 from pia_cli.main import COMMANDS, build_parser, main
 from tests.conftest import AGGREGATES_TABLE, RULES_BUCKET, RULESET_TABLE

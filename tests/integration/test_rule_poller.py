@@ -16,12 +16,12 @@ import pytest
 from botocore.stub import Stubber
 from openpyxl import Workbook
 
-from pia.counters import CounterState
-from pia.honeycode import honeycode_client
-from pia.poller import SourceFailure
-from pia.rules import Rule
-from pia.rulesets import RulesetTable
-from pia.store import CounterStore, CounterWrite, counter_key, item_size, rule_partitions
+from pia.counting.counters import CounterState
+from pia.counting.store import CounterStore, CounterWrite, counter_key, item_size, rule_partitions
+from pia.rules.honeycode import honeycode_client
+from pia.rules.model import Rule
+from pia.rules.poller import SourceFailure
+from pia.rules.ruleset import RulesetTable
 from tests.conftest import (
     AGGREGATES_TABLE,
     RULE_HEADER,

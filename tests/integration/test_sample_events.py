@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from pia.rulesets import RulesetTable
+from pia.rules.ruleset import RulesetTable
 from pia_cli.emulator import embedded_emulator
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
 from pia_cli.local_lambda import LocalFunction

@@ -12,12 +12,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pia.counters import Position
-from pia.events import Event
-from pia.realtime import TimeSeriesPath
-from pia.rollups import DayTotal, load_zone
-from pia.rulesets import Ruleset
-from pia.timeseries import RollupStore
+from pia.core.events import Event
+from pia.counting.counters import Position
+from pia.rules.ruleset import Ruleset
+from pia.timeseries.realtime import TimeSeriesPath
+from pia.timeseries.rollups import DayTotal, load_zone
+from pia.timeseries.store import RollupStore
 from tests.conftest import AGGREGATES_TABLE, CASE_GREENBUTTON, ROOT, TIMESERIES_TABLE, rule_row
 from tests.integration.timeseries_support import RAW_EVENTS_BUCKET, date_row, doc
 
@@ -122,7 +122,7 @@ def test_events_stamped_before_the_activation_are_archived_but_left_to_the_backf
 def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb: Any) -> None:
     """Two containers (two shards) update one user's rollup; neither reads, neither loses a count."""
     parsed_rule = date_row("greater", "3", OutputName="trk_four")
-    from pia.rules import parse_rules
+    from pia.rules.model import parse_rules
 
     (rule,) = parse_rules([(2, parsed_rule)]).rules
     ruleset = Ruleset(version=1, rules=(rule,), series_activation={rule.series: "2026-03-01"})
@@ -140,7 +140,7 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
         )
 
     def record(shard: str, seq: int) -> Any:
-        from pia.aggregator import InboundRecord
+        from pia.counting.aggregator import InboundRecord
 
         moment = datetime(2026, 3, 9, 12, tzinfo=UTC)
         return InboundRecord(Position(shard, seq), Event("kim", "purchase", moment, {}, {}, "ep-kim"))
@@ -156,8 +156,8 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
 
 
 def test_the_archive_is_listed_page_by_page_from_a_day_on(timeseries_stack: Any) -> None:
-    from pia.rawevents import listing_start
-    from pia.timeseries import RawEventArchive
+    from pia.timeseries.archive import listing_start
+    from pia.timeseries.store import RawEventArchive
 
     stack = timeseries_stack
     for day in range(1, 6):

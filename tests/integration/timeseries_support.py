@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 
-from pia.rules import ParseResult, parse_rules
-from pia.rulesets import Ruleset, RulesetTable
+from pia.rules.model import ParseResult, parse_rules
+from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import one_backup_per_transaction
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from tests.conftest import RULESET_TABLE, rule_row
@@ -231,7 +231,7 @@ class Stack:
         return {user: dict(values) for user, values in self.recorder.user_attributes.items()}
 
     def rollups(self) -> Any:
-        from pia.timeseries import RollupStore
+        from pia.timeseries.store import RollupStore
         from tests.conftest import AGGREGATES_TABLE, TIMESERIES_TABLE
 
         return RollupStore(self.dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE)

@@ -30,11 +30,11 @@ from typing import Any
 
 import boto3
 
-from pia.actions import action_id_for
-from pia.counters import CounterState
-from pia.rules import parse_rules
-from pia.rulesets import Ruleset, RulesetTable
-from pia.store import counter_from_item
+from pia.core.actions import action_id_for
+from pia.counting.counters import CounterState
+from pia.counting.store import counter_from_item
+from pia.rules.model import parse_rules
+from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
 from pia_cli.recorder import PinpointRecorder

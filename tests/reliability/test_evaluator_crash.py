@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pia.rollups import DayTotal, SeriesRollup
-from pia.rules import parse_rules
-from pia.rulesets import Ruleset, RulesetTable
-from pia.timeseries import RollupStore, rollup_item
+from pia.rules.model import parse_rules
+from pia.rules.ruleset import Ruleset, RulesetTable
+from pia.timeseries.rollups import DayTotal, SeriesRollup
+from pia.timeseries.store import RollupStore, rollup_item
 from tests.reliability.deployment import Deployment, _patched
 from tests.reliability.faults import ProcessKilled, Triple
 from tests.reliability.ledger import ReliabilityLedger
@@ -156,12 +156,12 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
         "resend only when a kill landed between Pinpoint accepting and the outbox delete), no user is "
         "missed, a further run sends nothing, and the outbox ends empty.",
     )
-    import pia.store
+    import pia.counting.store
     from evaluator import app as evaluator_module
 
     for run in range(max(3, examples // 4)):
         rng = random.Random(f"evaluator-{run}")
-        monkeypatch.setattr(pia.store, "MAX_TRANSACT_ITEMS", rng.choice((7, 20, 100)))
+        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((7, 20, 100)))
         with deploy(rng, TIMEZONE="UTC", RAW_EVENTS_BUCKET="") as stack:
             parsed = parse_rules(enumerate(ROWS, start=2))
             assert not parsed.errors, parsed.errors

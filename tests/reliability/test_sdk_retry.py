@@ -30,13 +30,13 @@ def test_sdk_retry_of_a_write_that_landed_never_double_counts(
         "DynamoDB's idempotent answer (same ClientRequestToken) or is re-applied and fails its version "
         "condition. Checked: counters and actions equal the sequential model.",
     )
-    import pia.store
+    import pia.counting.store
 
     injected: Counter[str] = Counter()
     resent: Counter[str] = Counter()
     for run in range(examples):
         rng = random.Random(f"sdk-retry-{run}")
-        monkeypatch.setattr(pia.store, "MAX_TRANSACT_ITEMS", rng.choice((5, 100)))
+        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((5, 100)))
         with deploy(rng) as stack:
             stack.publish(CATALOG)
             stack.create_stream()

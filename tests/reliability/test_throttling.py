@@ -31,12 +31,12 @@ def test_throttling_storm_loses_nothing_and_doubles_nothing(
         "in the storm, then (OUTBOX_MIN_AGE_SECONDS=0) once the storm is over. Checked: counters and "
         "actions equal the sequential model and the outbox is empty.",
     )
-    import pia.store
+    import pia.counting.store
 
     injected: Counter[str] = Counter()
     for run in range(examples):
         rng = random.Random(f"throttle-{run}")
-        monkeypatch.setattr(pia.store, "MAX_TRANSACT_ITEMS", rng.choice((6, 100)))
+        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((6, 100)))
         with deploy(rng) as stack:
             stack.publish(CATALOG)
             stack.create_stream()

@@ -1,0 +1,334 @@
+"""Inbound events: Amazon Pinpoint's event-stream records, or the small generic schema.
+
+The generic schema (``schemas/generic-event.schema.json``) is for apps that write to Kinesis
+directly after leaving Pinpoint; the format is decided per record, so one stream can carry both
+while producers migrate.
+
+A record is parsed into an :class:`Event`, marked :class:`Skipped` (a valid event this engine does
+not count), or rejected with :class:`RecordRejected` naming the field at fault. Rejection is per
+record: its neighbours in the batch are unaffected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pia.core.limits import (
+    MAX_ATTRIBUTE_NAME,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    MAX_ENDPOINT_ID,
+    MAX_EVENT_TYPE,
+    MAX_METRICS,
+    MAX_RECORD_BYTES,
+    MAX_USER_ID,
+)
+from pia.rules.model import OUTPUT_PREFIX
+
+MIN_EPOCH_MILLIS = 100_000_000_000
+MAX_EPOCH_MILLIS = 253_402_300_800_000
+PINPOINT_TIMESTAMPS = ("event_timestamp", "arrival_timestamp")
+GENERIC_FIELDS = ("user_id", "timestamp")
+
+
+class EventFormat(StrEnum):
+    PINPOINT = "pinpoint"
+    GENERIC = "generic"
+
+
+@dataclass(frozen=True)
+class Event:
+    user_id: str
+    event_type: str
+    timestamp: datetime
+    attributes: Mapping[str, str]
+    metrics: Mapping[str, Decimal]
+    endpoint_id: str | None = None
+    event_id: str | None = None
+    format: EventFormat = EventFormat.PINPOINT
+
+    def metric_for(self, metric_name: str | None) -> Decimal | None:
+        """The value a rule sums: the named metric, or the event's only metric.
+
+        With several metrics and no MetricName the choice would be a guess, so the event adds
+        nothing to the sum (it still counts) and the caller reports it as ambiguous.
+        """
+        if metric_name is not None:
+            return self.metrics.get(metric_name)
+        if len(self.metrics) == 1:
+            return next(iter(self.metrics.values()))
+        return None
+
+
+class SkipReason(StrEnum):
+    SYSTEM_EVENT = "system_event"
+    OWN_OUTPUT = "own_output"
+    NO_USER = "no_user"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    reason: SkipReason
+    event_type: str
+
+
+class RecordRejected(ValueError):
+    """A record that can never be counted; retrying it would only block the shard."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+MAX_DOUBLE = Decimal("1.7976931348623157e308")
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+"""Built once: ``json.loads`` with hooks builds a new decoder per call, a third of a record's decode."""
+
+
+def decode_json(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_RECORD_BYTES:
+        raise RecordRejected("data", f"{len(payload)} bytes is over the {MAX_RECORD_BYTES}-byte record limit")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordRejected("data", f"not valid UTF-8 at byte {exc.start}") from None
+    try:
+        document = _JSON.decode(text)
+    except ValueError as exc:
+        raise RecordRejected("data", f"not JSON ({exc})") from None
+    except RecursionError:
+        raise RecordRejected("data", "JSON nested too deeply to be an event") from None
+    if not isinstance(document, dict):
+        raise RecordRejected("data", "not a JSON object")
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(document):
+        raise RecordRejected("data", "an unpaired \\ud800-\\udfff escape: not Unicode text, cannot be stored")
+    return document
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(document: object) -> bool:
+    """JSON can escape half a UTF-16 pair, which Python decodes to a string no UTF-8 encoder (the
+    store's key hashing, DynamoDB) accepts: the record could never be committed, only retried."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def decode_base64(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RecordRejected("data", "not base64") from None
+
+
+def _bounded_text(value: object, field: str, limit: int, *, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise RecordRejected(field, "missing")
+        return None
+    if not isinstance(value, str):
+        raise RecordRejected(field, f"must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise RecordRejected(field, f"{len(value)} characters is over the limit of {limit}")
+    return value
+
+
+def _attribute_text(value: object, field: str) -> str:
+    """Strings as sent; JSON numbers and booleans as their JSON text, so ``3`` matches a rule's ``3``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite()):
+        return str(value)
+    raise RecordRejected(field, f"must be a string, finite number or boolean, not {str(value)[:40]!r}")
+
+
+def _attributes(raw: object, field: str) -> dict[str, str]:
+    """A ``null`` value is an absent attribute: producers often serialise unset optionals that way."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RecordRejected(field, "must be an object of string values")
+    if len(raw) > MAX_ATTRIBUTES:
+        raise RecordRejected(field, f"{len(raw)} attributes is over the limit of {MAX_ATTRIBUTES}")
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        if len(name) > MAX_ATTRIBUTE_NAME:
+            raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
+        if value is None:
+            continue
+        text = _attribute_text(value, f"{field}.{name}")
+        if len(text) > MAX_ATTRIBUTE_VALUE:
+            raise RecordRejected(
+                f"{field}.{name}",
+                f"value of {len(text)} characters is over the limit of {MAX_ATTRIBUTE_VALUE}",
+            )
+        out[name] = text
+    return out
+
+
+def _metrics(raw: object, field: str) -> dict[str, Decimal]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RecordRejected(field, "must be an object of numbers")
+    if len(raw) > MAX_METRICS:
+        raise RecordRejected(field, f"{len(raw)} metrics is over the limit of {MAX_METRICS}")
+    out: dict[str, Decimal] = {}
+    for name, value in raw.items():
+        if len(name) > MAX_ATTRIBUTE_NAME:
+            raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]!r} is not a number")
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        if not number.is_finite() or abs(number) > MAX_DOUBLE:
+            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]} is not a finite double")
+        out[name] = number
+    return out
+
+
+def _timestamp(raw: object, field: str) -> datetime:
+    """ISO 8601 (no offset means UTC) or epoch milliseconds, as a number or a string of digits.
+
+    A number below :data:`MIN_EPOCH_MILLIS` is almost surely epoch *seconds*; read as milliseconds it
+    would land in January 1970 and silently miss every date rule, so it is refused instead.
+    """
+    if type(raw) is int and MIN_EPOCH_MILLIS <= raw < MAX_EPOCH_MILLIS:
+        # Pinpoint's own case, on every record: integer milliseconds, exact as a float here.
+        return datetime.fromtimestamp(raw / 1000, tz=UTC)
+    if isinstance(raw, bool):
+        raise RecordRejected(field, "not a timestamp")
+    if isinstance(raw, int | Decimal):
+        millis = Decimal(raw)
+        if not millis.is_finite() or not MIN_EPOCH_MILLIS <= millis < MAX_EPOCH_MILLIS:
+            raise RecordRejected(
+                field, f"{raw} is not an epoch time in milliseconds (expected {MIN_EPOCH_MILLIS} or more)"
+            )
+        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+    if isinstance(raw, str) and raw.strip():
+        text = raw.strip()
+        if text.isascii() and text.isdigit():
+            return _timestamp(int(text), field)
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise RecordRejected(field, f"{raw[:40]!r} is not ISO 8601 or epoch milliseconds") from None
+    if raw is None or raw == "" or isinstance(raw, str):
+        raise RecordRejected(field, "missing")
+    raise RecordRejected(field, f"must be an ISO 8601 string or epoch milliseconds, not {type(raw).__name__}")
+
+
+def _skip_reason(event_type: str) -> SkipReason | None:
+    if event_type.startswith("_"):
+        return SkipReason.SYSTEM_EVENT
+    if event_type.startswith(OUTPUT_PREFIX):
+        return SkipReason.OWN_OUTPUT
+    return None
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _parse_pinpoint(doc: Mapping[str, Any]) -> Event | Skipped:
+    event_type = _bounded_text(doc.get("event_type"), "event_type", MAX_EVENT_TYPE)
+    assert event_type is not None
+    reason = _skip_reason(event_type)
+    if reason is not None:
+        return Skipped(reason, event_type)
+    endpoint = _object(doc.get("endpoint"))
+    user = _object(endpoint.get("User"))
+    user_id = _bounded_text(user.get("UserId"), "endpoint.User.UserId", MAX_USER_ID, required=False)
+    if user_id is None:
+        return Skipped(SkipReason.NO_USER, event_type)
+    client = _object(doc.get("client"))
+    endpoint_id = _bounded_text(endpoint.get("Id"), "endpoint.Id", MAX_ENDPOINT_ID, required=False)
+    if endpoint_id is None:
+        endpoint_id = _bounded_text(
+            client.get("client_id"), "client.client_id", MAX_ENDPOINT_ID, required=False
+        )
+    raw_ts = doc.get("event_timestamp", doc.get("arrival_timestamp"))
+    return Event(
+        user_id=user_id,
+        event_type=event_type,
+        timestamp=_timestamp(raw_ts, "event_timestamp"),
+        attributes=_attributes(doc.get("attributes"), "attributes"),
+        metrics=_metrics(doc.get("metrics"), "metrics"),
+        endpoint_id=endpoint_id,
+        event_id=_bounded_text(doc.get("event_id"), "event_id", MAX_ENDPOINT_ID, required=False),
+        format=EventFormat.PINPOINT,
+    )
+
+
+def _parse_generic(doc: Mapping[str, Any]) -> Event | Skipped:
+    event_type = _bounded_text(doc.get("event_type"), "event_type", MAX_EVENT_TYPE)
+    assert event_type is not None
+    reason = _skip_reason(event_type)
+    if reason is not None:
+        return Skipped(reason, event_type)
+    user_id = _bounded_text(doc.get("user_id"), "user_id", MAX_USER_ID, required=False)
+    if user_id is None or not user_id.strip():
+        raise RecordRejected("user_id", "missing; the generic format requires a user_id")
+    return Event(
+        user_id=user_id,
+        event_type=event_type,
+        timestamp=_timestamp(doc.get("timestamp"), "timestamp"),
+        attributes=_attributes(doc.get("attributes"), "attributes"),
+        metrics=_metrics(doc.get("metrics"), "metrics"),
+        endpoint_id=_bounded_text(doc.get("endpoint_id"), "endpoint_id", MAX_ENDPOINT_ID, required=False),
+        event_id=_bounded_text(doc.get("event_id"), "event_id", MAX_ENDPOINT_ID, required=False),
+        format=EventFormat.GENERIC,
+    )
+
+
+def detect_format(doc: Mapping[str, Any]) -> EventFormat:
+    """Pinpoint always writes ``event_timestamp`` and ``arrival_timestamp``; the generic format has
+    neither and carries ``user_id``/``timestamp``.
+
+    A record with none of these keys but a Pinpoint ``endpoint`` object is a Pinpoint record missing
+    its timestamp; anything else is generic, so a record with no user is rejected for its missing
+    ``user_id`` rather than skipped as a Pinpoint event without a UserId.
+    """
+    if any(key in doc for key in PINPOINT_TIMESTAMPS):
+        return EventFormat.PINPOINT
+    if any(key in doc for key in GENERIC_FIELDS):
+        return EventFormat.GENERIC
+    if isinstance(doc.get("endpoint"), dict):
+        return EventFormat.PINPOINT
+    return EventFormat.GENERIC
+
+
+def parse_event(payload: bytes) -> Event | Skipped:
+    doc = decode_json(payload)
+    if detect_format(doc) is EventFormat.GENERIC:
+        return _parse_generic(doc)
+    return _parse_pinpoint(doc)

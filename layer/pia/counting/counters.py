@@ -1,0 +1,241 @@
+"""Per-(rule, user) counter state and the exact, replay-safe way events change it.
+
+This is the heart of exactly-once counting. Each counter remembers, per *lane* (the unit in which
+Lambda guarantees order: a shard, or a shard and partition key with ParallelizationFactor > 1), the
+highest sequence number it has absorbed. A redelivered record is at or below that mark and is
+ignored; a record never absorbed is above it. Because the mark travels in the same conditional
+write as the count, a count and its dedupe state can never disagree.
+
+Sequence numbers are compared as Python integers and stored as strings: they reach 129 digits,
+and DynamoDB numbers hold 38.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from pia.core.actions import READY, Action, ActionKind, action_id_for
+from pia.core.events import Event
+from pia.core.limits import MAX_ENDPOINTS_PER_USER
+from pia.rules.model import Rule
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record sits in the stream."""
+
+    lane: str
+    sequence: int
+
+    @property
+    def token(self) -> str:
+        return f"{self.lane}/{self.sequence}"
+
+
+@dataclass(frozen=True)
+class LaneMark:
+    sequence: int
+    seen_at: int
+
+
+@dataclass(frozen=True)
+class CounterState:
+    """One (rule, user) counter. ``version`` 0 means the item does not exist yet."""
+
+    rule_id: str
+    user_id: str
+    version: int = 0
+    count: int = 0
+    total: Decimal = ZERO
+    ready: bool = False
+    fired: int = 0
+    lanes: Mapping[str, LaneMark] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ()
+    recent_ids: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule_id, self.user_id)
+
+    def already_applied(self, position: Position) -> bool:
+        mark = self.lanes.get(position.lane)
+        return mark is not None and position.sequence <= mark.sequence
+
+
+@dataclass(frozen=True)
+class Step:
+    """The result of applying a run of events to one counter."""
+
+    state: CounterState
+    actions: tuple[Action, ...]
+    applied: int
+    duplicates: int
+    ambiguous_metric: int
+
+    @property
+    def changed(self) -> bool:
+        return self.applied > 0
+
+
+def remember_endpoint(endpoints: tuple[str, ...], endpoint_id: str | None) -> tuple[str, ...]:
+    if endpoint_id is None:
+        return endpoints
+    if endpoints and endpoints[-1] == endpoint_id:
+        return endpoints
+    kept = (*tuple(e for e in endpoints if e != endpoint_id), endpoint_id)
+    return kept[-MAX_ENDPOINTS_PER_USER:]
+
+
+RECENT_EVENT_IDS = 32
+
+
+def event_id_digest(event_id: str) -> str:
+    """A short, fixed-size stand-in for a producer's event id, so the ring stays small in the item."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+def admit(
+    lanes: dict[str, LaneMark], recent: tuple[str, ...], position: Position, event: Event, now: int
+) -> tuple[bool, tuple[str, ...]]:
+    """Whether a record is new to an item, or a Lambda redelivery (at or below its lane's mark) or a
+    producer's resend (an ``event_id`` among the item's recent ones). Advances ``lanes`` in place;
+    returns the recent ids to keep."""
+    mark = lanes.get(position.lane)
+    if mark is not None and position.sequence <= mark.sequence:
+        return False, recent
+    lanes[position.lane] = LaneMark(position.sequence, now)
+    if event.event_id is None:
+        return True, recent
+    digest = event_id_digest(event.event_id)
+    if digest in recent:
+        return False, recent
+    return True, (*recent, digest)[-RECENT_EVENT_IDS:]
+
+
+def prune_lanes(lanes: Mapping[str, LaneMark], now: int, keep_seconds: int) -> dict[str, LaneMark]:
+    """Forget lanes idle longer than any record could still be redelivered.
+
+    Lambda never redelivers a record older than MaximumRecordAgeInSeconds, so a mark older than
+    that (plus margin) protects nothing; dropping it keeps items small after reshards.
+    """
+    return {lane: mark for lane, mark in lanes.items() if now - mark.seen_at <= keep_seconds}
+
+
+def apply_events(
+    state: CounterState,
+    rule: Rule,
+    events: Sequence[tuple[Position, Event]],
+    *,
+    now: int,
+    lane_retention_seconds: int,
+) -> Step:
+    """Apply events in stream order, exactly as if they arrived one at a time.
+
+    The returned state carries the next version when anything was applied: it is what the store
+    writes, conditional on the version it was computed from.
+
+    ``events`` are the batch's events for this user that match ``rule``, in stream order. After
+    each one the rule is evaluated: a reset rule fires and zeroes on every crossing; a non-reset
+    rule sets its attribute once and then only keeps counting.
+    """
+    count, total, ready, fired = state.count, state.total, state.ready, state.fired
+    lanes = dict(state.lanes)
+    endpoints = state.endpoints
+    recent = state.recent_ids
+    actions: list[Action] = []
+    applied = duplicates = ambiguous = 0
+    for position, event in events:
+        new, recent = admit(lanes, recent, position, event, now)
+        if not new:
+            duplicates += 1
+            continue
+        endpoints = remember_endpoint(endpoints, event.endpoint_id)
+        applied += 1
+        count += 1
+        if rule.needs_sum:
+            value = event.metric_for(rule.metric_name)
+            if value is None:
+                ambiguous += 1 if rule.metric_name is None and len(event.metrics) > 1 else 0
+            else:
+                total += value
+        if not rule.is_met(count, total):
+            continue
+        if rule.reset:
+            actions.append(
+                _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, count, total)
+            )
+            fired += 1
+            count, total = 0, ZERO
+        elif not ready:
+            actions.append(
+                _action(
+                    ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, count, total
+                )
+            )
+            ready = True
+            fired += 1
+    if not applied:
+        return Step(state, (), 0, duplicates, ambiguous)
+    new_state = CounterState(
+        rule_id=state.rule_id,
+        user_id=state.user_id,
+        version=state.version + 1,
+        count=count,
+        total=total,
+        ready=ready,
+        fired=fired,
+        lanes=prune_lanes(lanes, now, lane_retention_seconds),
+        endpoints=endpoints,
+        recent_ids=recent,
+    )
+    return Step(new_state, tuple(actions), applied, duplicates, ambiguous)
+
+
+def _action(
+    kind: ActionKind,
+    rule: Rule,
+    user_id: str,
+    position: Position,
+    event: Event,
+    endpoints: tuple[str, ...],
+    count: int,
+    total: Decimal,
+) -> Action:
+    return Action(
+        action_id=action_id_for(rule.rule_id, user_id, position.lane, position.sequence),
+        kind=kind,
+        user_id=user_id,
+        rule_id=rule.rule_id,
+        output_name=rule.output_name,
+        value=READY if kind is ActionKind.SET_ATTRIBUTE else None,
+        endpoint_ids=endpoints,
+        count=count,
+        total=total,
+        occurred_at=event.timestamp,
+        lane=position.lane,
+    )
+
+
+def group_by_counter(
+    records: Iterable[tuple[Position, Event]], rules_for_event: Mapping[str, Sequence[Rule]]
+) -> dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]]:
+    """Split a batch into per-(rule, user) runs, each in stream order."""
+    runs: dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]] = {}
+    for position, event in records:
+        for rule in rules_for_event.get(event.event_type, ()):
+            if rule.filter_matches(event.attributes):
+                key = (rule.rule_id, event.user_id)
+                if key not in runs:
+                    runs[key] = (rule, [])
+                runs[key][1].append((position, event))
+    return runs
+
+
+def utc_seconds(moment: datetime) -> int:
+    return int(moment.timestamp())

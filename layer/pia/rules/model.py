@@ -1,0 +1,644 @@
+"""The rule table: the contract with the marketer.
+
+Rows arrive as mappings of header -> cell text from Honeycode, CSV or XLSX. Columns are matched by
+name (case, spaces, ``-`` and ``_`` ignored) because the original solution broke whenever a column
+moved. Every problem is reported against its row and column, and one bad row never stops the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from pia.core.limits import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_EVENT_TYPE, MAX_OUTPUT_NAME
+
+REQUIRED_COLUMNS = (
+    "RuleType",
+    "EventName",
+    "AttributeName",
+    "AttributeValue",
+    "Operator-C",
+    "Target-C",
+    "Operator-V",
+    "Target-V",
+    "ResetWhenReachTarget",
+    "StartDate",
+    "FinishDate",
+)
+OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window")
+ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+NO_FILTER = frozenset({"na", "999", ""})
+PLACEHOLDER_DATE = "9999-99-99"
+MAX_WINDOW_DAYS = 366
+OUTPUT_PREFIX = "trk_"
+
+
+def normalize_header(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
+
+
+_CANONICAL = {normalize_header(c): c for c in ALL_COLUMNS}
+
+
+class RuleType(StrEnum):
+    AGGREGATOR = "aggregator"
+    DATE = "date"
+
+
+class Comparison(StrEnum):
+    GT = ">"
+    GE = ">="
+    LT = "<"
+    LE = "<="
+    EQ = "="
+    NE = "!="
+
+
+_OPERATOR_WORDS: dict[str, Comparison | None] = {
+    "greater": Comparison.GT,
+    "greater_or_equal": Comparison.GE,
+    "smaller": Comparison.LT,
+    "less": Comparison.LT,
+    "less_or_equal": Comparison.LE,
+    "smaller_or_equal": Comparison.LE,
+    "equal": Comparison.EQ,
+    "not_equal": Comparison.NE,
+    ">": Comparison.GT,
+    ">=": Comparison.GE,
+    "<": Comparison.LT,
+    "<=": Comparison.LE,
+    "=": Comparison.EQ,
+    "==": Comparison.EQ,
+    "!=": Comparison.NE,
+    "na": None,
+}
+OPERATOR_HELP = (
+    "use greater, smaller, equal, greater_or_equal, less_or_equal, not_equal (or > >= < <= = !=), or na"
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    op: Comparison
+    target: Decimal
+
+    def holds(self, value: Decimal) -> bool:
+        match self.op:
+            case Comparison.GT:
+                return value > self.target
+            case Comparison.GE:
+                return value >= self.target
+            case Comparison.LT:
+                return value < self.target
+            case Comparison.LE:
+                return value <= self.target
+            case Comparison.EQ:
+                return value == self.target
+            case Comparison.NE:
+                return value != self.target
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One live row of the table, compiled.
+
+    ``rule_id`` hashes every cell that changes what is counted or when it fires, so editing a
+    threshold starts a new counter rather than silently reinterpreting the old one.
+    """
+
+    rule_id: str
+    row: int
+    rule_type: RuleType
+    event_name: str
+    attribute_name: str | None
+    attribute_value: str | None
+    count_condition: Condition | None
+    sum_condition: Condition | None
+    reset: bool
+    start_date: date | None
+    finish_date: date | None
+    window_days: int | None
+    metric_name: str | None
+    output_name: str
+
+    @property
+    def series(self) -> str:
+        """The time series a date rule reads: the event, narrowed by its attribute filter, and for a sum
+        rule the metric it sums (``*``: the event's only metric), since rollups of different metrics
+        differ."""
+        base = self.event_name
+        if self.attribute_name is not None:
+            base = f"{base}|{self.attribute_name}={self.attribute_value}"
+        if self.sum_condition is None:
+            return base
+        return f"{base}#{self.metric_name or '*'}"
+
+    @property
+    def needs_sum(self) -> bool:
+        return self.sum_condition is not None
+
+    def filter_matches(self, attributes: Mapping[str, str]) -> bool:
+        if self.attribute_name is None:
+            return True
+        return attributes.get(self.attribute_name) == self.attribute_value
+
+    def is_met(self, count: int | Decimal, total: Decimal) -> bool:
+        if self.count_condition is not None and not self.count_condition.holds(Decimal(count)):
+            return False
+        return self.sum_condition is None or self.sum_condition.holds(total)
+
+    def window_for(self, today: date) -> tuple[date, date] | None:
+        """The inclusive calendar-date span a date rule covers on ``today``."""
+        if self.window_days is not None:
+            return today - timedelta(days=self.window_days - 1), today
+        if self.start_date is not None and self.finish_date is not None:
+            return self.start_date, self.finish_date
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        def cond(c: Condition | None) -> list[str] | None:
+            return None if c is None else [c.op.value, str(c.target)]
+
+        return {
+            "rule_id": self.rule_id,
+            "row": self.row,
+            "rule_type": self.rule_type.value,
+            "event_name": self.event_name,
+            "attribute_name": self.attribute_name,
+            "attribute_value": self.attribute_value,
+            "count": cond(self.count_condition),
+            "sum": cond(self.sum_condition),
+            "reset": self.reset,
+            "start_date": self.start_date.isoformat() if self.start_date else None,
+            "finish_date": self.finish_date.isoformat() if self.finish_date else None,
+            "window_days": self.window_days,
+            "metric_name": self.metric_name,
+            "output_name": self.output_name,
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Rule:
+        def cond(raw: list[str] | None) -> Condition | None:
+            return None if raw is None else Condition(Comparison(raw[0]), Decimal(raw[1]))
+
+        return Rule(
+            rule_id=data["rule_id"],
+            row=int(data["row"]),
+            rule_type=RuleType(data["rule_type"]),
+            event_name=data["event_name"],
+            attribute_name=data["attribute_name"],
+            attribute_value=data["attribute_value"],
+            count_condition=cond(data["count"]),
+            sum_condition=cond(data["sum"]),
+            reset=bool(data["reset"]),
+            start_date=date.fromisoformat(data["start_date"]) if data["start_date"] else None,
+            finish_date=date.fromisoformat(data["finish_date"]) if data["finish_date"] else None,
+            window_days=data.get("window_days"),
+            metric_name=data.get("metric_name"),
+            output_name=data["output_name"],
+        )
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    row: int
+    column: str
+    message: str
+    severity: Severity = Severity.ERROR
+
+    def __str__(self) -> str:
+        return f"row {self.row}, {self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """``row_numbers`` lists every non-empty row read; ``paused`` holds the valid rules of rows with
+    Enabled = no, which are not live but keep their counters (a pause is not a deletion)."""
+
+    rules: tuple[Rule, ...]
+    issues: tuple[RowIssue, ...]
+    rows_read: int
+    disabled_rows: tuple[int, ...] = ()
+    row_numbers: tuple[int, ...] = ()
+    paused: tuple[Rule, ...] = ()
+
+    @property
+    def errors(self) -> tuple[RowIssue, ...]:
+        return tuple(i for i in self.issues if i.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[RowIssue, ...]:
+        return tuple(i for i in self.issues if i.severity is Severity.WARNING)
+
+    def with_warnings(self, extra: Iterable[RowIssue]) -> ParseResult:
+        issues = sorted(self.issues + tuple(extra), key=lambda i: (i.row, i.severity != Severity.ERROR))
+        return replace(self, issues=tuple(issues))
+
+
+class TableError(ValueError):
+    """The table as a whole cannot be read (no header, a required column missing)."""
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """A source's rows as the marketer sees them: headers as written, and each row under the number
+    the source shows (a sheet row, a Honeycode row index), so every message points at the right row."""
+
+    source: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[int, Mapping[str, object]], ...]
+
+
+@dataclass
+class _RowReader:
+    row: int
+    cells: Mapping[str, str]
+    issues: list[RowIssue] = field(default_factory=list)
+    silenced: set[str] = field(default_factory=set)
+
+    def text(self, column: str) -> str:
+        return self.cells.get(column, "").strip()
+
+    def error(self, column: str, message: str) -> None:
+        if column not in self.silenced:
+            self.issues.append(RowIssue(self.row, column, message))
+
+    def warn(self, column: str, message: str) -> None:
+        self.issues.append(RowIssue(self.row, column, message, Severity.WARNING))
+
+
+def _cell_text(value: object) -> str:
+    """Cells are data, never formulas: ``=HYPERLINK(...)`` stays the literal text it is."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, date):
+        return value.isoformat()[:10]
+    return str(value)
+
+
+def canonical_columns(headers: Iterable[str]) -> dict[str, str]:
+    """Map each source header to its canonical column name; unknown headers are dropped."""
+    found: dict[str, str] = {}
+    for header in headers:
+        canonical = _CANONICAL.get(normalize_header(header))
+        if canonical is not None and canonical not in found.values():
+            found[header] = canonical
+    return found
+
+
+def check_header(headers: Iterable[str]) -> None:
+    present = set(canonical_columns(headers).values())
+    missing = [c for c in REQUIRED_COLUMNS if c not in present]
+    if missing:
+        raise TableError(f"the table has no column {', '.join(missing)} (columns are matched by name)")
+
+
+def _parse_operator(reader: _RowReader, column: str) -> tuple[bool, Comparison | None]:
+    raw = reader.text(column)
+    key = raw.lower().replace(" ", "_")
+    if key in _OPERATOR_WORDS:
+        return True, _OPERATOR_WORDS[key]
+    reader.error(column, f'"{raw}" is not an operator; {OPERATOR_HELP}' if raw else f"empty; {OPERATOR_HELP}")
+    return False, None
+
+
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+"""``1,000`` is a thousands separator; ``1,5`` is a decimal comma and must not silently become 15."""
+
+
+def _parse_target(reader: _RowReader, column: str, op: Comparison | None, integral: bool) -> Decimal | None:
+    raw = reader.text(column)
+    if op is None:
+        return None
+    text = raw.replace(",", "") if _THOUSANDS.fullmatch(raw) else raw
+    try:
+        value = Decimal(text) if text else None
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        reader.error(
+            column, f'"{raw}" is not a number' if raw else "a number is required when the operator is set"
+        )
+        return None
+    if integral and value != value.to_integral_value():
+        reader.warn(column, f"{raw} is not a whole number; counts are compared with it as is")
+    return value
+
+
+def _parse_date(reader: _RowReader, column: str) -> tuple[bool, date | None]:
+    raw = reader.text(column)
+    if raw in ("", PLACEHOLDER_DATE):
+        return True, None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        reader.error(column, f'"{raw}" is not a date; write YYYY-MM-DD (for example 2026-01-31)')
+        return False, None
+    try:
+        return True, date.fromisoformat(raw)
+    except ValueError:
+        reader.error(column, f'"{raw}" is not a calendar date')
+        return False, None
+
+
+_WINDOW = re.compile(r"last\s+(\d+)\s+days?", re.IGNORECASE)
+
+
+def _parse_window(reader: _RowReader) -> int | None:
+    raw = reader.text("Window")
+    if raw.lower() in ("", "na"):
+        return None
+    match = _WINDOW.fullmatch(raw)
+    if match is None:
+        reader.error("Window", f'"{raw}" is not a window; write "last N days", for example "last 30 days"')
+        return None
+    days = int(match.group(1))
+    if not 1 <= days <= MAX_WINDOW_DAYS:
+        reader.error("Window", f"{days} days is outside 1..{MAX_WINDOW_DAYS}")
+        return None
+    return days
+
+
+def _yes_no(reader: _RowReader, column: str, default: bool | None) -> bool | None:
+    raw = reader.text(column).lower()
+    if raw in ("yes", "y", "true", "1"):
+        return True
+    if raw in ("no", "n", "false", "0"):
+        return False
+    if raw == "" and default is not None:
+        return default
+    reader.error(column, f'"{reader.text(column)}" must be yes or no')
+    return None
+
+
+def rule_id_for(fields: Mapping[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def default_output_name(rule_type: RuleType, event_name: str, attribute_value: str | None) -> str:
+    prefix = OUTPUT_PREFIX + ("date_" if rule_type is RuleType.DATE else "")
+    suffix = f"_{attribute_value}" if attribute_value is not None else ""
+    return f"{prefix}{event_name}{suffix}"
+
+
+_FORMULA_EXEMPT = frozenset({"Key", "Operator-C", "Operator-V"})
+"""Key is derived (often a formula) and ignored; operators have their own check, where ``=`` is valid."""
+
+
+def _reject_formulas(reader: _RowReader) -> set[str]:
+    """A cell starting with ``=`` is a spreadsheet formula that was never evaluated: the engine would
+    otherwise count an event, or write a Pinpoint attribute, literally named ``=HYPERLINK(...)``.
+    Such a cell gets this one message; later checks of it stay silent."""
+    flagged: set[str] = set()
+    for column, value in reader.cells.items():
+        text = value.strip()
+        if column not in _FORMULA_EXEMPT and text.startswith("="):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            reader.error(
+                column,
+                f'"{shown}" looks like a spreadsheet formula; cells are read as plain text and never '
+                "evaluated, so type the value itself",
+            )
+            flagged.add(column)
+    reader.silenced |= flagged
+    return flagged
+
+
+def _parse_row(reader: _RowReader) -> Rule | None:
+    formulas = _reject_formulas(reader)
+    ok = not formulas
+    raw_type = reader.text("RuleType").lower()
+    rule_type: RuleType | None = None
+    if raw_type in ("aggregator", "aggregate"):
+        rule_type = RuleType.AGGREGATOR
+    elif raw_type == "date":
+        rule_type = RuleType.DATE
+    else:
+        reader.error("RuleType", f'"{reader.text("RuleType")}" must be aggregator or date')
+        ok = False
+
+    event_name = reader.text("EventName")
+    if not event_name:
+        reader.error("EventName", "empty; write the event name exactly as the app records it")
+        ok = False
+    elif event_name.startswith("_") or event_name.startswith(OUTPUT_PREFIX):
+        reader.error(
+            "EventName", f'"{event_name}" is a system or output event; only custom events are counted'
+        )
+        ok = False
+    elif len(event_name) > MAX_EVENT_TYPE:
+        reader.error("EventName", f"longer than {MAX_EVENT_TYPE} characters")
+        ok = False
+
+    attr_name_raw = reader.text("AttributeName")
+    attr_value_raw = reader.text("AttributeValue")
+    attribute_name = None if attr_name_raw.lower() in NO_FILTER else attr_name_raw
+    attribute_value = None if attr_value_raw.lower() in NO_FILTER else attr_value_raw
+    if (attribute_name is None) != (attribute_value is None):
+        missing = "AttributeValue" if attribute_value is None else "AttributeName"
+        reader.error(
+            missing, "an attribute filter needs both AttributeName and AttributeValue (or na in both)"
+        )
+        ok = False
+    if attribute_name is not None and len(attribute_name) > MAX_ATTRIBUTE_NAME:
+        reader.error("AttributeName", f"longer than {MAX_ATTRIBUTE_NAME} characters")
+        ok = False
+    if attribute_value is not None and len(attribute_value) > MAX_ATTRIBUTE_VALUE:
+        reader.error("AttributeValue", f"longer than {MAX_ATTRIBUTE_VALUE} characters")
+        ok = False
+
+    ok_c, op_c = _parse_operator(reader, "Operator-C")
+    ok_v, op_v = _parse_operator(reader, "Operator-V")
+    ok = ok and ok_c and ok_v
+    target_c = _parse_target(reader, "Target-C", op_c, integral=True) if ok_c else None
+    target_v = _parse_target(reader, "Target-V", op_v, integral=False) if ok_v else None
+    if ok_c and ok_v and op_c is None and op_v is None:
+        reader.error(
+            "Operator-C", "both Operator-C and Operator-V are na; a rule needs at least one condition"
+        )
+        ok = False
+    if (op_c is not None and target_c is None) or (op_v is not None and target_v is None):
+        ok = False
+
+    metric_name = reader.text("MetricName") or None
+    if metric_name is not None and metric_name.lower() == "na":
+        metric_name = None
+    if op_v is None and metric_name is not None:
+        reader.warn("MetricName", "ignored: Operator-V is na, so no metric is summed")
+
+    reset: bool | None = False
+    ok_start, start = _parse_date(reader, "StartDate")
+    ok_finish, finish = _parse_date(reader, "FinishDate")
+    window = _parse_window(reader) if "Window" in reader.cells else None
+    window_given = "Window" in reader.cells and reader.text("Window").lower() not in ("", "na")
+    if window_given and window is None:
+        ok = False
+    ok = ok and ok_start and ok_finish
+
+    if rule_type is RuleType.AGGREGATOR:
+        reset = _yes_no(reader, "ResetWhenReachTarget", default=None)
+        if reset is None:
+            ok = False
+        if start is not None or finish is not None:
+            reader.warn(
+                "StartDate", "ignored for aggregator rules, which count from the moment the rule is live"
+            )
+        if window is not None:
+            reader.warn("Window", "ignored for aggregator rules")
+        start = finish = None
+        window = None
+    elif rule_type is RuleType.DATE:
+        if reader.text("ResetWhenReachTarget").lower() in ("yes", "y", "true"):
+            reader.warn("ResetWhenReachTarget", "ignored for date rules; their attribute follows the window")
+        reset = False
+        if window is not None:
+            if start is not None or finish is not None:
+                reader.error("Window", "give either a Window or StartDate/FinishDate, not both")
+                ok = False
+        elif ok_start and ok_finish and not window_given:
+            if start is None:
+                reader.error(
+                    "StartDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
+                )
+                ok = False
+            if finish is None:
+                reader.error(
+                    "FinishDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
+                )
+                ok = False
+            if start is not None and finish is not None and start > finish:
+                reader.error("StartDate", f"{start} is after FinishDate {finish}")
+                ok = False
+
+    output_name = reader.text("OutputName")
+    if output_name.lower() in ("", "na"):
+        output_name = ""
+    if rule_type is not None and event_name and not output_name:
+        output_name = default_output_name(rule_type, event_name, attribute_value)
+    if output_name and len(output_name) > MAX_OUTPUT_NAME:
+        reader.error(
+            "OutputName" if reader.text("OutputName") else "EventName",
+            f'output name "{output_name[:60]}" is longer than {MAX_OUTPUT_NAME} characters '
+            "(a Pinpoint limit); set a shorter OutputName",
+        )
+        ok = False
+
+    if not ok or rule_type is None:
+        return None
+    count_condition = Condition(op_c, target_c) if op_c is not None and target_c is not None else None
+    sum_condition = Condition(op_v, target_v) if op_v is not None and target_v is not None else None
+    if (
+        rule_type is RuleType.AGGREGATOR
+        and reset
+        and count_condition is not None
+        and count_condition.holds(Decimal(1))
+        and sum_condition is None
+    ):
+        reader.warn("Operator-C", "met by every single event, so it fires and resets on every event")
+    identity = {
+        "type": rule_type.value,
+        "event": event_name,
+        "attr": [attribute_name, attribute_value],
+        "c": [op_c, str(target_c) if target_c is not None else None],
+        "v": [op_v, str(target_v) if target_v is not None else None],
+        "reset": reset,
+        "dates": [start, finish, window],
+        "metric": metric_name,
+    }
+    return Rule(
+        rule_id=rule_id_for(identity),
+        row=reader.row,
+        rule_type=rule_type,
+        event_name=event_name,
+        attribute_name=attribute_name,
+        attribute_value=attribute_value,
+        count_condition=count_condition,
+        sum_condition=sum_condition,
+        reset=bool(reset),
+        start_date=start,
+        finish_date=finish,
+        window_days=window,
+        metric_name=metric_name,
+        output_name=output_name,
+    )
+
+
+def parse_rules(rows: Iterable[tuple[int, Mapping[str, object]]]) -> ParseResult:
+    """Parse numbered rows (the number is what the marketer sees: a sheet row, a Honeycode row index).
+
+    Each row's keys are source headers; they are matched to columns by name, so order never matters.
+    """
+    parsed: list[Rule] = []
+    issues: list[RowIssue] = []
+    disabled: list[int] = []
+    paused: list[Rule] = []
+    numbers: list[int] = []
+    for row_number, raw in rows:
+        columns = canonical_columns(raw.keys())
+        cells = {canonical: _cell_text(raw[source]) for source, canonical in columns.items()}
+        if not any(v.strip() for v in cells.values()):
+            continue
+        numbers.append(row_number)
+        reader = _RowReader(row_number, cells)
+        enabled = _yes_no(reader, "Enabled", default=True) if "Enabled" in cells else True
+        rule = _parse_row(reader)
+        issues.extend(reader.issues)
+        if enabled is False:
+            disabled.append(row_number)
+            if rule is not None:
+                paused.append(rule)
+            continue
+        if rule is not None and enabled is not None:
+            parsed.append(rule)
+
+    by_output: dict[str, list[Rule]] = {}
+    for rule in parsed:
+        by_output.setdefault(rule.output_name, []).append(rule)
+    live: list[Rule] = []
+    for rule in parsed:
+        clashes = [other for other in by_output[rule.output_name] if other is not rule]
+        if clashes:
+            others = ", ".join(str(other.row) for other in clashes)
+            issues.append(
+                RowIssue(
+                    rule.row,
+                    "OutputName",
+                    f'output name "{rule.output_name}" is also written by row {others}; '
+                    "both are rejected until one is changed or disabled",
+                )
+            )
+        else:
+            live.append(rule)
+    issues.sort(key=lambda i: (i.row, i.severity != Severity.ERROR))
+    return ParseResult(
+        tuple(live),
+        tuple(issues),
+        len(numbers),
+        tuple(disabled),
+        row_numbers=tuple(numbers),
+        paused=tuple(paused),
+    )
+
+
+def parse_table(table: RuleTable) -> ParseResult:
+    """Parse a whole source table. A header without the required columns fails the whole table
+    (raising :class:`TableError`) instead of failing every row: a renamed column must never look
+    like a table whose rules were all deleted."""
+    check_header(table.headers)
+    return parse_rules(table.rows)

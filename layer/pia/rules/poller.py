@@ -1,0 +1,375 @@
+"""The rule poller's logic: read the marketer's table, validate it, and publish it safely.
+
+Safety rules, each from an incident in the original solution:
+- a source that cannot be read (error, throttle, missing object, unreadable file, missing column)
+  publishes nothing, deletes nothing, and fails the run, so the last good ruleset stays live and
+  the schedule's alarm sees it;
+- a rule missing from a table that *was* read is only marked removed; its counters are deleted
+  after a grace period, so restoring the row within it brings the rule back with its counts;
+- a row with an error never blocks the others, and a near miss against recently seen event names
+  is a warning, never an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pia.rules.model import (
+    ParseResult,
+    RowIssue,
+    Rule,
+    RuleTable,
+    RuleType,
+    Severity,
+    TableError,
+    parse_table,
+)
+from pia.rules.ruleset import PublishConflict, Ruleset, activation_for_new_series, content_hash
+from pia.rules.sheets import ValidationReport, build_report, table_failure_report
+
+NEAR_MISS_DAYS = 30
+
+
+class SourceFailure(RuntimeError):
+    """The rule source could not be read as a whole. ``missing`` marks a source with nothing in it
+    yet (no file under the prefix), which is only an error once a ruleset has been published."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class RuleSource(Protocol):
+    @property
+    def description(self) -> str: ...
+
+    def read(self) -> RuleTable:
+        """The whole table, or :class:`SourceFailure`."""
+        ...
+
+    def write_report(self, report: ValidationReport) -> str | None:
+        """Store the report where the marketer finds it and return its location. A report that
+        cannot be stored is logged and gives ``None``: it must never stop the rules from publishing."""
+        ...
+
+
+class RulesetStore(Protocol):
+    def current(self) -> Ruleset: ...
+
+    def publish(self, ruleset: Ruleset, expected_version: int) -> None: ...
+
+
+class CounterCleaner(Protocol):
+    def delete_rule_counters(self, rule_id: str) -> int: ...
+
+
+class SeenValues(Protocol):
+    """What the engine has recently seen (the time-series data, issue #4). An empty answer means
+    "no history", never "nothing matches", so it produces no warnings."""
+
+    def event_names(self, since: date) -> set[str]: ...
+
+    def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]: ...
+
+
+@dataclass
+class InMemorySeenValues:
+    """``events`` maps event name -> attribute name -> values seen (dates are not modelled)."""
+
+    events: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def event_names(self, since: date) -> set[str]:
+        return set(self.events)
+
+    def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]:
+        return set(self.events.get(event_name, {}).get(attribute_name, set()))
+
+
+def _closest(name: str, seen: Iterable[str]) -> str | None:
+    """Same text but for case and spacing first (the original's most common trap), then difflib."""
+    candidates = sorted(seen)
+    squashed = "".join(name.split()).lower()
+    for candidate in candidates:
+        if "".join(candidate.split()).lower() == squashed:
+            return candidate
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _miss(subject: str, days: int, suggestion: str | None) -> str:
+    hint = (
+        f"did you mean `{suggestion}`?"
+        if suggestion
+        else "values must match exactly, case and spaces included"
+    )
+    return f"{subject} seen in the last {days} days; {hint}"
+
+
+def near_miss_warnings(
+    rules: Iterable[Rule], seen: SeenValues | None, since: date, days: int = NEAR_MISS_DAYS
+) -> list[RowIssue]:
+    if seen is None:
+        return []
+    names = seen.event_names(since)
+    if not names:
+        return []
+    warnings: list[RowIssue] = []
+    values_cache: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        if rule.event_name not in names:
+            message = _miss(f"no event named `{rule.event_name}`", days, _closest(rule.event_name, names))
+            warnings.append(RowIssue(rule.row, "EventName", message, Severity.WARNING))
+            continue
+        if rule.attribute_name is None or rule.attribute_value is None:
+            continue
+        key = (rule.event_name, rule.attribute_name)
+        if key not in values_cache:
+            values_cache[key] = seen.attribute_values(rule.event_name, rule.attribute_name, since)
+        values = values_cache[key]
+        if values and rule.attribute_value not in values:
+            subject = f"no `{rule.event_name}` event with {rule.attribute_name} = `{rule.attribute_value}`"
+            message = _miss(subject, days, _closest(rule.attribute_value, values))
+            warnings.append(RowIssue(rule.row, "AttributeValue", message, Severity.WARNING))
+    return warnings
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The next ruleset computed from the current one and a table read successfully."""
+
+    ruleset: Ruleset
+    expired: tuple[str, ...]
+    restored: tuple[str, ...]
+    changed: bool
+
+
+def plan_ruleset(
+    current: Ruleset,
+    live: tuple[Rule, ...],
+    kept: Iterable[str],
+    now: datetime,
+    grace: timedelta,
+    source: str,
+    undeleted: Iterable[str] = (),
+) -> Plan:
+    """``kept`` are rule ids that are not live but must keep their counters (paused rows).
+
+    A rule leaves ``removed`` when it is live or kept again, or once its grace period is over and
+    its counters are deleted. The caller deletes before publishing; ``undeleted`` names the rules
+    whose deletion failed, which stay in ``removed`` so the next run tries again.
+    """
+    live_ids = {r.rule_id for r in live}
+    retained = live_ids | set(kept)
+    removed: dict[str, str] = {}
+    restored: list[str] = []
+    for rule_id, since in current.removed.items():
+        if rule_id in retained:
+            restored.append(rule_id)
+        else:
+            removed[rule_id] = since
+    for rule in current.rules:
+        if rule.rule_id not in retained and rule.rule_id not in removed:
+            removed[rule.rule_id] = now.isoformat()
+    overdue = {rule_id for rule_id, since in removed.items() if now - datetime.fromisoformat(since) >= grace}
+    expired = tuple(sorted(overdue - set(undeleted)))
+    for rule_id in expired:
+        del removed[rule_id]
+
+    series_in_use = {r.series for r in live if r.rule_type is RuleType.DATE}
+    activation = {s: d for s, d in current.series_activation.items() if s in series_in_use}
+    for series in sorted(series_in_use - set(activation)):
+        activation[series] = activation_for_new_series(now)
+
+    changed = (
+        content_hash(live) != current.content_hash
+        or activation != dict(current.series_activation)
+        or removed != dict(current.removed)
+    )
+    ruleset = Ruleset(
+        version=current.version + 1 if changed else current.version,
+        rules=live,
+        published_at=now.isoformat() if changed else current.published_at,
+        source=source if changed else current.source,
+        series_activation=activation,
+        removed=removed,
+    )
+    return Plan(ruleset, expired, tuple(sorted(restored)), changed)
+
+
+class PollStatus(StrEnum):
+    PUBLISHED = "published"
+    UNCHANGED = "unchanged"
+    NO_SOURCE = "no_source"
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    status: PollStatus
+    version: int
+    report: ValidationReport | None = None
+    result: ParseResult | None = None
+    report_location: str | None = None
+    pending_removal: Mapping[str, str] = field(default_factory=dict)
+    deleted: Mapping[str, int] = field(default_factory=dict)
+    restored: tuple[str, ...] = ()
+    deletion_failures: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def rules_live(self) -> int:
+        return len(self.result.rules) if self.result else 0
+
+    @property
+    def error_rows(self) -> int:
+        return len({i.row for i in self.result.errors}) if self.result else 0
+
+    @property
+    def warnings(self) -> int:
+        return len(self.result.warnings) if self.result else 0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "status": self.status.value,
+            "version": self.version,
+            "rules": self.rules_live,
+            "errors": self.error_rows,
+            "warnings": self.warnings,
+            "report": self.report_location,
+            "pending_removal": dict(self.pending_removal),
+            "deleted_counters": dict(self.deleted),
+            "restored": list(self.restored),
+            "deletion_failures": dict(self.deletion_failures),
+        }
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    source: str = "spreadsheet"
+    honeycode_workbook_id: str = ""
+    honeycode_table_id: str = ""
+    rules_bucket: str = ""
+    rules_prefix: str = "rules/"
+    ruleset_table: str = ""
+    aggregates_table: str = ""
+    timeseries_table: str = ""
+    grace: timedelta = timedelta(hours=24)
+    timezone: str = "UTC"
+
+    @staticmethod
+    def from_env(env: Mapping[str, str] | None = None) -> PollerSettings:
+        e = os.environ if env is None else env
+        source = (e.get("RULE_SOURCE", "spreadsheet") or "spreadsheet").strip().lower()
+        if source not in ("spreadsheet", "honeycode"):
+            raise ValueError(f"RULE_SOURCE must be spreadsheet or honeycode, not {source!r}")
+        timezone = e.get("TIMEZONE", "UTC") or "UTC"
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"TIMEZONE {timezone!r} is not an IANA time zone name") from None
+        return PollerSettings(
+            source=source,
+            honeycode_workbook_id=e.get("HONEYCODE_WORKBOOK_ID", ""),
+            honeycode_table_id=e.get("HONEYCODE_TABLE_ID", ""),
+            rules_bucket=e.get("RULES_BUCKET", ""),
+            rules_prefix=e.get("RULES_PREFIX", "rules/") or "",
+            ruleset_table=e.get("RULESET_TABLE", ""),
+            aggregates_table=e.get("AGGREGATES_TABLE", ""),
+            timeseries_table=e.get("TIMESERIES_TABLE", ""),
+            grace=timedelta(hours=float(e.get("REMOVED_RULE_GRACE_HOURS", "24") or 24)),
+            timezone=timezone,
+        )
+
+
+class Poller:
+    def __init__(
+        self,
+        rulesets: RulesetStore,
+        counters: CounterCleaner,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        grace: timedelta = timedelta(hours=24),
+        seen: SeenValues | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        self._rulesets = rulesets
+        self._counters = counters
+        self._clock = clock
+        self._grace = grace
+        self._seen = seen
+        self._zone = ZoneInfo(timezone)
+
+    def validate(self, table: RuleTable, now: datetime) -> ParseResult:
+        """Row errors from the parser plus near-miss warnings; :class:`TableError` for the header."""
+        result = parse_table(table)
+        since = now.astimezone(self._zone).date() - timedelta(days=NEAR_MISS_DAYS)
+        return result.with_warnings(near_miss_warnings(result.rules, self._seen, since))
+
+    def run(self, source: RuleSource) -> PollOutcome:
+        now = self._clock()
+        try:
+            table = source.read()
+        except SourceFailure as exc:
+            if exc.missing:
+                current = self._rulesets.current()
+                if current.version == 0:
+                    return PollOutcome(PollStatus.NO_SOURCE, 0)
+            raise
+        try:
+            result = self.validate(table, now)
+        except TableError as exc:
+            source.write_report(table_failure_report(source.description, str(exc)))
+            raise SourceFailure(f"{source.description}: {exc}") from exc
+        report = build_report(source.description, result)
+        location = source.write_report(report)
+        if result.errors and not result.rules and self._rulesets.current().rules:
+            # A table whose every row is wrong is a broken file (a bad export, a find-and-replace
+            # gone wrong), not a decision to stop every rule and delete its counts after the grace.
+            raise SourceFailure(f"{source.description}: every rule row has an error; nothing was published")
+        kept = {r.rule_id for r in result.paused}
+
+        for attempt in (1, 2):
+            current = self._rulesets.current()
+            plan = plan_ruleset(current, result.rules, kept, now, self._grace, source.description)
+            deleted, failures = self._delete(plan.expired)
+            if failures:
+                plan = plan_ruleset(
+                    current, result.rules, kept, now, self._grace, source.description, failures
+                )
+            outcome = PollOutcome(
+                PollStatus.PUBLISHED if plan.changed else PollStatus.UNCHANGED,
+                plan.ruleset.version,
+                report,
+                result,
+                location,
+                dict(plan.ruleset.removed),
+                deleted,
+                plan.restored,
+                failures,
+            )
+            if not plan.changed:
+                return outcome
+            try:
+                self._rulesets.publish(plan.ruleset, expected_version=current.version)
+            except PublishConflict:
+                if attempt == 2:
+                    raise
+                continue
+            return outcome
+        raise AssertionError("unreachable")
+
+    def _delete(self, rule_ids: Iterable[str]) -> tuple[dict[str, int], dict[str, str]]:
+        """A failed deletion keeps the rule in ``removed`` for the next run; it never blocks publishing."""
+        deleted: dict[str, int] = {}
+        failures: dict[str, str] = {}
+        for rule_id in rule_ids:
+            try:
+                deleted[rule_id] = self._counters.delete_rule_counters(rule_id)
+            except Exception as exc:
+                failures[rule_id] = f"{type(exc).__name__}: {exc}"
+        return deleted, failures

@@ -1,0 +1,192 @@
+"""The compiled ruleset: immutable, versioned, and cheap to follow.
+
+The poller publishes version N+1 only when the rules' content changed; the aggregator reads one
+small pointer item at most once a minute and keeps the parsed rules in memory, so rule lookups cost
+nothing per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pia.rules.model import Rule, RuleType
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+RULESET_PK = "RULESET"
+CURRENT_SK = "CURRENT"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    version: int
+    rules: tuple[Rule, ...]
+    published_at: str = ""
+    source: str = ""
+    series_activation: Mapping[str, str] = field(default_factory=dict)
+    removed: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.rules)
+
+    @cached_property
+    def aggregator_rules(self) -> dict[str, tuple[Rule, ...]]:
+        by_event: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            if rule.rule_type is RuleType.AGGREGATOR:
+                by_event.setdefault(rule.event_name, []).append(rule)
+        return {k: tuple(v) for k, v in by_event.items()}
+
+    @cached_property
+    def date_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.rule_type is RuleType.DATE)
+
+    def activation_date(self, series: str) -> date | None:
+        raw = self.series_activation.get(series)
+        return date.fromisoformat(raw) if raw else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "published_at": self.published_at,
+            "source": self.source,
+            "rules": [r.to_json() for r in self.rules],
+            "series_activation": dict(self.series_activation),
+            "removed": dict(self.removed),
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Ruleset:
+        return Ruleset(
+            version=int(data["version"]),
+            rules=tuple(Rule.from_json(r) for r in data["rules"]),
+            published_at=data.get("published_at", ""),
+            source=data.get("source", ""),
+            series_activation=dict(data.get("series_activation", {})),
+            removed=dict(data.get("removed", {})),
+        )
+
+
+EMPTY_RULESET = Ruleset(version=0, rules=())
+
+
+def content_hash(rules: Sequence[Rule]) -> str:
+    payload = json.dumps(sorted((r.to_json() for r in rules), key=lambda r: r["rule_id"]), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def activation_for_new_series(published: datetime) -> str:
+    """A new date series is counted live from the first UTC day that starts at least an hour after
+    publication, when every aggregator has certainly loaded it; earlier days come from backfill."""
+    return ((published + timedelta(hours=1)).date() + timedelta(days=1)).isoformat()
+
+
+class PublishConflict(RuntimeError):
+    """Another publisher won the race for this version; re-read and try again."""
+
+
+class RulesetTable:
+    """Adapter for the ruleset table: a CURRENT pointer item plus one immutable item per version."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def current(self) -> Ruleset:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": RULESET_PK}, "sk": {"S": CURRENT_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item:
+            return EMPTY_RULESET
+        return Ruleset.from_json(json.loads(item["body"]["S"]))
+
+    def publish(self, ruleset: Ruleset, expected_version: int) -> None:
+        body = json.dumps(ruleset.to_json(), separators=(",", ":"), sort_keys=True)
+        common = {
+            "version": {"N": str(ruleset.version)},
+            "hash": {"S": ruleset.content_hash},
+            "body": {"S": body},
+            "published_at": {"S": ruleset.published_at},
+        }
+        pointer: Any = {
+            "TableName": self._table,
+            "Item": {"pk": {"S": RULESET_PK}, "sk": {"S": CURRENT_SK}, **common},
+        }
+        if expected_version == 0:
+            pointer["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            pointer["ConditionExpression"] = "version = :v"
+            pointer["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Put": pointer},
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                "pk": {"S": RULESET_PK},
+                                "sk": {"S": f"V#{ruleset.version:012d}"},
+                                **common,
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise PublishConflict(
+                    f"ruleset version {ruleset.version} was published concurrently"
+                ) from exc
+            raise
+
+
+class RulesetCache:
+    """Keeps the live ruleset in memory and re-reads the pointer at most every ``ttl_seconds``."""
+
+    def __init__(
+        self,
+        source: Callable[[], Ruleset],
+        ttl_seconds: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl = ttl_seconds
+        self._monotonic = monotonic
+        self._ruleset: Ruleset | None = None
+        self._loaded_at = 0.0
+        self.reads = 0
+
+    def get(self) -> Ruleset:
+        now = self._monotonic()
+        if self._ruleset is None or now - self._loaded_at >= self._ttl:
+            try:
+                self._ruleset = self._source()
+                self.reads += 1
+            except ClientError:
+                if self._ruleset is None:
+                    raise
+            self._loaded_at = now
+        return self._ruleset
+
+    def invalidate(self) -> None:
+        self._ruleset = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

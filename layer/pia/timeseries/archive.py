@@ -1,0 +1,110 @@
+"""The raw event archive's format: one gzip-compressed JSON-lines object per Kinesis batch.
+
+Every custom event the aggregator accepts is kept, so a rule added later (a new attribute filter, an
+older start date) can be backfilled within the retention. Keys start with the UTC hour the batch was
+processed (``raw/YYYY/MM/DD/HH/``): a backfill lists only the hours that can hold its days, and the
+seen-values summary walks the archive hour by hour. The rest of the key is derived from the batch's
+records, so a batch delivered again whole overwrites its object; a partial redelivery writes a new
+object, and since every line carries its lane and sequence number, readers drop the duplicates.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pia.core.events import Event, EventFormat
+from pia.counting.aggregator import InboundRecord
+from pia.counting.counters import Position
+
+PREFIX = "raw/"
+
+
+def hour_prefix(moment: datetime) -> str:
+    return f"{PREFIX}{moment.astimezone(UTC):%Y/%m/%d/%H}/"
+
+
+def listing_start(day: date) -> str:
+    """A ``StartAfter`` key that lists every object processed on ``day`` (UTC) or later."""
+    return f"{PREFIX}{day:%Y/%m/%d}"
+
+
+def object_key(records: Sequence[InboundRecord], now: datetime) -> str:
+    positions = [r.position for r in records]
+    first = min(positions, key=lambda p: p.sequence)
+    tokens = sorted(f"{p.lane}/{p.sequence:0130d}" for p in positions)
+    digest = hashlib.sha256("\n".join(tokens).encode()).hexdigest()[:12]
+    shard = first.lane.split("/", 1)[0]
+    return f"{hour_prefix(now)}{shard}-{first.sequence}-{digest}.jsonl.gz"
+
+
+def _line(record: InboundRecord) -> dict[str, Any]:
+    event = record.event
+    line: dict[str, Any] = {
+        "l": record.position.lane,
+        "q": str(record.position.sequence),
+        "u": event.user_id,
+        "e": event.event_type,
+        "t": event.timestamp.isoformat(),
+    }
+    if event.attributes:
+        line["a"] = dict(event.attributes)
+    if event.metrics:
+        line["m"] = {name: str(value) for name, value in event.metrics.items()}
+    if event.endpoint_id is not None:
+        line["p"] = event.endpoint_id
+    if event.event_id is not None:
+        line["i"] = event.event_id
+    if event.format is not EventFormat.PINPOINT:
+        line["f"] = event.format.value
+    return line
+
+
+def encode(records: Sequence[InboundRecord]) -> bytes:
+    text = "\n".join(json.dumps(_line(r), separators=(",", ":"), ensure_ascii=False) for r in records)
+    return gzip.compress(text.encode(), mtime=0)
+
+
+@dataclass(frozen=True)
+class RawObject:
+    events: tuple[tuple[Position, Event], ...]
+    bad_lines: int = 0
+
+
+def _event(line: dict[str, Any]) -> tuple[Position, Event]:
+    moment = datetime.fromisoformat(line["t"])
+    event = Event(
+        user_id=line["u"],
+        event_type=line["e"],
+        timestamp=moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC),
+        attributes=dict(line.get("a", {})),
+        metrics={name: Decimal(value) for name, value in line.get("m", {}).items()},
+        endpoint_id=line.get("p"),
+        event_id=line.get("i"),
+        format=EventFormat(line.get("f", EventFormat.PINPOINT.value)),
+    )
+    return Position(line["l"], int(line["q"])), event
+
+
+def decode(data: bytes) -> RawObject:
+    """Lines that cannot be read are counted, never fatal: one damaged line must not hide the rest."""
+    events: list[tuple[Position, Event]] = []
+    bad = 0
+    for raw in _lines(data):
+        try:
+            events.append(_event(json.loads(raw)))
+        except (ValueError, KeyError, TypeError, ArithmeticError):
+            bad += 1
+    return RawObject(tuple(events), bad)
+
+
+def _lines(data: bytes) -> Iterator[str]:
+    for line in gzip.decompress(data).decode().splitlines():
+        if line.strip():
+            yield line

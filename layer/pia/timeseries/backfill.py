@@ -1,0 +1,118 @@
+"""Backfill: the part of a date rule's history that is older than its series' activation.
+
+The aggregator counts a series' events stamped at or after the activation (a day the poller picks
+when a series first appears, late enough that every aggregator has the new rules). The events
+stamped before it come from the raw event archive, recomputed whole each time, so a repeated
+backfill replaces rather than adds, and a duplicate line (a redelivered batch) is dropped by its lane
+and sequence number, a producer's resend by its ``event_id``.
+
+Until the activation plus a settling hour has passed, events stamped before the activation may still
+arrive, so the backfill is provisional and runs again on each evaluation; after that it is final.
+The one thing it cannot see: an event stamped before the activation that reaches the stream after
+the final backfill (a device that was offline that long). It is archived, but not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pia.core.events import Event
+from pia.counting.counters import Position
+from pia.timeseries.rollups import BEGINNING, DayTotal, SeriesPlan, local_day, merge_endpoints
+
+SETTLE = timedelta(hours=1)
+LISTING_MARGIN = timedelta(days=2)
+"""Objects are keyed by the UTC hour they were processed; an event's local day can start up to 14
+hours before UTC's, and a device clock can run ahead, so the listing starts two days early."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How far back a series' backfill reaches, for which activation, and whether it is final."""
+
+    activation: str
+    first_day: date
+    final: bool
+
+
+@dataclass(frozen=True)
+class BackfillTask:
+    plan: SeriesPlan
+    first_day: date
+    final: bool
+
+
+def backfill_tasks(
+    plans: Mapping[str, SeriesPlan],
+    coverage: Mapping[str, Coverage],
+    today: date,
+    now: datetime,
+    *,
+    oldest: date,
+    settle: timedelta = SETTLE,
+) -> list[BackfillTask]:
+    """The series whose history before the activation is missing, provisional, or too short for a
+    rule that reaches further back than the last backfill did."""
+    tasks: list[BackfillTask] = []
+    for plan in plans.values():
+        if plan.starts <= BEGINNING:
+            continue
+        first = max(plan.earliest_day(today), oldest)
+        done = coverage.get(plan.series)
+        if done is not None and done.activation == plan.activation:
+            if done.final and done.first_day <= first:
+                continue
+            first = min(first, done.first_day)
+        tasks.append(BackfillTask(plan, first, final=now >= plan.starts + settle))
+    return tasks
+
+
+@dataclass
+class UserHistory:
+    days: dict[date, DayTotal] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ()
+
+
+class Backfill:
+    """Routes archived events to the series being backfilled, once per stream position."""
+
+    def __init__(self, tasks: list[BackfillTask], zone: ZoneInfo) -> None:
+        self.tasks = tasks
+        self._zone = zone
+        self._seen: set[tuple[str, int]] = set()
+        self._seen_ids: set[tuple[str, str]] = set()
+        self.histories: dict[str, dict[str, UserHistory]] = {t.plan.series: {} for t in tasks}
+        self.events = 0
+        self.duplicates = 0
+
+    @property
+    def listing_day(self) -> date:
+        return min(t.first_day for t in self.tasks) - LISTING_MARGIN
+
+    def add(self, position: Position, event: Event) -> None:
+        key = (position.lane, position.sequence)
+        if key in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(key)
+        if event.event_id is not None:
+            producer_key = (event.user_id, event.event_id)
+            if producer_key in self._seen_ids:
+                self.duplicates += 1
+                return
+            self._seen_ids.add(producer_key)
+        self.events += 1
+        for task in self.tasks:
+            plan = task.plan
+            if event.timestamp >= plan.starts or not plan.matches(event):
+                continue
+            day = local_day(event.timestamp, self._zone)
+            if day < task.first_day:
+                continue
+            history = self.histories[plan.series].setdefault(event.user_id, UserHistory())
+            history.days[day] = history.days.get(day, DayTotal()).plus(DayTotal(1, plan.value(event)))
+            if event.endpoint_id is not None:
+                history.endpoints = merge_endpoints(history.endpoints, (event.endpoint_id,))

@@ -1,0 +1,404 @@
+"""The scheduled evaluator: backfill what the aggregator cannot count, re-evaluate every open date and
+rolling-window rule over the rollups, and send only the changes.
+
+The real-time path marks users as their events arrive; this run covers what it cannot see: history
+from before a series' activation, a rolling window moving on while a user is quiet, and anything a
+failed batch left behind. Both paths compare with the value last sent, kept in the rollup itself, and
+change it in the same conditional write as the outbox entries, so neither ever sends a change twice.
+
+A run that crashes after committing some changes leaves their actions in the outbox under the lane
+``evaluator``; the next run (or the relay) sends them first, and finds nothing else to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from pia.core.actions import NOT_READY, READY, Action, ActionTarget
+from pia.core.delivery import deliver
+from pia.counting.counters import utc_seconds
+from pia.counting.store import WriteStatus
+from pia.rules.ruleset import Ruleset
+from pia.timeseries.archive import RawObject, hour_prefix, listing_start
+from pia.timeseries.backfill import SETTLE, Backfill, BackfillTask, Coverage, UserHistory, backfill_tasks
+from pia.timeseries.evaluation import changes, rollup_frame
+from pia.timeseries.rollups import (
+    BEGINNING,
+    DayTotal,
+    Decision,
+    SeriesPlan,
+    SeriesRollup,
+    date_action,
+    decide,
+    is_final,
+    local_day,
+    merge_endpoints,
+    plan_series,
+    record_sent,
+)
+from pia.timeseries.seen import SeenSummary
+from pia.timeseries.store import RollupCommit, RollupWrite
+
+EVALUATOR_LANE = "evaluator"
+ARCHIVE_HOUR_CLOSES = timedelta(minutes=75)
+"""An archive hour is complete once every batch that started in it has finished: the hour itself
+plus the aggregator's longest possible run."""
+FIRST_SEEN_HOURS = 24
+SEEN_HOURS_PER_RUN = 48
+
+
+class RollupSource(Protocol):
+    def series_rollups(self, series: str) -> list[SeriesRollup]: ...
+
+    def commit(self, writes: Sequence[RollupWrite], now: int) -> RollupCommit: ...
+
+
+class CoverageStore(Protocol):
+    def all(self) -> dict[str, Coverage]: ...
+
+    def record(self, series: str, coverage: Coverage, now: int) -> None: ...
+
+    def finalized(self) -> set[str]: ...
+
+    def record_final(self, rule_id: str, now: int) -> None: ...
+
+
+class RawArchive(Protocol):
+    def keys(self, *, start_after: str = "", prefix: str = "raw/") -> Iterable[str]: ...
+
+    def read(self, key: str) -> RawObject: ...
+
+
+class SeenStore(Protocol):
+    def summary(self, day: date) -> SeenSummary: ...
+
+    def save(self, day: date, summary: SeenSummary, now: int) -> None: ...
+
+    def cursor(self) -> datetime | None: ...
+
+    def set_cursor(self, hour: datetime) -> None: ...
+
+
+class OutboxPort(Protocol):
+    def pending_outbox_for_lane(self, lane: str) -> list[tuple[Action, str]]: ...
+
+    def claim_outbox(self, entries: Sequence[tuple[Action, str]], now: int) -> list[tuple[Action, str]]: ...
+
+    def clear_outbox(self, entries: Sequence[tuple[Action, str]]) -> None: ...
+
+
+@dataclass
+class EvaluationReport:
+    ruleset_version: int = 0
+    series: int = 0
+    rules: int = 0
+    rollups_read: int = 0
+    backfilled: list[str] = field(default_factory=list)
+    backfill_events: int = 0
+    backfill_duplicates: int = 0
+    bad_archive_lines: int = 0
+    ready: int = 0
+    not_ready: int = 0
+    actions_sent: int = 0
+    actions_deferred: int = 0
+    recovered: int = 0
+    conflicts: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    seen_hours: int = 0
+    finalized: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "ruleset_version": self.ruleset_version,
+            "series": self.series,
+            "rules": self.rules,
+            "rollups_read": self.rollups_read,
+            "backfilled": list(self.backfilled),
+            "backfill_events": self.backfill_events,
+            "ready": self.ready,
+            "not_ready": self.not_ready,
+            "actions_sent": self.actions_sent,
+            "actions_deferred": self.actions_deferred,
+            "recovered": self.recovered,
+            "conflicts": self.conflicts,
+            "failures": len(self.failures),
+            "seen_hours": self.seen_hours,
+            "finalized": list(self.finalized),
+        }
+
+
+Update = Callable[[SeriesRollup, bool], tuple[SeriesRollup, list[Action]] | None]
+
+
+def _with_backfill(state: SeriesRollup, history: UserHistory | None) -> SeriesRollup:
+    if history is None:
+        return replace(state, backfill={})
+    return replace(
+        state, backfill=dict(history.days), endpoints=merge_endpoints(history.endpoints, state.endpoints)
+    )
+
+
+class Evaluator:
+    def __init__(
+        self,
+        rulesets: Callable[[], Ruleset],
+        rollups: RollupSource,
+        coverage: CoverageStore,
+        outbox: OutboxPort,
+        targets: Sequence[ActionTarget],
+        *,
+        zone: ZoneInfo,
+        retention_days: int,
+        archive: RawArchive | None = None,
+        seen: SeenStore | None = None,
+        settle: timedelta = SETTLE,
+        max_rounds: int = 6,
+    ) -> None:
+        self._rulesets = rulesets
+        self._rollups = rollups
+        self._coverage = coverage
+        self._outbox = outbox
+        self._targets = list(targets)
+        self._zone = zone
+        self._retention_days = retention_days
+        self._archive = archive
+        self._seen = seen
+        self._settle = settle
+        self._max_rounds = max_rounds
+
+    def run(self, now: datetime) -> EvaluationReport:
+        report = EvaluationReport()
+        epoch = utc_seconds(now)
+        self._recover(epoch, report)
+        ruleset = self._rulesets()
+        report.ruleset_version = ruleset.version
+        today = local_day(now, self._zone)
+        closing = {r.rule_id for r in ruleset.date_rules if is_final(r, today)} - self._coverage.finalized()
+        plans = plan_series(ruleset, today, include_final=closing)
+        report.series = len(plans)
+        report.rules = sum(len(plan.rules) for plan in plans.values())
+        if plans:
+            rollups: dict[str, list[SeriesRollup]] = {}
+            for series, plan in plans.items():
+                rollups[series] = [r.under(plan.activation) for r in self._rollups.series_rollups(series)]
+                report.rollups_read += len(rollups[series])
+            if self._archive is not None:
+                oldest = today - timedelta(days=self._retention_days)
+                tasks = backfill_tasks(
+                    plans, self._coverage.all(), today, now, oldest=oldest, settle=self._settle
+                )
+                if tasks:
+                    self._backfill(self._archive, tasks, rollups, epoch, report)
+            actions: list[Action] = []
+            for series, plan in plans.items():
+                actions.extend(self._evaluate(plan, rollups[series], today, now, epoch, report))
+            self._send(actions, report)
+            self._finalize(plans, closing, epoch, report)
+        if self._archive is not None and self._seen is not None:
+            self._summarize_seen(self._archive, self._seen, now, report)
+        return report
+
+    def _finalize(
+        self, plans: Mapping[str, SeriesPlan], closing: set[str], epoch: int, report: EvaluationReport
+    ) -> None:
+        """Mark closed rules done once their history is final and every change of theirs is committed
+        (committed means in the outbox: delivery is then the relay's job, not a reason to re-run)."""
+        if not closing:
+            return
+        coverage = self._coverage.all()
+        for series, plan in plans.items():
+            done = coverage.get(series)
+            history_final = plan.starts <= BEGINNING or (
+                done is not None and done.activation == plan.activation and done.final
+            )
+            failed = any(key.startswith(f"{series}/") for key in report.failures)
+            if not history_final or failed:
+                continue
+            for rule in plan.rules:
+                if rule.rule_id in closing:
+                    self._coverage.record_final(rule.rule_id, epoch)
+                    report.finalized.append(rule.rule_id)
+
+    def _recover(self, epoch: int, report: EvaluationReport) -> None:
+        """Send what a crashed run committed but never sent (the relay may hold some: claims decide)."""
+        leftovers = self._outbox.pending_outbox_for_lane(EVALUATOR_LANE)
+        if not leftovers:
+            return
+        claimed = self._outbox.claim_outbox(leftovers, epoch)
+        report.recovered += len(claimed)
+        self._deliver(claimed, report)
+
+    def _backfill(
+        self,
+        archive: RawArchive,
+        tasks: list[BackfillTask],
+        rollups: dict[str, list[SeriesRollup]],
+        epoch: int,
+        report: EvaluationReport,
+    ) -> None:
+        backfill = Backfill(tasks, self._zone)
+        for key in archive.keys(start_after=listing_start(backfill.listing_day)):
+            raw = archive.read(key)
+            report.bad_archive_lines += raw.bad_lines
+            for position, event in raw.events:
+                backfill.add(position, event)
+        report.backfill_events += backfill.events
+        report.backfill_duplicates += backfill.duplicates
+        for task in tasks:
+            plan = task.plan
+            histories = backfill.histories[plan.series]
+            current = {r.user_id: r for r in rollups[plan.series]}
+            users = set(histories) | {user for user, r in current.items() if r.backfill}
+            bases = {
+                (plan.series, user): current.get(user)
+                or SeriesRollup(plan.series, user).under(plan.activation)
+                for user in users
+            }
+
+            def update(
+                state: SeriesRollup, retry: bool, histories: Mapping[str, UserHistory] = histories
+            ) -> tuple[SeriesRollup, list[Action]] | None:
+                new = _with_backfill(state, histories.get(state.user_id))
+                return None if new == state else (new, [])
+
+            committed, _, failed = self._write(bases, update, plan, epoch, report)
+            current.update({state.user_id: state for state in committed.values()})
+            rollups[plan.series] = list(current.values())
+            if not failed:
+                self._coverage.record(
+                    plan.series, Coverage(plan.activation, task.first_day, task.final), epoch
+                )
+                report.backfilled.append(plan.series)
+
+    def _evaluate(
+        self,
+        plan: SeriesPlan,
+        states: list[SeriesRollup],
+        today: date,
+        now: datetime,
+        epoch: int,
+        report: EvaluationReport,
+    ) -> list[Action]:
+        frame = rollup_frame(states)
+        found: dict[str, list[Decision]] = {}
+        for rule in plan.rules:
+            changed = changes(rule, frame, today)
+            for user, value, count, total in zip(
+                changed.index, changed["value"], changed["count"], changed["total"], strict=True
+            ):
+                found.setdefault(user, []).append(
+                    Decision(rule, str(value), DayTotal(int(count), Decimal(total)))
+                )
+        bases = {state.key: state for state in states if state.user_id in found}
+
+        def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
+            decisions = decide(state, plan.rules, today) if retry else found[state.user_id]
+            if not decisions:
+                return None
+            new = record_sent(state, decisions)
+            cause = (EVALUATOR_LANE, state.version)
+            return new, [
+                date_action(d, new, cause=cause, lane=EVALUATOR_LANE, occurred_at=now) for d in decisions
+            ]
+
+        _, actions, _ = self._write(bases, update, plan, epoch, report)
+        report.ready += sum(1 for a in actions if a.value == READY)
+        report.not_ready += sum(1 for a in actions if a.value == NOT_READY)
+        return actions
+
+    def _write(
+        self,
+        bases: Mapping[tuple[str, str], SeriesRollup],
+        update: Update,
+        plan: SeriesPlan,
+        epoch: int,
+        report: EvaluationReport,
+    ) -> tuple[dict[tuple[str, str], SeriesRollup], list[Action], set[tuple[str, str]]]:
+        """Write ``update(state)`` for each rollup, conditional on its version; after a conflict,
+        ``update`` runs again (with ``retry``) on the item as it is now."""
+        pending = dict(bases)
+        committed: dict[tuple[str, str], SeriesRollup] = {}
+        actions: list[Action] = []
+        failed: set[tuple[str, str]] = set()
+        targets = [t.name for t in self._targets]
+        retry = False
+        for _ in range(self._max_rounds):
+            writes: list[RollupWrite] = []
+            planned: dict[tuple[str, str], list[Action]] = {}
+            for key, base in pending.items():
+                change = update(base, retry)
+                if change is None:
+                    continue
+                state = replace(change[0], version=base.version + 1)
+                writes.append(RollupWrite(state, base.version, [(a, t) for a in change[1] for t in targets]))
+                planned[key] = change[1]
+            pending = {}
+            if not writes:
+                break
+            result = self._rollups.commit(writes, epoch)
+            for write in writes:
+                key = write.state.key
+                status = result.status.get(key, WriteStatus.FAILED)
+                if status is WriteStatus.COMMITTED:
+                    committed[key] = write.state
+                    actions.extend(planned[key])
+                elif status is WriteStatus.CONFLICT:
+                    report.conflicts += 1
+                    current = result.current.get(key) or SeriesRollup(key[0], key[1])
+                    pending[key] = current.under(plan.activation)
+                else:
+                    failed.add(key)
+                    report.failures[f"{key[0]}/{key[1]}"] = result.reasons.get(key, "write failed")
+            retry = True
+            if not pending:
+                break
+        for key in pending:
+            failed.add(key)
+            report.failures[f"{key[0]}/{key[1]}"] = "still conflicting after repeated attempts"
+        return committed, actions, failed
+
+    def _send(self, actions: Sequence[Action], report: EvaluationReport) -> None:
+        self._deliver([(a, t.name) for a in actions for t in self._targets], report)
+
+    def _deliver(self, entries: Sequence[tuple[Action, str]], report: EvaluationReport) -> None:
+        if not entries:
+            return
+        delivery = deliver(entries, self._targets)
+        if delivery.delivered:
+            self._outbox.clear_outbox(delivery.delivered)
+        report.actions_sent += len(delivery.delivered)
+        report.actions_deferred += len(delivery.failed)
+        for (action_id, target_name), reason in delivery.failed.items():
+            report.failures[f"action/{action_id}/{target_name}"] = reason
+
+    def _summarize_seen(
+        self, archive: RawArchive, seen: SeenStore, now: datetime, report: EvaluationReport
+    ) -> None:
+        """Fold the archive hours completed since the last run into per-day summaries of seen values."""
+        latest = (now - ARCHIVE_HOUR_CLOSES).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        cursor = seen.cursor()
+        hour = cursor + timedelta(hours=1) if cursor else latest - timedelta(hours=FIRST_SEEN_HOURS - 1)
+        summaries: dict[date, SeenSummary] = {}
+        done: datetime | None = None
+        while hour <= latest and report.seen_hours < SEEN_HOURS_PER_RUN:
+            summary = summaries.setdefault(hour.date(), SeenSummary())
+            for key in archive.keys(prefix=hour_prefix(hour)):
+                raw = archive.read(key)
+                report.bad_archive_lines += raw.bad_lines
+                for _, event in raw.events:
+                    summary.add(event)
+            done = hour
+            report.seen_hours += 1
+            hour += timedelta(hours=1)
+        epoch = utc_seconds(now)
+        for day, summary in summaries.items():
+            stored = seen.summary(day)
+            stored.merge(summary)
+            seen.save(day, stored, epoch)
+        if done is not None:
+            seen.set_cursor(done)

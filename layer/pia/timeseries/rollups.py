@@ -1,0 +1,306 @@
+"""Daily rollups for date and rolling-window rules, and the one definition of when such a rule is met.
+
+One rollup per (series, user) holds that user's count and sum for each day, keyed by the calendar
+date of ``event_timestamp`` in the stack's time zone. Keeping a user's days together is what makes
+the real-time path free: the aggregator, about to write the rollup, already holds every day a
+window needs, so it evaluates the user's date rules with no read and no extra item; and the
+scheduled evaluator reads one item per active user, however many days and events there are.
+
+A rollup has two parts that never overlap. ``days`` holds the events the aggregator absorbed: those
+stamped at or after the series' activation. ``backfill`` holds the older ones, recomputed from the
+raw event archive by the evaluator. Each part names the activation it belongs to, so a series that
+is removed and later comes back starts afresh instead of mixing two histories.
+
+The rollup also keeps, per rule, the value last sent for the user (``sent``): both paths change it
+in the same conditional write that carries the outbox entries, so they never send a change twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
+from pia.core.events import Event
+from pia.counting.counters import (
+    LaneMark,
+    Position,
+    admit,
+    prune_lanes,
+    remember_endpoint,
+)
+from pia.rules.model import Rule
+from pia.rules.ruleset import Ruleset, activation_for_new_series
+
+ZERO = Decimal(0)
+OPEN_DAYS_AFTER_FINISH = 1
+"""A fixed window still takes late events for one day after FinishDate; from the next day on its
+result is final and neither path sends anything more for it."""
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+"""The activation of a series no publisher dated: every event is live, nothing is backfilled."""
+
+
+def load_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"TIMEZONE {name!r} is not an IANA time zone name (for example UTC or Europe/Paris)"
+        ) from None
+
+
+def local_day(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+def activation_instant(text: str) -> datetime:
+    """The poller's activation day (``YYYY-MM-DD``) starts at that day's UTC midnight; a full ISO
+    timestamp is taken as it is."""
+    if not text:
+        return BEGINNING
+    if len(text) == 10:
+        day = date.fromisoformat(text)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    count: int = 0
+    total: Decimal = ZERO
+
+    def plus(self, other: DayTotal) -> DayTotal:
+        return DayTotal(self.count + other.count, self.total + other.total)
+
+
+def is_final(rule: Rule, today: date) -> bool:
+    return (
+        rule.window_days is None
+        and rule.finish_date is not None
+        and today > rule.finish_date + timedelta(days=OPEN_DAYS_AFTER_FINISH)
+    )
+
+
+def is_met(rule: Rule, totals: DayTotal) -> bool:
+    """Only users with at least one matching event in the window are considered."""
+    return totals.count > 0 and rule.is_met(totals.count, totals.total)
+
+
+def next_value(met: bool, sent: str | None) -> str | None:
+    """What to send now, given whether the rule is met and what was sent last (``None``: nothing)."""
+    if met:
+        return None if sent == READY else READY
+    return NOT_READY if sent == READY else None
+
+
+@dataclass(frozen=True)
+class SeriesRollup:
+    """One user's daily totals for one series. ``version`` 0 means the item does not exist yet."""
+
+    series: str
+    user_id: str
+    version: int = 0
+    activation: str = ""
+    days: Mapping[date, DayTotal] = field(default_factory=dict)
+    lanes: Mapping[str, LaneMark] = field(default_factory=dict)
+    backfill_activation: str = ""
+    backfill: Mapping[date, DayTotal] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ()
+    sent: Mapping[str, str] = field(default_factory=dict)
+    recent_ids: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.series, self.user_id)
+
+    def under(self, activation: str) -> SeriesRollup:
+        """This rollup as the series' current activation sees it: parts of an earlier one are dropped."""
+        state = self
+        if state.activation != activation:
+            state = replace(state, activation=activation, days={}, lanes={})
+        if state.backfill_activation != activation:
+            state = replace(state, backfill_activation=activation, backfill={})
+        return state
+
+    def window_total(self, first: date, last: date) -> DayTotal:
+        total = DayTotal()
+        for part in (self.days, self.backfill):
+            for day, value in part.items():
+                if first <= day <= last:
+                    total = total.plus(value)
+        return total
+
+    def last_day(self) -> date | None:
+        return max((*self.days, *self.backfill), default=None)
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """A series that live, still-open date rules read, with the activation that splits its history."""
+
+    series: str
+    rules: tuple[Rule, ...]
+    activation: str
+    starts: datetime
+
+    def matches(self, event: Event) -> bool:
+        rule = self.rules[0]
+        return event.event_type == rule.event_name and rule.filter_matches(event.attributes)
+
+    def value(self, event: Event) -> Decimal:
+        """What the event adds to the day's sum (every rule of a series sums the same metric)."""
+        rule = self.rules[0]
+        if not rule.needs_sum:
+            return ZERO
+        value = event.metric_for(rule.metric_name)
+        return ZERO if value is None else value
+
+    def earliest_day(self, today: date) -> date:
+        """The first day any of the rules' windows reaches back to on ``today``."""
+        return min(window[0] for rule in self.rules if (window := rule.window_for(today)) is not None)
+
+
+def plan_series(
+    ruleset: Ruleset, today: date, include_final: Collection[str] = frozenset()
+) -> dict[str, SeriesPlan]:
+    """The series of the open date rules, plus the closed ones named in ``include_final``: a rule
+    whose window had already ended when it was added still gets its one, final evaluation."""
+    by_series: dict[str, list[Rule]] = {}
+    for rule in ruleset.date_rules:
+        if (not is_final(rule, today) or rule.rule_id in include_final) and rule.window_for(
+            today
+        ) is not None:
+            by_series.setdefault(rule.series, []).append(rule)
+    plans: dict[str, SeriesPlan] = {}
+    for series, rules in by_series.items():
+        activation = ruleset.series_activation.get(series, "")
+        if not activation and ruleset.published_at:
+            activation = activation_for_new_series(activation_instant(ruleset.published_at))
+        plans[series] = SeriesPlan(series, tuple(rules), activation, activation_instant(activation))
+    return plans
+
+
+@dataclass(frozen=True)
+class RollupStep:
+    """The result of absorbing a run of events into one rollup."""
+
+    state: SeriesRollup
+    applied: int
+    duplicates: int
+    days: frozenset[date]
+    last: tuple[Position, Event] | None
+
+
+def absorb(
+    state: SeriesRollup,
+    plan: SeriesPlan,
+    events: Sequence[tuple[Position, Event]],
+    *,
+    zone: ZoneInfo,
+    oldest: date,
+    now: int,
+    lane_retention_seconds: int,
+) -> RollupStep:
+    """Add the events (this user's, matching the series, in stream order) that are the aggregator's:
+    new on their lane, stamped at or after the activation, and dated within the retention."""
+    state = state.under(plan.activation)
+    days = dict(state.days)
+    lanes = dict(state.lanes)
+    endpoints = state.endpoints
+    recent = state.recent_ids
+    touched: set[date] = set()
+    applied = duplicates = 0
+    last: tuple[Position, Event] | None = None
+    for position, event in events:
+        new, recent = admit(lanes, recent, position, event, now)
+        if not new:
+            duplicates += 1
+            continue
+        if event.timestamp < plan.starts:
+            continue
+        day = local_day(event.timestamp, zone)
+        if day < oldest:
+            continue
+        days[day] = days.get(day, DayTotal()).plus(DayTotal(1, plan.value(event)))
+        endpoints = remember_endpoint(endpoints, event.endpoint_id)
+        touched.add(day)
+        applied += 1
+        last = (position, event)
+    if not applied:
+        return RollupStep(state, 0, duplicates, frozenset(), None)
+    kept = {day: total for day, total in days.items() if day >= oldest}
+    lanes = prune_lanes(lanes, now, lane_retention_seconds)
+    new_state = replace(state, days=kept, lanes=lanes, endpoints=endpoints, recent_ids=recent)
+    return RollupStep(new_state, applied, duplicates, frozenset(touched), last)
+
+
+@dataclass(frozen=True)
+class Decision:
+    rule: Rule
+    value: str
+    totals: DayTotal
+
+
+def decide(
+    state: SeriesRollup, rules: Sequence[Rule], today: date, touched: Iterable[date] | None = None
+) -> list[Decision]:
+    """The changes to send for the rollup's user: for each rule whose window (on ``today``) holds one
+    of the ``touched`` days, or for every rule when ``touched`` is ``None``."""
+    days = None if touched is None else set(touched)
+    decisions: list[Decision] = []
+    for rule in rules:
+        window = rule.window_for(today)
+        if window is None:
+            continue
+        first, last = window
+        if days is not None and not any(first <= day <= last for day in days):
+            continue
+        totals = state.window_total(first, last)
+        value = next_value(is_met(rule, totals), state.sent.get(rule.rule_id))
+        if value is not None:
+            decisions.append(Decision(rule, value, totals))
+    return decisions
+
+
+def record_sent(state: SeriesRollup, decisions: Iterable[Decision]) -> SeriesRollup:
+    sent = dict(state.sent)
+    for decision in decisions:
+        sent[decision.rule.rule_id] = decision.value
+    return replace(state, sent=sent)
+
+
+def date_action(
+    decision: Decision,
+    state: SeriesRollup,
+    *,
+    cause: tuple[object, ...],
+    lane: str,
+    occurred_at: datetime,
+) -> Action:
+    """``cause`` names what decided the change (a stream position, or the evaluator and the rollup
+    version it read), so a retry of the same decision carries the same action id."""
+    rule = decision.rule
+    return Action(
+        action_id=action_id_for(rule.rule_id, state.user_id, decision.value, *cause),
+        kind=ActionKind.SET_ATTRIBUTE,
+        user_id=state.user_id,
+        rule_id=rule.rule_id,
+        output_name=rule.output_name,
+        value=decision.value,
+        endpoint_ids=state.endpoints,
+        count=decision.totals.count,
+        total=decision.totals.total,
+        occurred_at=occurred_at,
+        lane=lane,
+    )
+
+
+def merge_endpoints(older: Sequence[str], newer: Sequence[str]) -> tuple[str, ...]:
+    endpoints: tuple[str, ...] = ()
+    for endpoint_id in (*older, *newer):
+        endpoints = remember_endpoint(endpoints, endpoint_id)
+    return endpoints

@@ -1,0 +1,345 @@
+"""AWS adapters of the time-series path: rollups and evaluator state in DynamoDB, raw events in S3.
+
+Time-series table layout (``pk``, ``sk``; TTL attribute ``ttl``):
+- rollup: ``S#<series>#<bucket 00..15>`` / ``<user_id>``; ``sr`` series, ``v`` version, ``ac``
+  activation, ``d`` map day -> ``"<count>:<sum>"`` (the aggregator's part), ``ln`` lane marks,
+  ``ba`` / ``b`` the backfill's activation and days, ``ep`` endpoints, ``st`` map rule -> value last
+  sent, ``u`` updated, ``ttl`` the last day plus the retention. Series-major keys: the evaluator
+  reads a series with one Query per bucket; the bucket spreads a popular series over 16 partitions.
+- backfill coverage: ``COVERAGE`` / ``<series>``; ``ac``, ``from`` (first day), ``fin`` (final).
+- seen values: ``SEEN`` / ``D#<yyyy-mm-dd>`` (``body``: JSON), and ``SEEN`` / ``CURSOR`` (``h``: the
+  last archive hour summarized).
+
+Rollups are written like counters: a conditional Put on the version last seen, in transactions
+shared with the outbox entries of the actions they decide, never read on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from pia.counting.aggregator import InboundRecord
+from pia.counting.counters import LaneMark
+from pia.counting.store import (
+    AttributeMap,
+    StateCommit,
+    StateWrite,
+    VersionedPut,
+    VersionedWriter,
+    _bucket,
+    outbox_put,
+    query_partition,
+)
+from pia.timeseries.archive import RawObject, decode, encode, object_key
+from pia.timeseries.backfill import Coverage
+from pia.timeseries.rollups import DayTotal, SeriesRollup
+from pia.timeseries.seen import SeenSummary
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+ROLLUP_BUCKETS = 16
+COVERAGE_PK = "COVERAGE"
+FINALIZED_PREFIX = "F#"
+SEEN_PK = "SEEN"
+SEEN_CURSOR_SK = "CURSOR"
+
+
+def rollup_partitions(series: str, buckets: int = ROLLUP_BUCKETS) -> list[str]:
+    return [f"S#{series}#{b:02d}" for b in range(buckets)]
+
+
+def rollup_key(series: str, user_id: str, buckets: int = ROLLUP_BUCKETS) -> AttributeMap:
+    return {"pk": {"S": f"S#{series}#{_bucket(user_id, buckets):02d}"}, "sk": {"S": user_id}}
+
+
+def _days_attr(days: Mapping[date, DayTotal]) -> AttributeMap:
+    return {"M": {day.isoformat(): {"S": f"{t.count}:{t.total}"} for day, t in sorted(days.items())}}
+
+
+def _days_from(attr: Mapping[str, Any] | None) -> dict[date, DayTotal]:
+    days: dict[date, DayTotal] = {}
+    for day, raw in (attr or {}).get("M", {}).items():
+        count, _, total = raw["S"].partition(":")
+        days[date.fromisoformat(day)] = DayTotal(int(count), Decimal(total or "0"))
+    return days
+
+
+def _expiry(state: SeriesRollup, now: int, retention_days: int) -> int:
+    """A rollup lives as long as the raw events of its last day: a rolling window has long moved past
+    it, and a fixed window that old is final."""
+    last = state.last_day()
+    if last is None:
+        return now + retention_days * 86_400
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=retention_days + 1)
+    return max(int(end.timestamp()), now + 86_400)
+
+
+def rollup_item(
+    state: SeriesRollup, now: int, retention_days: int, buckets: int = ROLLUP_BUCKETS
+) -> AttributeMap:
+    item: AttributeMap = {
+        **rollup_key(state.series, state.user_id, buckets),
+        "sr": {"S": state.series},
+        "v": {"N": str(state.version)},
+        "ac": {"S": state.activation},
+        "d": _days_attr(state.days),
+        "ln": {"M": {lane: {"S": f"{m.sequence}:{m.seen_at}"} for lane, m in state.lanes.items()}},
+        "ba": {"S": state.backfill_activation},
+        "b": _days_attr(state.backfill),
+        "st": {"M": {rule_id: {"S": value} for rule_id, value in sorted(state.sent.items())}},
+        "u": {"N": str(now)},
+        "ttl": {"N": str(_expiry(state, now, retention_days))},
+    }
+    if state.endpoints:
+        item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
+    if state.recent_ids:
+        item["ri"] = {"S": " ".join(state.recent_ids)}
+    return item
+
+
+def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
+    lanes: dict[str, LaneMark] = {}
+    for lane, raw in item.get("ln", {}).get("M", {}).items():
+        sequence, _, seen_at = raw["S"].partition(":")
+        lanes[lane] = LaneMark(int(sequence), int(seen_at or 0))
+    return SeriesRollup(
+        series=item["sr"]["S"],
+        user_id=item["sk"]["S"],
+        version=int(item["v"]["N"]),
+        activation=item.get("ac", {}).get("S", ""),
+        days=_days_from(item.get("d")),
+        lanes=lanes,
+        backfill_activation=item.get("ba", {}).get("S", ""),
+        backfill=_days_from(item.get("b")),
+        endpoints=tuple(e["S"] for e in item.get("ep", {}).get("L", [])),
+        sent={rule_id: raw["S"] for rule_id, raw in item.get("st", {}).get("M", {}).items()},
+        recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
+    )
+
+
+RollupWrite: TypeAlias = StateWrite[SeriesRollup]
+RollupCommit: TypeAlias = StateCommit[SeriesRollup]
+
+
+class RollupStore:
+    """Rollups in the time-series table; their outbox entries go to the aggregates table's outbox."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        outbox_table: str,
+        *,
+        retention_days: int = 400,
+        buckets: int = ROLLUP_BUCKETS,
+        writer: VersionedWriter | None = None,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._outbox_table = outbox_table
+        self._retention_days = retention_days
+        self._buckets = buckets
+        self._writer = writer or VersionedWriter(client)
+
+    def commit(self, writes: Sequence[RollupWrite], now: int) -> RollupCommit:
+        outcome = self._writer.commit(
+            [
+                VersionedPut(
+                    write.state.key,
+                    self._table,
+                    rollup_item(write.state, now, self._retention_days, self._buckets),
+                    write.expected_version,
+                    tuple(
+                        outbox_put(self._outbox_table, action, target, now) for action, target in write.outbox
+                    ),
+                )
+                for write in writes
+            ]
+        )
+        return RollupCommit(
+            status=outcome.status,
+            current={key: rollup_from_item(item) if item else None for key, item in outcome.current.items()},
+            reasons=outcome.reasons,
+            round_trips=outcome.round_trips,
+        )
+
+    def series_rollups(self, series: str) -> list[SeriesRollup]:
+        """Every user's rollup of a series: one paginated Query per bucket."""
+        return [
+            rollup_from_item(item)
+            for partition in rollup_partitions(series, self._buckets)
+            for item in query_partition(self._client, self._table, partition)
+        ]
+
+    def load(self, series: str, user_id: str) -> SeriesRollup | None:
+        """Strongly consistent read, for tools and tests; the aggregator never reads."""
+        response = self._client.get_item(
+            TableName=self._table, Key=rollup_key(series, user_id, self._buckets), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return rollup_from_item(item) if item else None
+
+
+class CoverageTable:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def all(self) -> dict[str, Coverage]:
+        return {
+            item["sk"]["S"]: Coverage(
+                item["ac"]["S"], date.fromisoformat(item["from"]["S"]), bool(item["fin"]["BOOL"])
+            )
+            for item in query_partition(self._client, self._table, COVERAGE_PK)
+            if not item["sk"]["S"].startswith(FINALIZED_PREFIX)
+        }
+
+    def finalized(self) -> set[str]:
+        """Closed date rules whose final evaluation is done: nothing is ever sent for them again."""
+        return {
+            item["sk"]["S"][len(FINALIZED_PREFIX) :]
+            for item in query_partition(self._client, self._table, COVERAGE_PK)
+            if item["sk"]["S"].startswith(FINALIZED_PREFIX)
+        }
+
+    def record_final(self, rule_id: str, now: int) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={"pk": {"S": COVERAGE_PK}, "sk": {"S": FINALIZED_PREFIX + rule_id}, "u": {"N": str(now)}},
+        )
+
+    def record(self, series: str, coverage: Coverage, now: int) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": COVERAGE_PK},
+                "sk": {"S": series},
+                "ac": {"S": coverage.activation},
+                "from": {"S": coverage.first_day.isoformat()},
+                "fin": {"BOOL": coverage.final},
+                "u": {"N": str(now)},
+            },
+        )
+
+
+class SeenValuesTable:
+    """Daily summaries of the event names and attribute values seen; the rule poller's ``SeenValues``."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        retention_days: int = 400,
+        cache_seconds: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_days = retention_days
+        self._cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        self._merged: dict[date, tuple[float, SeenSummary]] = {}
+
+    def _since(self, since: date) -> SeenSummary:
+        """One paginated Query per ``since``, reused for a few minutes: a poller run asks for many
+        rules, and a warm container must still see new values soon."""
+        cached = self._merged.get(since)
+        if cached is not None and self._monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        merged = SeenSummary()
+        for item in query_partition(
+            self._client,
+            self._table,
+            SEEN_PK,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+            ExpressionAttributeValues={
+                ":pk": {"S": SEEN_PK},
+                ":from": {"S": f"D#{since.isoformat()}"},
+                ":to": {"S": "D#9999-12-31"},
+            },
+        ):
+            merged.merge(SeenSummary.loads(item["body"]["S"]))
+        self._merged[since] = (self._monotonic(), merged)
+        return merged
+
+    def event_names(self, since: date) -> set[str]:
+        return set(self._since(since).events)
+
+    def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]:
+        return set(self._since(since).events.get(event_name, {}).get(attribute_name, set()))
+
+    def summary(self, day: date) -> SeenSummary:
+        response = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": SEEN_PK}, "sk": {"S": f"D#{day.isoformat()}"}}
+        )
+        item = response.get("Item")
+        return SeenSummary.loads(item["body"]["S"]) if item else SeenSummary()
+
+    def save(self, day: date, summary: SeenSummary, now: int) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": SEEN_PK},
+                "sk": {"S": f"D#{day.isoformat()}"},
+                "body": {"S": summary.dumps()},
+                "ttl": {"N": str(now + self._retention_days * 86_400)},
+            },
+        )
+        self._merged.clear()
+
+    def cursor(self) -> datetime | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": SEEN_PK}, "sk": {"S": SEEN_CURSOR_SK}}
+        )
+        item = response.get("Item")
+        return datetime.fromisoformat(item["h"]["S"]) if item else None
+
+    def set_cursor(self, hour: datetime) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={"pk": {"S": SEEN_PK}, "sk": {"S": SEEN_CURSOR_SK}, "h": {"S": hour.isoformat()}},
+        )
+
+
+class RawEventArchive:
+    """The raw events bucket: one object per batch under ``raw/``, expired by the bucket's lifecycle."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def put(self, records: Sequence[InboundRecord], now: datetime) -> str:
+        key = object_key(records, now)
+        self._client.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=encode(records),
+            ContentType="application/gzip",
+        )
+        return key
+
+    def keys(self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000) -> Iterator[str]:
+        """Keys in order, following every continuation token (a page holds at most 1,000)."""
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        while True:
+            page = self._client.list_objects_v2(**kwargs)
+            for entry in page.get("Contents", []):
+                yield entry["Key"]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = token
+
+    def read(self, key: str) -> RawObject:
+        body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return decode(body)

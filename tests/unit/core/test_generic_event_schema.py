@@ -1,0 +1,69 @@
+"""The published JSON Schema and the parser tell producers the same thing about the generic format."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from pia.core.events import Event, EventFormat, RecordRejected, parse_event
+
+ROOT = Path(__file__).resolve().parents[3]
+SCHEMA = json.loads((ROOT / "schemas" / "generic-event.schema.json").read_text())
+VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+def sample_documents() -> list[dict[str, Any]]:
+    event = json.loads((ROOT / "events" / "kinesis-generic-batch.json").read_text())
+    return [json.loads(base64.b64decode(r["kinesis"]["data"])) for r in event["Records"]]
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    Draft202012Validator.check_schema(SCHEMA)
+
+
+@pytest.mark.parametrize("doc", [*sample_documents(), *SCHEMA["examples"]])
+def test_the_schema_accepts_the_samples_and_the_parser_reads_them_as_generic(doc: dict[str, Any]) -> None:
+    assert list(VALIDATOR.iter_errors(doc)) == []
+    result = parse_event(json.dumps(doc).encode())
+    assert not isinstance(result, Event) or result.format is EventFormat.GENERIC
+
+
+GOOD: dict[str, Any] = {"user_id": "user-1", "event_type": "purchase", "timestamp": "2026-11-02T09:15:00Z"}
+
+BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("missing user_id", {"event_type": "purchase", "timestamp": "2026-11-02T09:15:00Z"}, "user_id"),
+    ("empty user_id", {**GOOD, "user_id": ""}, "user_id"),
+    ("blank user_id", {**GOOD, "user_id": "   "}, "user_id"),
+    ("numeric user_id", {**GOOD, "user_id": 1001}, "user_id"),
+    ("missing timestamp", {"user_id": "u", "event_type": "purchase"}, "timestamp"),
+    ("words for a timestamp", {**GOOD, "timestamp": "yesterday"}, "timestamp"),
+    ("impossible date", {**GOOD, "timestamp": "2026-13-01T00:00:00Z"}, "timestamp"),
+    ("epoch seconds", {**GOOD, "timestamp": 1793610900}, "timestamp"),
+    ("missing event_type", {"user_id": "u", "timestamp": "2026-11-02T09:15:00Z"}, "event_type"),
+    ("event_type over 50", {**GOOD, "event_type": "e" * 51}, "event_type"),
+    ("metric as text", {**GOOD, "metrics": {"amount": "12"}}, "metrics.amount"),
+    ("metric as boolean", {**GOOD, "metrics": {"amount": True}}, "metrics.amount"),
+    ("51 metrics", {**GOOD, "metrics": {f"m{i}": i for i in range(51)}}, "metrics"),
+    ("attribute as object", {**GOOD, "attributes": {"plan": {"tier": 1}}}, "attributes.plan"),
+    ("attribute over 100", {**GOOD, "attributes": {"note": "x" * 101}}, "attributes.note"),
+    ("51 attributes", {**GOOD, "attributes": {f"a{i}": "v" for i in range(51)}}, "attributes"),
+    ("event_id as number", {**GOOD, "event_id": 7}, "event_id"),
+]
+
+
+@pytest.mark.parametrize(("case", "doc", "field"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_schema_and_parser_both_refuse_a_bad_record(case: str, doc: dict[str, Any], field: str) -> None:
+    assert list(VALIDATOR.iter_errors(doc)), f"the schema accepted: {case}"
+    with pytest.raises(RecordRejected) as caught:
+        parse_event(json.dumps(doc).encode())
+    assert caught.value.field == field
+
+
+def test_a_record_with_pinpoint_timestamps_is_not_a_generic_record() -> None:
+    doc = {**GOOD, "event_timestamp": 1793610900000}
+    assert list(VALIDATOR.iter_errors(doc))

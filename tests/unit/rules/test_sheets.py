@@ -1,0 +1,220 @@
+"""Rule files in (CSV, Honeycode CSV export, XLSX) and the validation report out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook, load_workbook
+
+from pia.rules.model import parse_table
+from pia.rules.sheets import (
+    ReportLine,
+    RowStatus,
+    SheetError,
+    ValidationReport,
+    build_report,
+    read_table,
+    render_csv,
+    render_json,
+    render_report,
+    render_text,
+)
+from pia_cli.rule_template import TEMPLATE_COLUMNS, write_template
+from tests.conftest import CASE_GREENBUTTON as GREEN
+from tests.conftest import CASE_PURCHASE as PURCHASE
+from tests.conftest import RULE_HEADER
+
+# A Honeycode CSV export: UTF-8 with a byte-order mark, CRLF, every cell quoted, the derived Key column.
+HONEYCODE_EXPORT = (
+    "\ufeff"
+    + "\r\n".join(
+        ",".join(f'"{c}"' for c in row)
+        for row in [
+            [*RULE_HEADER, "Key"],
+            [*GREEN, "aggregator-greenbutton-na-na"],
+            [*PURCHASE, "date-purchase-na-na"],
+        ]
+    )
+    + "\r\n"
+).encode()
+
+
+def xlsx(rows: list[list[object]], title: str = "Sheet") -> bytes:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = title
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def test_a_honeycode_csv_export_imports_unchanged() -> None:
+    table = read_table("export.csv", HONEYCODE_EXPORT)
+    assert table.headers == (*RULE_HEADER, "Key")
+    result = parse_table(table)
+    assert result.issues == ()
+    assert [(r.row, r.output_name) for r in result.rules] == [
+        (2, "trk_greenbutton"),
+        (3, "trk_date_purchase"),
+    ]
+
+
+def test_csv_rows_keep_spreadsheet_numbers_across_blank_lines_and_multiline_cells() -> None:
+    text = ",".join(RULE_HEADER) + "\n\n" + ",".join(GREEN) + '\n"a\nb",x\n' + ",".join(PURCHASE) + "\n"
+    table = read_table("rules.csv", text.encode())
+    assert [n for n, _ in table.rows] == [3, 4, 5]
+    assert table.rows[1][1]["RuleType"] == "a\nb"
+
+
+def test_semicolon_csv_from_a_european_excel_is_read() -> None:
+    text = ";".join(RULE_HEADER) + "\r\n" + ";".join(GREEN) + "\r\n"
+    (rule,) = parse_table(read_table("rules.csv", text.encode())).rules
+    assert rule.output_name == "trk_greenbutton"
+
+
+def test_csv_that_is_not_utf8_fails_as_a_whole_with_a_fix() -> None:
+    text = ",".join(RULE_HEADER) + "\n" + ",".join(GREEN).replace("greenbutton", "grünbutton") + "\n"
+    with pytest.raises(SheetError, match="save the file as CSV UTF-8"):
+        read_table("rules.csv", text.encode("cp1252"))
+
+
+def test_an_empty_file_and_an_unknown_extension_fail_as_a_whole() -> None:
+    with pytest.raises(SheetError, match="empty"):
+        read_table("rules.csv", b"\xef\xbb\xbf\r\n")
+    with pytest.raises(SheetError, match=r"only \.csv and \.xlsx"):
+        read_table("rules.numbers", b"x")
+    with pytest.raises(SheetError, match="not a readable XLSX"):
+        read_table("rules.xlsx", b"PK\x03\x04 truncated")
+
+
+def test_xlsx_formula_cells_come_back_as_their_literal_text_never_evaluated() -> None:
+    formula = '=HYPERLINK("https://evil.example","click")'
+    data = xlsx([list(RULE_HEADER), [*GREEN[:1], formula, *GREEN[2:]], PURCHASE])
+    with_formula = load_workbook(io.BytesIO(data)).active
+    assert with_formula is not None and with_formula["B2"].data_type == "f"
+
+    table = read_table("rules.xlsx", data)
+    assert table.rows[0][1]["EventName"] == formula
+    result = parse_table(table)
+    assert [(e.row, e.column) for e in result.errors] == [(2, "EventName")]
+    assert [r.output_name for r in result.rules] == ["trk_date_purchase"]
+
+
+def test_xlsx_text_cell_starting_with_equals_stays_text() -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(list(RULE_HEADER))
+    sheet.append(GREEN)
+    sheet["B2"].value = "=1+1"
+    sheet["B2"].data_type = "s"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    assert read_table("rules.xlsx", buffer.getvalue()).rows[0][1]["EventName"] == "=1+1"
+
+
+def test_xlsx_typed_cells_dates_numbers_booleans_are_read_as_written() -> None:
+    row: list[object] = [*PURCHASE[:7], 500.25, "no", datetime(2021, 1, 1), datetime(2021, 2, 1), True]
+    data = xlsx([[*RULE_HEADER, "Enabled"], row], title="Rules")
+    (rule,) = parse_table(read_table("rules.xlsx", data)).rules
+    assert rule.start_date is not None and rule.start_date.isoformat() == "2021-01-01"
+    assert rule.sum_condition is not None and str(rule.sum_condition.target) == "500.25"
+
+
+def test_xlsx_prefers_the_sheet_named_rules() -> None:
+    workbook = Workbook()
+    notes = workbook.active
+    assert notes is not None
+    notes.title = "Notes"
+    notes.append(["not", "a", "rule", "table"])
+    rules = workbook.create_sheet("rules")
+    rules.append(list(RULE_HEADER))
+    rules.append(GREEN)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    assert [r.output_name for r in parse_table(read_table("x.xlsx", buffer.getvalue())).rules] == [
+        "trk_greenbutton"
+    ]
+
+
+def test_the_template_has_dropdowns_a_date_comment_and_valid_examples(tmp_path: Path) -> None:
+    path = tmp_path / "rules.xlsx"
+    write_template(path)
+    sheet = load_workbook(path)["Rules"]
+    header = [c.value for c in sheet[1]]
+    assert tuple(header) == TEMPLATE_COLUMNS
+    lists = {
+        header[sheet[str(v.sqref).split(":")[0]].column - 1]: v.formula1
+        for v in sheet.data_validations.dataValidation
+    }
+    assert lists["RuleType"] == '"aggregator,date"'
+    assert "greater" in lists["Operator-C"] and lists["Operator-C"] == lists["Operator-V"]
+    assert lists["ResetWhenReachTarget"] == '"yes,no"'
+    comment = sheet.cell(row=1, column=header.index("StartDate") + 1).comment
+    assert comment is not None and "YYYY-MM-DD" in comment.text and "9999-99-99" in comment.text
+    result = parse_table(read_table(path.name, path.read_bytes()))
+    assert result.issues == ()
+    assert [r.output_name for r in result.rules] == [
+        "trk_greenbutton",
+        "trk_course_completed",
+        "trk_date_purchase",
+    ]
+
+
+def test_report_has_one_line_per_row_with_status_and_message() -> None:
+    text = "\n".join(
+        [
+            ",".join([*RULE_HEADER, "Enabled"]),
+            ",".join([*GREEN, "yes"]),
+            ",".join([*GREEN[:6], "bigger", *GREEN[7:], "yes"]),
+            ",".join([*PURCHASE[:5], "5.5", *PURCHASE[6:], "yes"]).replace(",na,5.5,", ",greater,5.5,"),
+            ",".join([*GREEN[:5], "9", *GREEN[6:], "no"]),
+        ]
+    )
+    report = build_report("rules.csv", parse_table(read_table("rules.csv", text.encode())))
+    assert [(line.row, line.status) for line in report.lines] == [
+        (2, RowStatus.OK),
+        (3, RowStatus.ERROR),
+        (4, RowStatus.WARNING),
+        (5, RowStatus.DISABLED),
+    ]
+    assert report.lines[0].output_name == "trk_greenbutton"
+    assert report.lines[1].message.startswith('error in Operator-V: "bigger" is not an operator')
+    assert "not a whole number" in report.lines[2].message
+    assert report.has_errors
+    assert report.summary == "rules.csv: 4 rows, 2 live, 1 with errors, 1 with warnings, 1 disabled"
+
+
+def test_report_cells_that_a_spreadsheet_would_run_are_escaped() -> None:
+    lines = tuple(
+        ReportLine(n, RowStatus.ERROR, output, message)
+        for n, output, message in [
+            (2, '=HYPERLINK("http://x")', "plain"),
+            (3, "+cmd", "-2+3"),
+            (4, "@SUM(A1)", "\tTAB"),
+            (5, "trk_ok", '"=quoted" stays'),
+        ]
+    )
+    report = ValidationReport("rules.csv", lines)
+    parsed = list(csv.reader(io.StringIO(render_csv(report).decode("utf-8-sig"))))
+    assert parsed[0] == ["row", "status", "output_name", "message"]
+    assert [row[2] for row in parsed[1:]] == ['\'=HYPERLINK("http://x")', "'+cmd", "'@SUM(A1)", "trk_ok"]
+    assert [row[3] for row in parsed[1:]] == ["plain", "'-2+3", "'\tTAB", '"=quoted" stays']
+    assert "'=HYPERLINK" in render_text(report)
+
+
+def test_json_report_keeps_values_as_they_are_and_counts_statuses() -> None:
+    report = ValidationReport("honeycode:wb/t", (ReportLine(2, RowStatus.ERROR, "=x", "bad"),))
+    document = json.loads(render_report(report, "rules/honeycode.report.json"))
+    assert document["rows"] == [{"row": 2, "status": "error", "output_name": "=x", "message": "bad"}]
+    assert document["summary"]["error"] == 1 and document["source"] == "honeycode:wb/t"
+    assert render_report(report, "rules/x.report.csv") == render_csv(report)
+    assert render_json(report) == render_report(report, "x.JSON")
