@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from pia.core.events import RecordRejected, Skipped, decode_base64, parse_event
+from pia.core.mapping import FieldMapping
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
 
@@ -41,10 +42,12 @@ def lane_of(record: KinesisStreamRecord, parallelization_factor: int) -> str:
     return shard
 
 
-def decode_record(record: KinesisStreamRecord, parallelization_factor: int = 1) -> Decoded:
+def decode_record(
+    record: KinesisStreamRecord, parallelization_factor: int = 1, mapping: FieldMapping | None = None
+) -> Decoded:
     kinesis = record.kinesis
     try:
-        event = parse_event(decode_base64(kinesis.data))
+        event = parse_event(decode_base64(kinesis.data), mapping)
     except RecordRejected as exc:
         return Rejected(exc.field, exc.reason)
     if isinstance(event, Skipped):

@@ -1,0 +1,88 @@
+"""A declared field mapping: any other JSON event, read through JMESPath expressions the stack
+declares (``Mapping*`` parameters), so a producer such as Amplify's Kinesis provider or an in-house
+format needs no change to be counted.
+
+The expressions run on Powertools' JMESPath support (``query``), so ``powertools_json(...)`` reads an
+event that a producer wrapped as a JSON string. A bad expression is a deployment error, reported
+before the first record with the parameter it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, cast
+
+from aws_lambda_powertools.exceptions import InvalidEnvelopeExpressionError
+from aws_lambda_powertools.utilities.jmespath_utils import query
+from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
+
+from pia.core.fields import Fields, Found, id_text
+
+PARAMETERS = {
+    "user_id": "MappingUserId",
+    "event_type": "MappingEventType",
+    "timestamp": "MappingTimestamp",
+    "attributes": "MappingAttributes",
+    "metrics": "MappingMetrics",
+    "event_id": "MappingEventId",
+}
+REQUIRED = ("user_id", "event_type", "timestamp")
+
+
+class MappingError(ValueError):
+    """The declared mapping cannot read any record: fix the stack parameter it names."""
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    user_id: str = ""
+    event_type: str = ""
+    timestamp: str = ""
+    attributes: str = ""
+    metrics: str = ""
+    event_id: str = ""
+
+    def __post_init__(self) -> None:
+        declared = {f.name: getattr(self, f.name) for f in fields(self)}
+        missing = [PARAMETERS[name] for name in REQUIRED if not declared[name]]
+        if missing:
+            raise MappingError(f"a field mapping needs {', '.join(missing)} as well")
+        for name, expression in declared.items():
+            if expression:
+                try:
+                    query({}, expression)
+                except (InvalidEnvelopeExpressionError, JMESPathError) as exc:
+                    first_line = str(exc).splitlines()[0]
+                    raise MappingError(
+                        f"{PARAMETERS[name]}: {expression!r} is not a JMESPath expression ({first_line})"
+                    ) from None
+
+    @staticmethod
+    def declared(expressions: Mapping[str, str]) -> FieldMapping | None:
+        """The mapping the stack declares, or ``None`` when it declares none."""
+        if not any(expressions.values()):
+            return None
+        return FieldMapping(**expressions)
+
+    def fields(self, doc: Mapping[str, Any]) -> Fields:
+        return Fields(
+            event_type=self._find(doc, self.event_type),
+            user_id=Found(id_text(self._find(doc, self.user_id).value), self.user_id),
+            timestamp=self._find(doc, self.timestamp),
+            attributes=self._find(doc, self.attributes),
+            metrics=self._find(doc, self.metrics),
+            event_id=self._find(doc, self.event_id),
+            endpoint_id=Found(None, "endpoint_id"),
+        )
+
+    @staticmethod
+    def _find(doc: Mapping[str, Any], expression: str) -> Found:
+        if not expression:
+            return Found(None, expression)
+        try:
+            return Found(query(cast(dict[str, Any], doc), expression), expression)
+        except (InvalidEnvelopeExpressionError, ValueError):
+            # A function given what it cannot read (powertools_json of a number, or of text that is
+            # not JSON): this record does not have the field.
+            return Found(None, expression)
