@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from pia.core.events import (
     Event,
@@ -210,3 +212,21 @@ def test_a_bad_mapping_fails_at_cold_start_naming_the_parameter(
 
 def test_no_mapping_is_declared_by_default() -> None:
     assert Settings.from_env({}).field_mapping is None
+
+
+SEGMENT_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[3] / "schemas" / "segment-track-event.schema.json").read_text()
+)
+
+
+@pytest.mark.parametrize("doc", SEGMENT_SCHEMA["examples"])
+def test_the_segment_schema_examples_are_read_as_segment_events(doc: dict[str, Any]) -> None:
+    Draft202012Validator.check_schema(SEGMENT_SCHEMA)
+    assert list(Draft202012Validator(SEGMENT_SCHEMA).iter_errors(doc)) == []
+    event = parse(doc)
+    assert isinstance(event, Event) and event.format is EventFormat.SEGMENT
+    assert (event.user_id, event.event_type, event.metrics) == (
+        "user-1001",
+        "purchase",
+        {"amount": Decimal("19.99")},
+    )
