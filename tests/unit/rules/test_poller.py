@@ -15,11 +15,11 @@ from pia.rules.poller import (
     Poller,
     PollerSettings,
     PollStatus,
-    SourceFailure,
     near_miss_warnings,
 )
 from pia.rules.ruleset import EMPTY_RULESET, PublishConflict, Ruleset
 from pia.rules.sheets import RowStatus, ValidationReport
+from pia.rules.source import SourceFailure
 from tests.conftest import CASE_COURSE as COURSE
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE
