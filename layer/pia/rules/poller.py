@@ -57,19 +57,6 @@ class SeenValues(Protocol):
     def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]: ...
 
 
-@dataclass
-class InMemorySeenValues:
-    """``events`` maps event name -> attribute name -> values seen (dates are not modelled)."""
-
-    events: dict[str, dict[str, set[str]]] = field(default_factory=dict)
-
-    def event_names(self, since: date) -> set[str]:
-        return set(self.events)
-
-    def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]:
-        return set(self.events.get(event_name, {}).get(attribute_name, set()))
-
-
 def _closest(name: str, seen: Iterable[str]) -> str | None:
     """Same text but for case and spacing first (the original's most common trap), then difflib."""
     candidates = sorted(seen)

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -51,10 +51,6 @@ class Ruleset:
     @cached_property
     def date_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.rule_type is RuleType.DATE)
-
-    def activation_date(self, series: str) -> date | None:
-        raw = self.series_activation.get(series)
-        return date.fromisoformat(raw) if raw else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,10 +187,3 @@ class RulesetCache:
                     raise
             self._loaded_at = now
         return self._ruleset
-
-    def invalidate(self) -> None:
-        self._ruleset = None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
