@@ -14,10 +14,10 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.core.events import Skipped
+from pia.core.events import RecordRejected, Skipped
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.counters import Position
-from pia.counting.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
+from pia.counting.processor import CoalescingKinesisProcessor, Decoded, decode_record
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetCache, RulesetTable
 from pia.settings import Settings
@@ -90,7 +90,7 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
 def handle_record(record: KinesisStreamRecord) -> Decoded:
     settings, _ = runtime()
     decoded = decode_record(record, settings.parallelization_factor)
-    if isinstance(decoded, Rejected):
+    if isinstance(decoded, RecordRejected):
         metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)
         logger.error(
             "record rejected",

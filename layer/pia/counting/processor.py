@@ -12,7 +12,6 @@ logged with their reason and coordinates and counted in a metric, and the shard 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
@@ -22,14 +21,8 @@ from pia.core.events import RecordRejected, Skipped, decode_base64, parse_event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
 
-
-@dataclass(frozen=True)
-class Rejected:
-    field: str
-    reason: str
-
-
-Decoded = InboundRecord | Skipped | Rejected
+Decoded = InboundRecord | Skipped | RecordRejected
+"""A record's fate: counted, skipped by design, or rejected as poison with the field at fault."""
 
 
 def lane_of(record: KinesisStreamRecord, parallelization_factor: int) -> str:
@@ -45,8 +38,9 @@ def decode_record(record: KinesisStreamRecord, parallelization_factor: int = 1) 
     kinesis = record.kinesis
     try:
         event = parse_event(decode_base64(kinesis.data))
-    except RecordRejected as exc:
-        return Rejected(exc.field, exc.reason)
+    except RecordRejected as rejected:
+        # Kept until the batch commits: its traceback's frames would hold the decoded payload too.
+        return rejected.with_traceback(None)
     if isinstance(event, Skipped):
         return event
     position = Position(lane_of(record, parallelization_factor), int(kinesis.sequence_number))
