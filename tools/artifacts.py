@@ -34,8 +34,8 @@ from samtranslator.yaml_helper import yaml_parse
 
 RUNTIME = "python3.13"
 RUNTIME_SDK = ("boto3==1.35.0", "botocore==1.35.0")
-"""The project's boto3 floor (pyproject). The python3.13 runtime has shipped a newer boto3 since it
-launched (November 2024, boto3 1.35), so importing against the floor can only be stricter."""
+"""The project's boto3 floor (pyproject). The python3.13 runtime launched in November 2024 with boto3
+1.35 and has only moved up since, so importing against the floor can only be stricter."""
 
 PUBLIC_LAYERS = {
     "/aws/service/powertools/python/": ("powertools", "aws-lambda-powertools[tracer]=={PowertoolsVersion}"),
@@ -256,7 +256,6 @@ def check(function: Function, python: str, runtime_sdk: Path) -> Outcome:
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{RUNTIME}",
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
         "LAMBDA_TASK_ROOT": str(function.code_dir),
-        "LAMBDA_RUNTIME_DIR": str(runtime_sdk),
     }
     started = time.monotonic()
     result = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.artifacts import Function, check, functions, load_template
+from tools.artifacts import ArtifactError, Function, check, functions, load_template, parameter_defaults
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -18,8 +18,11 @@ def stand_in(name: str, requirement: str) -> Path:
 
 
 def test_every_function_gets_the_layers_the_template_declares_at_their_pinned_versions() -> None:
-    found = {f.name: f for f in functions(load_template(ROOT / "template.yaml"), ROOT, stand_in)}
-    powertools = stand_in("powertools", "aws-lambda-powertools[tracer]==3.22.1")
+    template = load_template(ROOT / "template.yaml")
+    pinned = parameter_defaults(template)
+    found = {f.name: f for f in functions(template, ROOT, stand_in)}
+    powertools = stand_in("powertools", f"aws-lambda-powertools[tracer]=={pinned['PowertoolsVersion']}")
+    pandas = stand_in("sdk-pandas", f"awswrangler=={pinned['PandasVersion']}")
     shared = ROOT / "layer"
     assert set(found) == {
         "AggregatorFunction",
@@ -29,12 +32,15 @@ def test_every_function_gets_the_layers_the_template_declares_at_their_pinned_ve
     }
     for name in ("AggregatorFunction", "ActionRelayFunction", "RulePollerFunction"):
         assert found[name].layers == (powertools, shared)
-    assert found["EvaluatorFunction"].layers == (
-        powertools,
-        shared,
-        stand_in("sdk-pandas", "awswrangler==3.16.1"),
-    )
+    assert found["EvaluatorFunction"].layers == (powertools, shared, pandas)
     assert {(f.module, f.handler) for f in found.values()} == {("app", "lambda_handler")}
+
+
+def test_a_layer_with_no_stand_in_is_an_error_not_a_silent_pass() -> None:
+    template = load_template(ROOT / "template.yaml")
+    template["Globals"]["Function"]["Layers"].append("arn:aws:lambda:us-east-1:123456789012:layer:other:1")
+    with pytest.raises(ArtifactError, match="no local stand-in for layer"):
+        functions(template, ROOT, stand_in)
 
 
 @pytest.mark.parametrize(
