@@ -76,11 +76,8 @@ def process_batch(
             decoded.append(result)
     held = _held_back(decoded, min(failed, default=None))
     accepted = [r for r in decoded if r.position not in held]
-    written = commit(accepted) if accepted else {}
-    for entry in decoded:
-        reason = held.get(entry.position) or written.get(entry.position)
-        if reason is not None:
-            failed[entry.position.sequence] = reason
+    not_written = commit(accepted) if accepted else {}
+    failed.update((position.sequence, reason) for position, reason in {**held, **not_written}.items())
 
     def report(record: KinesisStreamRecord) -> None:
         reason = failed.get(int(record.kinesis.sequence_number))
