@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pia.core.mapping import FieldMapping
 
@@ -45,7 +45,7 @@ class Settings:
     timezone: str = "UTC"
     timeseries_table: str = ""
     raw_event_retention_days: int = 400
-    field_mapping: FieldMapping | None = field(default=None)
+    field_mapping: FieldMapping | None = None
 
     @property
     def lane_retention_seconds(self) -> int:
