@@ -25,7 +25,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pia.core.fields import Fields, Found
+from pia.core.fields import FieldNames, Fields
 from pia.core.limits import (
     MAX_ATTRIBUTE_NAME,
     MAX_ATTRIBUTE_VALUE,
@@ -267,72 +267,93 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _optional_id(found: Found, limit: int, *, digest_if_long: bool) -> str | None:
+def _optional_id(value: object, name: str, limit: int, *, digest_if_long: bool) -> str | None:
     """An endpoint id longer than a target accepts is left out (the event still counts for its
     user); an event id of any length still identifies a resend, so a long one is kept as its digest."""
-    if found.value is None or found.value == "":
+    if value is None or value == "":
         return None
-    if not isinstance(found.value, str):
-        raise RecordRejected(found.name, f"must be a string, not {type(found.value).__name__}")
-    if len(found.value) <= limit:
-        return found.value
+    if not isinstance(value, str):
+        raise RecordRejected(name, f"must be a string, not {type(value).__name__}")
+    if len(value) <= limit:
+        return value
     if digest_if_long:
-        return "sha256:" + hashlib.sha256(found.value.encode("utf-8", "surrogatepass")).hexdigest()
+        return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
     return None
 
 
 def _event_from(fields: Fields, event_format: EventFormat, *, user_required: bool = False) -> Event | Skipped:
     """One check for every format; ``user_required`` rejects a record with no user instead of
     skipping it, for the generic format, whose schema makes ``user_id`` mandatory."""
-    event_type = _bounded_text(fields.event_type.value, fields.event_type.name, MAX_RECORD_BYTES)
+    names = fields.names
+    event_type = _bounded_text(fields.event_type, names.event_type, MAX_RECORD_BYTES)
     assert event_type is not None
     reason = _skip_reason(event_type)
     if reason is not None:
         return Skipped(reason, event_type)
-    user = fields.user_id
-    user_id = _bounded_text(user.value, user.name, MAX_USER_ID, required=False)
+    user_id = _bounded_text(fields.user_id, names.user_id, MAX_USER_ID, required=False)
     if user_id is None or not user_id.strip():
         if user_required:
-            requirement = f"missing; the {event_format.value} format requires a {user.name}"
-            raise RecordRejected(user.name, requirement)
+            requirement = f"missing; the {event_format.value} format requires a {names.user_id}"
+            raise RecordRejected(names.user_id, requirement)
         return Skipped(SkipReason.NO_USER, event_type)
     return Event(
         user_id=user_id,
         event_type=event_type,
-        timestamp=_timestamp(fields.timestamp.value, fields.timestamp.name),
-        attributes=_attributes(fields.attributes.value, fields.attributes.name),
-        metrics=_metrics(fields.metrics.value, fields.metrics.name),
-        endpoint_id=_optional_id(fields.endpoint_id, MAX_ENDPOINT_ID, digest_if_long=False),
-        event_id=_optional_id(fields.event_id, MAX_EVENT_ID, digest_if_long=True),
+        timestamp=_timestamp(fields.timestamp, names.timestamp),
+        attributes=_attributes(fields.attributes, names.attributes),
+        metrics=_metrics(fields.metrics, names.metrics),
+        endpoint_id=_optional_id(
+            fields.endpoint_id, names.endpoint_id, MAX_ENDPOINT_ID, digest_if_long=False
+        ),
+        event_id=_optional_id(fields.event_id, names.event_id, MAX_EVENT_ID, digest_if_long=True),
         format=event_format,
     )
 
 
+PINPOINT_NAMES = FieldNames(
+    "event_type",
+    "endpoint.User.UserId",
+    "event_timestamp",
+    "attributes",
+    "metrics",
+    "event_id",
+    "endpoint.Id",
+)
+PINPOINT_CLIENT_NAMES = PINPOINT_NAMES._replace(endpoint_id="client.client_id")
+GENERIC_NAMES = FieldNames(
+    "event_type", "user_id", "timestamp", "attributes", "metrics", "event_id", "endpoint_id"
+)
+
+
 def _pinpoint_fields(doc: Mapping[str, Any]) -> Fields:
     endpoint = _object(doc.get("endpoint"))
-    endpoint_id = Found(endpoint.get("Id"), "endpoint.Id")
-    if endpoint_id.value is None or endpoint_id.value == "":
-        endpoint_id = Found(_object(doc.get("client")).get("client_id"), "client.client_id")
+    endpoint_id = endpoint.get("Id")
+    names = PINPOINT_NAMES
+    if endpoint_id is None or endpoint_id == "":
+        endpoint_id, names = _object(doc.get("client")).get("client_id"), PINPOINT_CLIENT_NAMES
     return Fields(
-        event_type=Found(doc.get("event_type"), "event_type"),
-        user_id=Found(_object(endpoint.get("User")).get("UserId"), "endpoint.User.UserId"),
-        timestamp=Found(doc.get("event_timestamp", doc.get("arrival_timestamp")), "event_timestamp"),
-        attributes=Found(doc.get("attributes"), "attributes"),
-        metrics=Found(doc.get("metrics"), "metrics"),
-        event_id=Found(doc.get("event_id"), "event_id"),
-        endpoint_id=endpoint_id,
+        names,
+        doc.get("event_type"),
+        _object(endpoint.get("User")).get("UserId"),
+        doc.get("event_timestamp", doc.get("arrival_timestamp")),
+        doc.get("attributes"),
+        doc.get("metrics"),
+        doc.get("event_id"),
+        endpoint_id,
     )
 
 
 def _generic_fields(doc: Mapping[str, Any]) -> Fields:
+    get = doc.get
     return Fields(
-        event_type=Found(doc.get("event_type"), "event_type"),
-        user_id=Found(doc.get("user_id"), "user_id"),
-        timestamp=Found(doc.get("timestamp"), "timestamp"),
-        attributes=Found(doc.get("attributes"), "attributes"),
-        metrics=Found(doc.get("metrics"), "metrics"),
-        event_id=Found(doc.get("event_id"), "event_id"),
-        endpoint_id=Found(doc.get("endpoint_id"), "endpoint_id"),
+        GENERIC_NAMES,
+        get("event_type"),
+        get("user_id"),
+        get("timestamp"),
+        get("attributes"),
+        get("metrics"),
+        get("event_id"),
+        get("endpoint_id"),
     )
 
 

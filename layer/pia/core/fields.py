@@ -8,24 +8,32 @@ limits, and a bad value is reported under the name the producer used (``properti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Found:
-    value: object
-    name: str
+class FieldNames(NamedTuple):
+    """Where a format keeps each field, for error messages: built once per format, not per record."""
+
+    event_type: str
+    user_id: str
+    timestamp: str
+    attributes: str
+    metrics: str
+    event_id: str
+    endpoint_id: str
 
 
-@dataclass(frozen=True)
-class Fields:
-    event_type: Found
-    user_id: Found
-    timestamp: Found
-    attributes: Found
-    metrics: Found
-    event_id: Found
-    endpoint_id: Found
+class Fields(NamedTuple):
+    """The values found in one record (immutable, and one cheap object per record)."""
+
+    names: FieldNames
+    event_type: object
+    user_id: object
+    timestamp: object
+    attributes: object
+    metrics: object
+    event_id: object
+    endpoint_id: object = None
 
 
 def id_text(value: object) -> object:

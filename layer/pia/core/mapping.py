@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any, cast
 
 import jmespath  # type: ignore[import-untyped]
@@ -18,7 +19,7 @@ from aws_lambda_powertools.exceptions import InvalidEnvelopeExpressionError
 from aws_lambda_powertools.utilities.jmespath_utils import query
 from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
 
-from pia.core.fields import Fields, Found, id_text
+from pia.core.fields import FieldNames, Fields, id_text
 
 PARAMETERS = {
     "user_id": "MappingUserId",
@@ -66,24 +67,37 @@ class FieldMapping:
             return None
         return FieldMapping(**expressions)
 
-    def fields(self, doc: Mapping[str, Any]) -> Fields:
-        return Fields(
-            event_type=self._find(doc, self.event_type),
-            user_id=Found(id_text(self._find(doc, self.user_id).value), self.user_id),
-            timestamp=self._find(doc, self.timestamp),
-            attributes=self._find(doc, self.attributes),
-            metrics=self._find(doc, self.metrics),
-            event_id=self._find(doc, self.event_id),
-            endpoint_id=Found(None, "endpoint_id"),
+    @cached_property
+    def names(self) -> FieldNames:
+        """A rejected mapped record names the expression that found the bad value."""
+        return FieldNames(
+            self.event_type,
+            self.user_id,
+            self.timestamp,
+            self.attributes,
+            self.metrics,
+            self.event_id,
+            "endpoint_id",
         )
 
-    @staticmethod
-    def _find(doc: Mapping[str, Any], expression: str) -> Found:
-        if not expression:
-            return Found(None, expression)
-        try:
-            return Found(query(cast(dict[str, Any], doc), expression), expression)
-        except (InvalidEnvelopeExpressionError, ValueError):
-            # A function given what it cannot read (powertools_json of a number, or of text that is
-            # not JSON): this record does not have the field.
-            return Found(None, expression)
+    def fields(self, doc: Mapping[str, Any]) -> Fields:
+        return Fields(
+            self.names,
+            _find(doc, self.event_type),
+            id_text(_find(doc, self.user_id)),
+            _find(doc, self.timestamp),
+            _find(doc, self.attributes),
+            _find(doc, self.metrics),
+            _find(doc, self.event_id),
+        )
+
+
+def _find(doc: Mapping[str, Any], expression: str) -> object:
+    if not expression:
+        return None
+    try:
+        return query(cast(dict[str, Any], doc), expression)
+    except (InvalidEnvelopeExpressionError, ValueError):
+        # A function given what it cannot read (powertools_json of a number, or of text that is
+        # not JSON): this record does not have the field.
+        return None

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from pia.core.fields import Fields, Found, id_text
+from pia.core.fields import FieldNames, Fields, id_text
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 IDENTITY_KEYS = ("messageId", "userId", "anonymousId")
+NAMES = FieldNames("event", "userId", "timestamp", "properties", "properties", "messageId", "endpoint_id")
+ORIGINAL_TIME_NAMES = NAMES._replace(timestamp="originalTimestamp")
 
 
 def is_segment(doc: Mapping[str, Any]) -> bool:
@@ -41,13 +43,16 @@ def segment_fields(doc: Mapping[str, Any]) -> Fields | None:
             for name, value in properties.items()
             if isinstance(value, int | Decimal | float) and not isinstance(value, bool)
         }
-    timestamp = "timestamp" if doc.get("timestamp") is not None else "originalTimestamp"
+    timestamp = doc.get("timestamp")
+    names = NAMES
+    if timestamp is None:
+        timestamp, names = doc.get("originalTimestamp"), ORIGINAL_TIME_NAMES
     return Fields(
-        event_type=Found(doc.get("event"), "event"),
-        user_id=Found(id_text(doc.get("userId")), "userId"),
-        timestamp=Found(doc.get(timestamp), timestamp),
-        attributes=Found(attributes, "properties"),
-        metrics=Found(metrics, "properties"),
-        event_id=Found(doc.get("messageId"), "messageId"),
-        endpoint_id=Found(None, "context.device.id"),
+        names,
+        doc.get("event"),
+        id_text(doc.get("userId")),
+        timestamp,
+        attributes,
+        metrics,
+        doc.get("messageId"),
     )
