@@ -208,7 +208,9 @@ def _metrics(raw: object, field: str) -> dict[str, Decimal]:
         raise RecordRejected(field, "must be an object of numbers")
     out: dict[str, Decimal] = {}
     for name, value in raw.items():
-        if value is None or len(name) > MAX_ATTRIBUTE_NAME:
+        # A long name is kept: MetricName has no length bound, and a rule without one sums the
+        # event's only metric, whatever its name.
+        if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
             raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]!r} is not a number")
