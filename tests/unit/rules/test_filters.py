@@ -90,7 +90,9 @@ def test_names_and_values_are_exact_text_without_unicode_normalisation() -> None
         ("price > 10", {}, False),
     ],
 )
-def test_number_conditions_compare_metrics_exactly(text: str, metrics: dict[str, str], expected: bool) -> None:
+def test_number_conditions_compare_metrics_exactly(
+    text: str, metrics: dict[str, str], expected: bool
+) -> None:
     assert matches(text, **metrics) is expected
 
 
@@ -165,11 +167,15 @@ def test_the_canonical_text_parses_back_to_the_same_filter(text: str) -> None:
         ("plan contains 3", 15, 'contains compares text (attributes); write the text in quotes: "3"'),
         ('plan starts "g"', 13, 'expected "with" after "starts"'),
         ("plan", 5, "expected an operator after the name plan"),
-        ("plan ~ 3", 6, 'expected an operator after the name plan (= != in contains starts with ends with < <= > >= exists), found "~"'),
+        (
+            "plan ~ 3",
+            6,
+            'expected an operator after the name plan (= != in contains starts with ends with < <= > >= exists), found "~"',
+        ),
         ('in = "x"', 1, '"in" is a keyword; write a name spelled like it in backticks: `in`'),
         ('`` = "x"', 1, "empty name"),
         ('`plan = "x"', 1, "the name opened here with ` has no closing `"),
-        ('plan = "gold', 8, "the text opened here with \" has no closing \""),
+        ('plan = "gold', 8, 'the text opened here with " has no closing "'),
         ("plan = \u201cgold\u201d", 8, "typographic quote"),
         ("", 1, "empty"),
         ('plan = "gold" and', 18, "expected a condition, but the filter ends"),
@@ -180,7 +186,7 @@ def test_the_canonical_text_parses_back_to_the_same_filter(text: str) -> None:
         ("x = 1_000", 5, "1_000 is not a number"),
         ("x = Infinity", 5, "Infinity is not a number"),
         ('x = "1" && y = "2"', 9, 'expected and, or, or the end of the filter before "&"'),
-        ("plan = \u200b\"gold\"", 8, "found U+200B"),
+        ('plan = \u200b"gold"', 8, "found U+200B"),
     ],
 )
 def test_syntax_errors_name_the_position_and_the_fix(text: str, position: int, wording: str) -> None:
