@@ -42,7 +42,7 @@ class NaiveAggregator:
     def _count(self, event: Event) -> None:
         ruleset = self._rules.current()
         for rule in ruleset.aggregator_rules.get(event.event_type, ()):
-            if not rule.filter_matches(event.attributes):
+            if not rule.matches(event):
                 continue
             self._rule_ids.add(rule.rule_id)
             key = _key(rule.rule_id, event.user_id)

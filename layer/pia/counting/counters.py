@@ -229,7 +229,7 @@ def group_by_counter(
     runs: dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]] = {}
     for position, event in records:
         for rule in rules_for_event.get(event.event_type, ()):
-            if rule.filter_matches(event.attributes):
+            if rule.matches(event):
                 key = (rule.rule_id, event.user_id)
                 if key not in runs:
                     runs[key] = (rule, [])

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from pia.core.limits import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_EVENT_TYPE, MAX_OUTPUT_NAME
+from pia.rules.filters import Filter, FilterError, Observed, compile_filter
 
 REQUIRED_COLUMNS = (
     "RuleType",
@@ -32,7 +33,7 @@ REQUIRED_COLUMNS = (
     "StartDate",
     "FinishDate",
 )
-OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window")
+OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window", "Filter")
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 NO_FILTER = frozenset({"na", "999", ""})
@@ -128,15 +129,18 @@ class Rule:
     window_days: int | None
     metric_name: str | None
     output_name: str
+    filter: Filter | None = None
 
     @property
     def series(self) -> str:
-        """The time series a date rule reads: the event, narrowed by its attribute filter, and for a sum
-        rule the metric it sums (``*``: the event's only metric), since rollups of different metrics
-        differ."""
+        """The time series a date rule reads: the event, narrowed by its attribute filter and its
+        Filter (by digest, so the key stays small), and for a sum rule the metric it sums (``*``: the
+        event's only metric), since rollups of different metrics differ."""
         base = self.event_name
         if self.attribute_name is not None:
             base = f"{base}|{self.attribute_name}={self.attribute_value}"
+        if self.filter is not None:
+            base = f"{base}|filter:{self.filter.digest}"
         if self.sum_condition is None:
             return base
         return f"{base}#{self.metric_name or '*'}"
@@ -145,10 +149,15 @@ class Rule:
     def needs_sum(self) -> bool:
         return self.sum_condition is not None
 
-    def filter_matches(self, attributes: Mapping[str, str]) -> bool:
-        if self.attribute_name is None:
-            return True
-        return attributes.get(self.attribute_name) == self.attribute_value
+    def matches(self, event: Observed) -> bool:
+        """Whether an event of the rule's EventName counts: AttributeName/AttributeValue and the
+        Filter, when given, must both hold."""
+        if (
+            self.attribute_name is not None
+            and event.attributes.get(self.attribute_name) != self.attribute_value
+        ):
+            return False
+        return self.filter is None or self.filter.matches(event)
 
     def is_met(self, count: int | Decimal, total: Decimal) -> bool:
         if self.count_condition is not None and not self.count_condition.holds(Decimal(count)):
@@ -164,10 +173,13 @@ class Rule:
         return None
 
     def to_json(self) -> dict[str, Any]:
+        """A rule without a Filter has no ``filter`` key, so rulesets published before the column
+        existed keep their content hash and are not republished."""
+
         def cond(c: Condition | None) -> list[str] | None:
             return None if c is None else [c.op.value, str(c.target)]
 
-        return {
+        body = {
             "rule_id": self.rule_id,
             "row": self.row,
             "rule_type": self.rule_type.value,
@@ -183,6 +195,9 @@ class Rule:
             "metric_name": self.metric_name,
             "output_name": self.output_name,
         }
+        if self.filter is not None:
+            body["filter"] = self.filter.source
+        return body
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Rule:
@@ -204,6 +219,7 @@ class Rule:
             window_days=data.get("window_days"),
             metric_name=data.get("metric_name"),
             output_name=data["output_name"],
+            filter=compile_filter(data["filter"]) if data.get("filter") else None,
         )
 
 
@@ -420,6 +436,25 @@ def _reject_formulas(reader: _RowReader) -> set[str]:
     return flagged
 
 
+def _parse_filter(reader: _RowReader) -> tuple[bool, Filter | None]:
+    """The Filter column. A filtered rule names its output: no default name could describe the
+    filter within Pinpoint's 50 characters, and a hash would mean nothing in a segment."""
+    raw = reader.text("Filter")
+    if raw.lower() in NO_FILTER:
+        return True, None
+    try:
+        compiled = compile_filter(raw)
+    except FilterError as exc:
+        reader.error("Filter", str(exc))
+        return False, None
+    if reader.text("OutputName").lower() in ("", "na"):
+        reader.error(
+            "OutputName", "a rule with a Filter needs an OutputName (the default name cannot describe it)"
+        )
+        return False, compiled
+    return True, compiled
+
+
 def _parse_row(reader: _RowReader) -> Rule | None:
     formulas = _reject_formulas(reader)
     ok = not formulas
@@ -462,6 +497,9 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     if attribute_value is not None and len(attribute_value) > MAX_ATTRIBUTE_VALUE:
         reader.error("AttributeValue", f"longer than {MAX_ATTRIBUTE_VALUE} characters")
         ok = False
+
+    ok_filter, rule_filter = _parse_filter(reader)
+    ok = ok and ok_filter
 
     ok_c, op_c = _parse_operator(reader, "Operator-C")
     ok_v, op_v = _parse_operator(reader, "Operator-V")
@@ -561,6 +599,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         "dates": [start, finish, window],
         "metric": metric_name,
     }
+    if rule_filter is not None:
+        identity["filter"] = rule_filter.canonical
     return Rule(
         rule_id=rule_id_for(identity),
         row=reader.row,
@@ -576,6 +616,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         window_days=window,
         metric_name=metric_name,
         output_name=output_name,
+        filter=rule_filter,
     )
 
 

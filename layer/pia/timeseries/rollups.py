@@ -149,7 +149,7 @@ class SeriesPlan:
 
     def matches(self, event: Event) -> bool:
         rule = self.rules[0]
-        return event.event_type == rule.event_name and rule.filter_matches(event.attributes)
+        return event.event_type == rule.event_name and rule.matches(event)
 
     def value(self, event: Event) -> Decimal:
         """What the event adds to the day's sum (every rule of a series sums the same metric)."""

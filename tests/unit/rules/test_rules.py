@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from pia.core.events import Event
 from pia.rules.model import (
     Comparison,
     ParseResult,
@@ -22,6 +23,10 @@ from tests.conftest import CASE_COURSE as COURSE
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE
 from tests.conftest import RULE_HEADER, rule_row
+
+
+def event_with(**attributes: str) -> Event:
+    return Event("u", "greenbutton", datetime(2026, 1, 1, tzinfo=UTC), attributes, {})
 
 
 def parse(*rows: dict[str, object]) -> ParseResult:
@@ -162,14 +167,14 @@ def test_both_operators_na_is_invalid_but_a_999_placeholder_next_to_na_is_fine()
 @pytest.mark.parametrize("placeholder", ["na", "999", "NA", ""])
 def test_na_and_999_mean_no_attribute_filter(placeholder: str) -> None:
     (rule,) = parse(with_cells(GREEN, AttributeName=placeholder, AttributeValue=placeholder)).rules
-    assert rule.attribute_name is None and rule.filter_matches({"color": "green"})
+    assert rule.attribute_name is None and rule.matches(event_with(color="green"))
 
 
 def test_attribute_filter_is_exact_and_case_sensitive_and_names_the_output() -> None:
     (rule,) = parse(with_cells(GREEN, AttributeName="color", AttributeValue="Green")).rules
     assert rule.output_name == "trk_greenbutton_Green"
-    assert rule.filter_matches({"color": "Green"})
-    assert not rule.filter_matches({"color": "green"})
+    assert rule.matches(event_with(color="Green"))
+    assert not rule.matches(event_with(color="green"))
 
 
 def test_a_half_attribute_filter_is_an_error() -> None:
