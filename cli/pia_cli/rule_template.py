@@ -12,7 +12,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from pia.rules.model import PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
-TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window")
+TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window", "Filter")
 LAST_ROW = 1000
 OPERATORS = ("greater", "smaller", "equal", "greater_or_equal", "less_or_equal", "not_equal", "na")
 DROPDOWNS: dict[str, tuple[str, ...]] = {
@@ -40,6 +40,13 @@ HEADER_HELP = {
     "Enabled": "no pauses the rule; its counts are kept.",
     "OutputName": "Overrides the trk_ name written to Pinpoint.",
     "Window": 'Date rules only: "last N days" instead of StartDate and FinishDate.',
+    "Filter": (
+        "Only count events that match, for example: "
+        'country = "FR" and plan in ("gold", "silver") and price >= 20. '
+        "Text in quotes compares an attribute, a number a metric; also != contains, starts with, "
+        "ends with, < <= > >=, exists, not, or, and parentheses. Names with spaces go in backticks: "
+        '`first name` = "Ana". A filtered rule needs an OutputName.'
+    ),
 }
 # Case 1, 2 and 3 of the README, one row each.
 EXAMPLES = (

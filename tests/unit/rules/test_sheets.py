@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -167,6 +168,25 @@ def test_the_template_has_dropdowns_a_date_comment_and_valid_examples(tmp_path: 
         "trk_course_completed",
         "trk_date_purchase",
     ]
+
+
+def test_the_template_explains_the_filter_column_with_an_example_that_parses(tmp_path: Path) -> None:
+    path = tmp_path / "rules.xlsx"
+    write_template(path)
+    workbook = load_workbook(path)
+    sheet = workbook["Rules"]
+    header = [c.value for c in sheet[1]]
+    comment = sheet.cell(row=1, column=header.index("Filter") + 1).comment
+    assert comment is not None
+    example = re.search(r"for example: (.*?)\. ", comment.text)
+    assert example is not None
+    sheet.cell(row=2, column=header.index("Filter") + 1, value=example.group(1))
+    sheet.cell(row=2, column=header.index("OutputName") + 1, value="trk_fr_premium")
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    rules = parse_table(read_table("x.xlsx", buffer.getvalue())).rules
+    assert rules[0].filter is not None
+    assert rules[0].filter.canonical == 'country = "FR" and plan in ("gold", "silver") and price >= 20'
 
 
 def test_report_has_one_line_per_row_with_status_and_message() -> None:
