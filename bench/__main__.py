@@ -26,7 +26,7 @@ from pia_cli.local_lambda import prepare_process
 
 prepare_process()
 
-from bench import cpu, imports, report  # noqa: E402
+from bench import cpu, filters, imports, report  # noqa: E402
 from bench.cost import PRICES_AS_OF, per_million  # noqa: E402
 from bench.evaluator_run import EvaluatorUnavailable, run_evaluator  # noqa: E402
 from bench.runs import Run, run_aggregator, run_baseline  # noqa: E402
@@ -90,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_ratio = cpu.measure(CANONICAL)
     results["aggregator.cpu_ratio_vs_decode"] = cpu_ratio.ratio
     details["cpu"] = cpu_ratio.to_json()
+
+    log("Filter: write units of a three-clause filter; CPU with 50 filtered rules live")
+    filter_cost = filters.measure(CANONICAL, results["aggregator.write_units_per_event"])
+    results["aggregator.filter_write_unit_ratio"] = filter_cost.write_unit_ratio
+    results["aggregator.cpu_us_per_record_50_filtered_rules"] = filter_cost.cpu_us_per_record[
+        filters.ALL_PASS
+    ]
+    details["filters"] = filter_cost.to_json()
 
     log("cold import of the handler module against import boto3")
     import_ratio = imports.measure()

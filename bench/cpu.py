@@ -26,6 +26,7 @@ from pia.core.actions import Action, SendResult
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.processor import decode_record
 from pia.counting.store import CommitResult, CounterWrite, WriteStatus
+from pia.rules.ruleset import Ruleset
 
 LANE_RETENTION_SECONDS = 86_400 + 3_600
 
@@ -83,9 +84,10 @@ def _cpu(work: Callable[[], None]) -> float:
     return time.process_time() - start
 
 
-def measure(scenario: Scenario, repeats: int = 15) -> CpuRatio:
+def measure(scenario: Scenario, repeats: int = 15, live: Ruleset | None = None) -> CpuRatio:
+    """``live``: the rules the aggregator holds; the bench's one rule by default."""
     batches = [batch["Records"] for batch in scenario.batches()]
-    ruleset = bench_ruleset()
+    ruleset = live or bench_ruleset()
     moment = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     records = sum(len(b) for b in batches)
 
