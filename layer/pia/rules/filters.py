@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import NoReturn, Protocol
 
 from pia.core.limits import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE
@@ -53,6 +54,7 @@ MAX_DEPTH = 10
 MAX_IN_VALUES = 100
 MAX_DIGITS = 40
 MAX_EXPONENT = 400
+COMPILED_CACHE = 4096
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "contains", "starts", "ends", "with", "exists"})
 _BARE_EXTRA = frozenset("_.-$@:/")
@@ -163,8 +165,13 @@ class Filter:
         return hashlib.sha256(self.canonical.encode()).hexdigest()[:16]
 
 
+@lru_cache(maxsize=COMPILED_CACHE)
 def compile_filter(source: str) -> Filter:
-    """Parse and compile ``source``; raises :class:`FilterError` naming the position at fault."""
+    """Parse and compile ``source``; raises :class:`FilterError` naming the position at fault.
+
+    Filters are immutable, so one compiled filter serves every load of a ruleset that still holds
+    it: the aggregator re-reads the ruleset every minute, and a large table's filters would
+    otherwise be parsed again each time."""
     text = source.strip()
     if len(text) > MAX_LENGTH:
         raise FilterError(

@@ -235,3 +235,8 @@ def test_bounds_on_size_conditions_depth_and_lists() -> None:
 
 def test_surrounding_whitespace_is_not_part_of_the_filter() -> None:
     assert compile_filter('  plan = "gold"\n').source == 'plan = "gold"'
+
+
+def test_a_filter_is_compiled_once_however_often_a_ruleset_holding_it_is_loaded() -> None:
+    text = 'plan = "gold" and price > 1'
+    assert compile_filter(text) is compile_filter(text)
