@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -441,6 +441,20 @@ class _Parser:
             self._check_attribute(name, name_at)
             return TextTest(name, TextOp.IN, tuple(sorted(set(texts))))
         return NumberTest(name, NumberOp.IN, tuple(sorted(set(numbers))))
+
+
+def exact_texts(expression: Expression) -> Iterator[tuple[str, str]]:
+    """(attribute, text) for each exact comparison (``=``, ``!=``, ``in``): the values a typo makes
+    match nothing, which the poller checks against the values recently seen."""
+    match expression:
+        case AnyOf(operands) | AllOf(operands):
+            for operand in operands:
+                yield from exact_texts(operand)
+        case Not(operand):
+            yield from exact_texts(operand)
+        case TextTest(name, op, values) if op in (TextOp.EQ, TextOp.NE, TextOp.IN):
+            for value in values:
+                yield name, value
 
 
 def _flatten(kind: type[AllOf] | type[AnyOf], operands: list[Expression]) -> tuple[Expression, ...]:

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pia.rules.filters import exact_texts
 from pia.rules.model import (
     ParseResult,
     RowIssue,
@@ -36,6 +37,8 @@ from pia.rules.sheets import ValidationReport, build_report, table_failure_repor
 from pia.rules.source import RuleSource, SourceFailure
 
 NEAR_MISS_DAYS = 30
+MAX_MISSES_PER_ROW = 3
+"""A Filter's list may hold 100 values; a few warnings say enough about one row."""
 
 
 class RulesetStore(Protocol):
@@ -92,16 +95,22 @@ def near_miss_warnings(
             message = _miss(f"no event named `{rule.event_name}`", days, _closest(rule.event_name, names))
             warnings.append(RowIssue(rule.row, "EventName", message, Severity.WARNING))
             continue
-        if rule.attribute_name is None or rule.attribute_value is None:
-            continue
-        key = (rule.event_name, rule.attribute_name)
-        if key not in values_cache:
-            values_cache[key] = seen.attribute_values(rule.event_name, rule.attribute_name, since)
-        values = values_cache[key]
-        if values and rule.attribute_value not in values:
-            subject = f"no `{rule.event_name}` event with {rule.attribute_name} = `{rule.attribute_value}`"
-            message = _miss(subject, days, _closest(rule.attribute_value, values))
-            warnings.append(RowIssue(rule.row, "AttributeValue", message, Severity.WARNING))
+        checks: list[tuple[str, str, str]] = []
+        if rule.attribute_name is not None and rule.attribute_value is not None:
+            checks.append(("AttributeValue", rule.attribute_name, rule.attribute_value))
+        if rule.filter is not None:
+            checks += [("Filter", name, value) for name, value in exact_texts(rule.filter.expression)]
+        misses = 0
+        for column, attribute, value in checks:
+            key = (rule.event_name, attribute)
+            if key not in values_cache:
+                values_cache[key] = seen.attribute_values(rule.event_name, attribute, since)
+            values = values_cache[key]
+            if values and value not in values and misses < MAX_MISSES_PER_ROW:
+                misses += 1
+                subject = f"no `{rule.event_name}` event with {attribute} = `{value}`"
+                message = _miss(subject, days, _closest(value, values))
+                warnings.append(RowIssue(rule.row, column, message, Severity.WARNING))
     return warnings
 
 

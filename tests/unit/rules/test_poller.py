@@ -330,6 +330,30 @@ def test_near_miss_suggests_the_seen_name_and_never_blocks_the_rule(
     assert lines[4].status is RowStatus.WARNING and "did you mean `greenbutton`" in lines[4].message
 
 
+def test_near_miss_checks_the_exact_text_a_filter_compares_and_says_a_few_of_them() -> None:
+    seen = InMemorySeenValues({"greenbutton": {"color": {"green", "blue"}, "plan": {"gold"}}})
+    cells = {"OutputName": "trk_x"}
+    rows = [
+        (2, rule_row(*GREEN, Filter='color in ("green", "Blue") and not plan = "Gold"', **cells)),
+        (3, rule_row(*GREEN, Filter='color contains "Gre" and plan != "gold"', OutputName="trk_y")),
+        (4, rule_row(*GREEN, Filter='color in ("a", "b", "c", "d", "e")', OutputName="trk_z")),
+    ]
+    warnings = near_miss_warnings(parse_rules(rows).rules, seen, date(2026, 1, 1))
+    assert [(w.row, w.column, w.message) for w in warnings[:2]] == [
+        (
+            2,
+            "Filter",
+            "no `greenbutton` event with color = `Blue` seen in the last 30 days; did you mean `blue`?",
+        ),
+        (
+            2,
+            "Filter",
+            "no `greenbutton` event with plan = `Gold` seen in the last 30 days; did you mean `gold`?",
+        ),
+    ]
+    assert [w.row for w in warnings[2:]] == [4, 4, 4]
+
+
 def test_no_history_means_no_warnings() -> None:
     rules = parse_rules([(2, rule_row(*GREEN))]).rules
     assert near_miss_warnings(rules, None, date(2026, 1, 1)) == []
