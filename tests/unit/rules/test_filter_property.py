@@ -173,7 +173,7 @@ class Seen:
     metrics: Mapping[str, Decimal]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(cases())
 def test_compiled_filter_agrees_with_a_plain_interpreter(
     case: tuple[Node, Style, list[tuple[dict[str, str], dict[str, Decimal]]]],
