@@ -277,7 +277,7 @@ class _Parser:
         for symbol in _SYMBOLS:
             if self.text.startswith(symbol, self.pos):
                 self.pos += len(symbol)
-                return self._symbol_condition(name, name_at, "=" if symbol == "==" else symbol, op_at)
+                return self._symbol_condition(name, name_at, "=" if symbol == "==" else symbol)
         word = self._peek_word().lower()
         if word == "exists":
             self.pos += len(word)
@@ -390,7 +390,7 @@ class _Parser:
                 at,
             )
 
-    def _symbol_condition(self, name: str, name_at: int, symbol: str, op_at: int) -> Expression:
+    def _symbol_condition(self, name: str, name_at: int, symbol: str) -> Expression:
         at, value = self._value(symbol)
         if isinstance(value, str):
             if symbol not in ("=", "!="):
