@@ -9,8 +9,9 @@ limit in 4-byte, combining or control characters; a record one byte over or at 2
 Kinesis and the event source mapping as the template configures it, with bounded retries, so a
 record that failed forever would end in the on-failure queue instead of hanging the run.
 
-Each record's fate follows from the documented bounds alone (README, "Limits"; nothing is imported
-from the parser): accepted, then counted by the sequential model, or rejected naming one field.
+Each record's fate follows from the documented bounds alone (README, "Limits"; only the size limits'
+values come from ``pia.core.limits``, which may change): accepted, then counted by the sequential
+model, or rejected naming one field.
 A date rule on the same events exercises the rollups, where an event dated in year 9999 once
 overflowed the expiry computation.
 """
@@ -32,6 +33,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from pia.core.limits import MAX_ATTRIBUTE_VALUE, MAX_EVENT_TYPE, MAX_RECORD_BYTES, MAX_USER_ID
 from pia_cli.runner import KinesisMappingRunner, MappingSettings
 from tests.reliability.deployment import Deployment
 from tests.reliability.ledger import ReliabilityLedger
@@ -45,10 +47,6 @@ FIRST_MS = 100_000_000_000
 END_MS = calendar.timegm((9000, 1, 1, 0, 0, 0)) * 1000
 """9000-01-01: the first refused one."""
 MAX_DOUBLE = Decimal("1.7976931348623157e308")
-MAX_RECORD_BYTES = 256 * 1024
-MAX_ATTRIBUTE_VALUE = 100
-MAX_USER_ID = 256
-MAX_EVENT_TYPE = 50
 
 RULES = (
     *CATALOG,
