@@ -93,14 +93,14 @@ class RecordRejected(ValueError):
         self.reason = reason
 
 
-LONG_INTEGER_DIGITS = 4_000
-"""Python refuses to turn more than 4,300 digits into an ``int`` (a guard against quadratic time)."""
-
-
 def _json_integer(text: str) -> int | Decimal:
-    """A JSON integer too long for ``int`` is read as a ``Decimal``, so the field it sits in is
-    judged (and rejected by name) instead of the whole record failing as "not JSON"."""
-    return int(text) if len(text) <= LONG_INTEGER_DIGITS else Decimal(text)
+    """Python refuses to turn more than 4,300 digits into an ``int`` (a guard against quadratic
+    time). Such a JSON integer is read as a ``Decimal``, so the field it sits in is judged, and
+    rejected by name, instead of the whole record failing as "not JSON"."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
 
 
 _JSON = json.JSONDecoder(parse_float=Decimal, parse_int=_json_integer, parse_constant=Decimal)

@@ -96,7 +96,28 @@ def test_every_contract_says_what_the_code_does_with_event_id(where: str) -> Non
 
 def test_a_resent_event_id_counts_once_within_the_window_and_again_after_it() -> None:
     """The behaviour those documents describe, on one counter."""
-    rule = parse_rules([(2, rule_row(*"aggregator purchase na na greater 999 na 999 no 9999-99-99 9999-99-99".split()))]).rules[0]
+    rule = parse_rules(
+        [
+            (
+                2,
+                rule_row(
+                    *[
+                        "aggregator",
+                        "purchase",
+                        "na",
+                        "na",
+                        "greater",
+                        "999",
+                        "na",
+                        "999",
+                        "no",
+                        "9999-99-99",
+                        "9999-99-99",
+                    ]
+                ),
+            )
+        ]
+    ).rules[0]
 
     def event(event_id: str) -> tuple[Position, Event]:
         doc = {**GOOD, "event_id": event_id}
