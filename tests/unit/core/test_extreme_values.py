@@ -4,11 +4,14 @@ processable all the way down, or rejected naming its field. Nothing in between (
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pia.core.events import Event, RecordRejected, Skipped, parse_event
 from pia.core.limits import MAX_EVENT_TIME, MIN_EVENT_TIME
@@ -127,3 +130,51 @@ def test_skipped_records_are_not_affected_by_their_extreme_fields() -> None:
     assert isinstance(
         parse_event(raw(pinpoint(event_type="_session.start", event_timestamp=DIGITS))), Skipped
     )
+
+
+RAW_NUMBER = re.compile(r'"@@([^"@]*)@@"')
+NUMBER_TEXT = st.one_of(
+    st.from_regex(r"\A-?(0|[1-9]\d{0,20})(\.\d{1,20})?([eE][+-]?\d{1,10})?\Z"),
+    st.integers(4_000, 6_000).map(lambda n: "9" * n),
+)
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    NUMBER_TEXT,
+    NUMBER_TEXT.map(lambda number: f"@@{number}@@"),
+    st.from_regex(r"\A\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?([Zz]|[+-]\d{2}:?\d{2})?\Z"),
+)
+"""Every kind of JSON scalar; ``@@number@@`` strings become raw JSON numbers, which ``json.dumps``
+could not write (``1e9999999999``, 6,000 digits)."""
+VALUES = st.one_of(
+    LEAVES, st.lists(LEAVES, max_size=2), st.dictionaries(st.text(max_size=5), LEAVES, max_size=3)
+)
+CHANGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "timestamp": VALUES,
+        "event_timestamp": VALUES,
+        "arrival_timestamp": VALUES,
+        "attributes": VALUES,
+        "metrics": VALUES,
+        "user_id": VALUES,
+        "event_id": VALUES,
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    doc=st.sampled_from([pinpoint(), generic()]),
+    changes=CHANGES,
+)
+def test_any_value_in_any_field_is_accepted_or_rejected_naming_a_field(
+    doc: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    payload = RAW_NUMBER.sub(r"\1", json.dumps({**doc, **changes}))
+    try:
+        parse_event(payload.encode())
+    except RecordRejected as rejection:
+        assert rejection.field and rejection.reason
