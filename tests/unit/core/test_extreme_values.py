@@ -15,23 +15,10 @@ from hypothesis import strategies as st
 
 from pia.core.events import Event, RecordRejected, Skipped, parse_event
 from pia.core.limits import MAX_EVENT_TIME, MIN_EVENT_TIME
+from tests.unit.core.test_events import pinpoint
 
 DIGITS = "7" * 5_000
 """More digits than Python's int-string conversion limit (4,300) allows."""
-
-
-def pinpoint(**overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "event_type": "purchase",
-        "event_timestamp": 1795165200123,
-        "arrival_timestamp": 1795165201000,
-        "client": {"client_id": "ep-1"},
-        "attributes": {"category": "shoes"},
-        "metrics": {"amount": 129.99},
-        "endpoint": {"ChannelType": "GCM", "User": {"UserId": "user-1"}},
-    }
-    doc.update(overrides)
-    return doc
 
 
 def generic(**overrides: Any) -> dict[str, Any]:
