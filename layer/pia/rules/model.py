@@ -279,6 +279,10 @@ class _RowReader:
     def warn(self, column: str, message: str) -> None:
         self.issues.append(RowIssue(self.row, column, message, Severity.WARNING))
 
+    @property
+    def failed(self) -> bool:
+        return any(issue.severity is Severity.ERROR for issue in self.issues)
+
 
 def _cell_text(value: object) -> str:
     """Cells are data, never formulas: ``=HYPERLINK(...)`` stays the literal text it is."""
@@ -401,7 +405,7 @@ _FORMULA_EXEMPT = frozenset({"Key", "Operator-C", "Operator-V"})
 """Key is derived (often a formula) and ignored; operators have their own check, where ``=`` is valid."""
 
 
-def _reject_formulas(reader: _RowReader) -> set[str]:
+def _reject_formulas(reader: _RowReader) -> None:
     """A cell starting with ``=`` is a spreadsheet formula that was never evaluated: the engine would
     otherwise count an event, or write a Pinpoint attribute, literally named ``=HYPERLINK(...)``.
     Such a cell gets this one message; later checks of it stay silent."""
@@ -417,115 +421,121 @@ def _reject_formulas(reader: _RowReader) -> set[str]:
             )
             flagged.add(column)
     reader.silenced |= flagged
-    return flagged
 
 
-def _parse_row(reader: _RowReader) -> Rule | None:
-    formulas = _reject_formulas(reader)
-    ok = not formulas
-    raw_type = reader.text("RuleType").lower()
-    rule_type: RuleType | None = None
-    if raw_type in ("aggregator", "aggregate"):
-        rule_type = RuleType.AGGREGATOR
-    elif raw_type == "date":
-        rule_type = RuleType.DATE
-    else:
-        reader.error("RuleType", f'"{reader.text("RuleType")}" must be aggregator or date')
-        ok = False
+@dataclass(frozen=True)
+class _Conditions:
+    count: Condition | None
+    sum: Condition | None
+    metric_name: str | None
 
+
+@dataclass(frozen=True)
+class _Timing:
+    reset: bool
+    start: date | None
+    finish: date | None
+    window: int | None
+
+
+def _rule_type(reader: _RowReader) -> RuleType | None:
+    raw = reader.text("RuleType").lower()
+    if raw in ("aggregator", "aggregate"):
+        return RuleType.AGGREGATOR
+    if raw == "date":
+        return RuleType.DATE
+    reader.error("RuleType", f'"{reader.text("RuleType")}" must be aggregator or date')
+    return None
+
+
+def _event_name(reader: _RowReader) -> str:
     event_name = reader.text("EventName")
     if not event_name:
         reader.error("EventName", "empty; write the event name exactly as the app records it")
-        ok = False
     elif event_name.startswith("_") or event_name.startswith(OUTPUT_PREFIX):
         reader.error(
             "EventName", f'"{event_name}" is a system or output event; only custom events are counted'
         )
-        ok = False
     elif len(event_name) > MAX_EVENT_TYPE:
         reader.error("EventName", f"longer than {MAX_EVENT_TYPE} characters")
-        ok = False
+    return event_name
 
-    attr_name_raw = reader.text("AttributeName")
-    attr_value_raw = reader.text("AttributeValue")
-    attribute_name = None if attr_name_raw.lower() in NO_FILTER else attr_name_raw
-    attribute_value = None if attr_value_raw.lower() in NO_FILTER else attr_value_raw
-    if (attribute_name is None) != (attribute_value is None):
-        missing = "AttributeValue" if attribute_value is None else "AttributeName"
+
+def _attribute_filter(reader: _RowReader) -> tuple[str | None, str | None]:
+    name_raw = reader.text("AttributeName")
+    value_raw = reader.text("AttributeValue")
+    name = None if name_raw.lower() in NO_FILTER else name_raw
+    value = None if value_raw.lower() in NO_FILTER else value_raw
+    if (name is None) != (value is None):
+        missing = "AttributeValue" if value is None else "AttributeName"
         reader.error(
             missing, "an attribute filter needs both AttributeName and AttributeValue (or na in both)"
         )
-        ok = False
-    if attribute_name is not None and len(attribute_name) > MAX_ATTRIBUTE_NAME:
+    if name is not None and len(name) > MAX_ATTRIBUTE_NAME:
         reader.error("AttributeName", f"longer than {MAX_ATTRIBUTE_NAME} characters")
-        ok = False
-    if attribute_value is not None and len(attribute_value) > MAX_ATTRIBUTE_VALUE:
+    if value is not None and len(value) > MAX_ATTRIBUTE_VALUE:
         reader.error("AttributeValue", f"longer than {MAX_ATTRIBUTE_VALUE} characters")
-        ok = False
+    return name, value
 
+
+def _conditions(reader: _RowReader) -> _Conditions:
+    """Operator-C/Target-C on the count, Operator-V/Target-V on the sum, and MetricName, which only
+    a sum reads."""
     ok_c, op_c = _parse_operator(reader, "Operator-C")
     ok_v, op_v = _parse_operator(reader, "Operator-V")
-    ok = ok and ok_c and ok_v
     target_c = _parse_target(reader, "Target-C", op_c, integral=True) if ok_c else None
     target_v = _parse_target(reader, "Target-V", op_v, integral=False) if ok_v else None
     if ok_c and ok_v and op_c is None and op_v is None:
         reader.error(
             "Operator-C", "both Operator-C and Operator-V are na; a rule needs at least one condition"
         )
-        ok = False
-    if (op_c is not None and target_c is None) or (op_v is not None and target_v is None):
-        ok = False
-
     metric_name = reader.text("MetricName") or None
     if metric_name is not None and metric_name.lower() == "na":
         metric_name = None
     if op_v is None and metric_name is not None:
         reader.warn("MetricName", "ignored: Operator-V is na, so no metric is summed")
+    return _Conditions(
+        Condition(op_c, target_c) if op_c is not None and target_c is not None else None,
+        Condition(op_v, target_v) if op_v is not None and target_v is not None else None,
+        metric_name,
+    )
 
-    reset: bool | None = False
+
+def _timing(reader: _RowReader, rule_type: RuleType | None) -> _Timing:
+    """ResetWhenReachTarget, StartDate/FinishDate and Window, read as the rule type uses them."""
     ok_start, start = _parse_date(reader, "StartDate")
     ok_finish, finish = _parse_date(reader, "FinishDate")
     window = _parse_window(reader) if "Window" in reader.cells else None
     window_given = "Window" in reader.cells and reader.text("Window").lower() not in ("", "na")
-    if window_given and window is None:
-        ok = False
-    ok = ok and ok_start and ok_finish
-
     if rule_type is RuleType.AGGREGATOR:
         reset = _yes_no(reader, "ResetWhenReachTarget", default=None)
-        if reset is None:
-            ok = False
         if start is not None or finish is not None:
             reader.warn(
                 "StartDate", "ignored for aggregator rules, which count from the moment the rule is live"
             )
         if window is not None:
             reader.warn("Window", "ignored for aggregator rules")
-        start = finish = None
-        window = None
-    elif rule_type is RuleType.DATE:
+        return _Timing(bool(reset), None, None, None)
+    if rule_type is RuleType.DATE:
         if reader.text("ResetWhenReachTarget").lower() in ("yes", "y", "true"):
             reader.warn("ResetWhenReachTarget", "ignored for date rules; their attribute follows the window")
-        reset = False
         if window is not None:
             if start is not None or finish is not None:
                 reader.error("Window", "give either a Window or StartDate/FinishDate, not both")
-                ok = False
         elif ok_start and ok_finish and not window_given:
+            needed = "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
             if start is None:
-                reader.error(
-                    "StartDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
-                )
-                ok = False
+                reader.error("StartDate", needed)
             if finish is None:
-                reader.error(
-                    "FinishDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
-                )
-                ok = False
+                reader.error("FinishDate", needed)
             if start is not None and finish is not None and start > finish:
                 reader.error("StartDate", f"{start} is after FinishDate {finish}")
-                ok = False
+    return _Timing(False, start, finish, window)
 
+
+def _output_name(
+    reader: _RowReader, rule_type: RuleType | None, event_name: str, attribute_value: str | None
+) -> str:
     output_name = reader.text("OutputName")
     if output_name.lower() in ("", "na"):
         output_name = ""
@@ -537,29 +547,42 @@ def _parse_row(reader: _RowReader) -> Rule | None:
             f'output name "{output_name[:60]}" is longer than {MAX_OUTPUT_NAME} characters '
             "(a Pinpoint limit); set a shorter OutputName",
         )
-        ok = False
+    return output_name
 
-    if not ok or rule_type is None:
+
+def _parse_row(reader: _RowReader) -> Rule | None:
+    """One parser per column group; each records its errors on the reader, and a row with any error
+    gives no rule."""
+    _reject_formulas(reader)
+    rule_type = _rule_type(reader)
+    event_name = _event_name(reader)
+    attribute_name, attribute_value = _attribute_filter(reader)
+    conditions = _conditions(reader)
+    timing = _timing(reader, rule_type)
+    output_name = _output_name(reader, rule_type, event_name, attribute_value)
+    if reader.failed or rule_type is None:
         return None
-    count_condition = Condition(op_c, target_c) if op_c is not None and target_c is not None else None
-    sum_condition = Condition(op_v, target_v) if op_v is not None and target_v is not None else None
     if (
         rule_type is RuleType.AGGREGATOR
-        and reset
-        and count_condition is not None
-        and count_condition.holds(Decimal(1))
-        and sum_condition is None
+        and timing.reset
+        and conditions.count is not None
+        and conditions.count.holds(Decimal(1))
+        and conditions.sum is None
     ):
         reader.warn("Operator-C", "met by every single event, so it fires and resets on every event")
+
+    def condition(c: Condition | None) -> list[object]:
+        return [None, None] if c is None else [c.op, str(c.target)]
+
     identity = {
         "type": rule_type.value,
         "event": event_name,
         "attr": [attribute_name, attribute_value],
-        "c": [op_c, str(target_c) if target_c is not None else None],
-        "v": [op_v, str(target_v) if target_v is not None else None],
-        "reset": reset,
-        "dates": [start, finish, window],
-        "metric": metric_name,
+        "c": condition(conditions.count),
+        "v": condition(conditions.sum),
+        "reset": timing.reset,
+        "dates": [timing.start, timing.finish, timing.window],
+        "metric": conditions.metric_name,
     }
     return Rule(
         rule_id=rule_id_for(identity),
@@ -568,13 +591,13 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         event_name=event_name,
         attribute_name=attribute_name,
         attribute_value=attribute_value,
-        count_condition=count_condition,
-        sum_condition=sum_condition,
-        reset=bool(reset),
-        start_date=start,
-        finish_date=finish,
-        window_days=window,
-        metric_name=metric_name,
+        count_condition=conditions.count,
+        sum_condition=conditions.sum,
+        reset=timing.reset,
+        start_date=timing.start,
+        finish_date=timing.finish,
+        window_days=timing.window,
+        metric_name=conditions.metric_name,
         output_name=output_name,
     )
 
