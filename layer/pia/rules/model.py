@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -106,12 +107,22 @@ class Condition:
                 return value != self.target
 
 
+_SERIES_SEPARATORS = re.compile(r"([\\|=#*])")
+
+
+def _series_part(name: str) -> str:
+    return _SERIES_SEPARATORS.sub(r"\\\1", name)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One live row of the table, compiled.
 
-    ``rule_id`` hashes every cell that changes what is counted or when it fires, so editing a
-    threshold starts a new counter rather than silently reinterpreting the old one.
+    ``rule_id`` hashes every cell that changes what is counted, when it fires or what it writes, so
+    editing a threshold or an output starts a new counter rather than silently reinterpreting the old
+    one, and two rows that differ in one cell never share a counter or an action id. The default
+    output is implied by the other cells, so it is left out of the hash: a rule that never named an
+    output kept its id when outputs joined the hash.
     """
 
     rule_id: str
@@ -133,13 +144,15 @@ class Rule:
     def series(self) -> str:
         """The time series a date rule reads: the event, narrowed by its attribute filter, and for a sum
         rule the metric it sums (``*``: the event's only metric), since rollups of different metrics
-        differ."""
-        base = self.event_name
+        differ. Each name is escaped, so the key names one series only: a filter ``tag = vip#price``
+        and a filter ``tag = vip`` summing ``price`` read different rollups. Only a name holding a
+        backslash, ``|``, ``=``, ``#`` or ``*`` has a key that differs from the unescaped one."""
+        base = _series_part(self.event_name)
         if self.attribute_name is not None:
-            base = f"{base}|{self.attribute_name}={self.attribute_value}"
+            base = f"{base}|{_series_part(self.attribute_name)}={_series_part(self.attribute_value or '')}"
         if self.sum_condition is None:
             return base
-        return f"{base}#{self.metric_name or '*'}"
+        return f"{base}#{_series_part(self.metric_name) if self.metric_name else '*'}"
 
     @property
     def needs_sum(self) -> bool:
@@ -283,6 +296,11 @@ class _RowReader:
     def failed(self) -> bool:
         return any(issue.severity is Severity.ERROR for issue in self.issues)
 
+    def failed_in(self, *columns: str) -> bool:
+        return any(i.severity is Severity.ERROR and i.column in columns for i in self.issues) or bool(
+            self.silenced.intersection(columns)
+        )
+
 
 def _cell_text(value: object) -> str:
     """Cells are data, never formulas: ``=HYPERLINK(...)`` stays the literal text it is."""
@@ -327,6 +345,27 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 """``1,000`` is a thousands separator; ``1,5`` is a decimal comma and must not silently become 15."""
 
 
+MAX_TARGET_DIGITS = 38
+MIN_TARGET_MAGNITUDE = Decimal("1E-130")
+MAX_TARGET_MAGNITUDE = Decimal("1E+126")
+"""DynamoDB's number type, which holds the sums targets are compared with. A count or sum never
+leaves it, and a target far outside it (``1e5000000``) only makes the comparison slow."""
+
+
+def _storable(value: Decimal) -> bool:
+    if value.is_zero():
+        return True
+    significant = len("".join(map(str, value.as_tuple().digits)).rstrip("0"))
+    return (
+        significant <= MAX_TARGET_DIGITS and MIN_TARGET_MAGNITUDE <= value.copy_abs() < MAX_TARGET_MAGNITUDE
+    )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """Cell text quoted in a message, cut short so one huge cell cannot flood the report."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _parse_target(reader: _RowReader, column: str, op: Comparison | None, integral: bool) -> Decimal | None:
     raw = reader.text(column)
     if op is None:
@@ -338,7 +377,15 @@ def _parse_target(reader: _RowReader, column: str, op: Comparison | None, integr
         value = None
     if value is None or not value.is_finite():
         reader.error(
-            column, f'"{raw}" is not a number' if raw else "a number is required when the operator is set"
+            column,
+            f'"{_shown(raw)}" is not a number' if raw else "a number is required when the operator is set",
+        )
+        return None
+    if not _storable(value):
+        reader.error(
+            column,
+            f'"{_shown(raw)}" is out of range: a target has at most {MAX_TARGET_DIGITS} significant digits '
+            f"and lies between {MIN_TARGET_MAGNITUDE} and {MAX_TARGET_MAGNITUDE} (or is 0)",
         )
         return None
     if integral and value != value.to_integral_value():
@@ -413,10 +460,9 @@ def _reject_formulas(reader: _RowReader) -> None:
     for column, value in reader.cells.items():
         text = value.strip()
         if column not in _FORMULA_EXEMPT and text.startswith("="):
-            shown = text if len(text) <= 60 else text[:57] + "..."
             reader.error(
                 column,
-                f'"{shown}" looks like a spreadsheet formula; cells are read as plain text and never '
+                f'"{_shown(text)}" looks like a spreadsheet formula; cells are read as plain text and never '
                 "evaluated, so type the value itself",
             )
             flagged.add(column)
@@ -492,6 +538,8 @@ def _conditions(reader: _RowReader) -> _Conditions:
     metric_name = reader.text("MetricName") or None
     if metric_name is not None and metric_name.lower() == "na":
         metric_name = None
+    if metric_name is not None and len(metric_name) > MAX_ATTRIBUTE_NAME:
+        reader.error("MetricName", f"longer than {MAX_ATTRIBUTE_NAME} characters, which no event metric is")
     if op_v is None and metric_name is not None:
         reader.warn("MetricName", "ignored: Operator-V is na, so no metric is summed")
     return _Conditions(
@@ -533,19 +581,57 @@ def _timing(reader: _RowReader, rule_type: RuleType | None) -> _Timing:
     return _Timing(False, start, finish, window)
 
 
+PINPOINT_NAME_FORBIDDEN = "#:?\\/"
+"""Characters Pinpoint's attribute names must avoid (its console cannot show them)."""
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _name_problem(name: str) -> tuple[str, str] | None:
+    """What makes ``name`` unusable as an output, and the character at fault (empty when none is)."""
+    if not name.startswith(OUTPUT_PREFIX):
+        return (
+            f"must start with {OUTPUT_PREFIX}, so a rule never overwrites an attribute the app owns "
+            "(such as plan) and never writes an event that is counted",
+            "",
+        )
+    if len(name) == len(OUTPUT_PREFIX):
+        return f"needs a name after {OUTPUT_PREFIX}", ""
+    for char in name:
+        if char in PINPOINT_NAME_FORBIDDEN:
+            return f'contains "{char}", which Pinpoint attribute names avoid (# : ? \\ /)', char
+        if unicodedata.category(char) in _INVISIBLE:
+            return f"contains the control character U+{ord(char):04X}", char
+    return None
+
+
 def _output_name(
     reader: _RowReader, rule_type: RuleType | None, event_name: str, attribute_value: str | None
 ) -> str:
-    output_name = reader.text("OutputName")
-    if output_name.lower() in ("", "na"):
-        output_name = ""
+    """The name the rule writes: OutputName, or the default built from EventName and AttributeValue.
+    Either way it must be a ``trk_`` name Pinpoint accepts; a default that is not names the cell
+    it came from."""
+    given = reader.text("OutputName")
+    output_name = "" if given.lower() in ("", "na") else given
     if rule_type is not None and event_name and not output_name:
         output_name = default_output_name(rule_type, event_name, attribute_value)
+        given = ""
     if output_name and len(output_name) > MAX_OUTPUT_NAME:
         reader.error(
-            "OutputName" if reader.text("OutputName") else "EventName",
+            "OutputName" if given else "EventName",
             f'output name "{output_name[:60]}" is longer than {MAX_OUTPUT_NAME} characters '
             "(a Pinpoint limit); set a shorter OutputName",
+        )
+        return output_name
+    problem = _name_problem(output_name) if output_name else None
+    if problem is None or reader.failed_in("EventName", "AttributeValue", "OutputName"):
+        return output_name
+    reason, char = problem
+    if given:
+        reader.error("OutputName", f'output name "{_shown(output_name)}" {reason}')
+    else:
+        column = "AttributeValue" if attribute_value and char and char in attribute_value else "EventName"
+        reader.error(
+            column, f'the output name "{_shown(output_name)}" made from it {reason}; set an OutputName'
         )
     return output_name
 
@@ -584,6 +670,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         "dates": [timing.start, timing.finish, timing.window],
         "metric": conditions.metric_name,
     }
+    if output_name != default_output_name(rule_type, event_name, attribute_value):
+        identity["output"] = output_name
     return Rule(
         rule_id=rule_id_for(identity),
         row=reader.row,
