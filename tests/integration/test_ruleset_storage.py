@@ -76,7 +76,7 @@ def largest_rows(count: int) -> list[dict[str, str]]:
             "date",
             text(50),
             text(50),
-            text(100),
+            text(200),
             "greater",
             "1." + "7" * 37 + "E+100",
             "smaller",
@@ -85,7 +85,7 @@ def largest_rows(count: int) -> list[dict[str, str]]:
             "2026-01-01",
             "2026-12-31",
             OutputName="trk_" + text(46),
-            MetricName=text(50),
+            MetricName=text(256),
         )
         for _ in range(count)
     ]

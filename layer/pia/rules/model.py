@@ -40,6 +40,9 @@ NO_FILTER = frozenset({"na", "999", ""})
 PLACEHOLDER_DATE = "9999-99-99"
 MAX_WINDOW_DAYS = 366
 OUTPUT_PREFIX = "trk_"
+MAX_METRIC_NAME = 256
+"""Events keep metric names of any length, so this bound is not about matching: it keeps every cell,
+and so the ruleset of a full table, bounded."""
 
 
 def normalize_header(name: str) -> str:
@@ -538,8 +541,8 @@ def _conditions(reader: _RowReader) -> _Conditions:
     metric_name = reader.text("MetricName") or None
     if metric_name is not None and metric_name.lower() == "na":
         metric_name = None
-    if metric_name is not None and len(metric_name) > MAX_ATTRIBUTE_NAME:
-        reader.error("MetricName", f"longer than {MAX_ATTRIBUTE_NAME} characters, which no event metric is")
+    if metric_name is not None and len(metric_name) > MAX_METRIC_NAME:
+        reader.error("MetricName", f"longer than {MAX_METRIC_NAME} characters")
     if op_v is None and metric_name is not None:
         reader.warn("MetricName", "ignored: Operator-V is na, so no metric is summed")
     return _Conditions(
