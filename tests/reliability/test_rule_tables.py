@@ -352,7 +352,7 @@ def test_random_rule_tables_validate_row_by_row_and_publish(ledger: ReliabilityL
         "A hypothesis strategy writes tables of 1-20 rows (three quarters valid rows from small pools, so "
         "they collide), changes up to 3 cells to odd values, and adds 1-8 near-duplicates (a row copied "
         "with one cell changed), from cells a marketer or a hostile file can hold: every operator "
-        "spelling, numbers from 1e-131 to 1e5000000 with 39 digits, NaN and decimal commas, any "
+        "spelling, Filter expressions valid and broken, numbers from 1e-131 to 1e5000000 with 39 digits, NaN and decimal commas, any "
         "Unicode, formulas, control characters, bidirectional overrides and the separators of series "
         "keys and Pinpoint names. A fault is a row with an error, an odd cell or a near-duplicate. Checked: "
         "validation never raises; every issue names a row and a column of the table; each row is "
@@ -431,7 +431,8 @@ def test_rule_tables_at_the_size_limit_publish(ledger: ReliabilityLedger) -> Non
         14,
         "Rule tables at the size limit",
         f"Runs: a 25th of PIA_RELIABILITY_EXAMPLES. Tables of {MAX_TABLE_ROWS} rows (every row a rule, "
-        "half aggregator, half date) whose every cell is at its longest, in random characters from "
+        "half aggregator, half date) whose every cell is at its longest (a Filter of about 1,000 "
+        "characters), in random characters from "
         "every Unicode plane (several MB of ruleset JSON). A fault is a table over the 400 KB a single "
         "item holds. Checked: each row validates and goes live, and the ruleset publishes in items "
         "under 400 KB and transactions under 4 MB and reads back unchanged.",
