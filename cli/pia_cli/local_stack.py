@@ -25,9 +25,12 @@ from pia.targets.eventbridge import SOURCE
 from pia_cli.calls import AwsCallCounter
 from pia_cli.deploy import Deployment, deploy
 from pia_cli.lambda_events import s3_object_created_event, schedule_event
-from pia_cli.local_lambda import ClientOverride, LocalFunction
+from pia_cli.local_clients import ClientOverride
+from pia_cli.local_lambda import LocalFunction
 from pia_cli.recorder import PinpointRecorder, ProfilesRecorder
+from pia_cli.request_checks import RequestCheck
 from pia_cli.runner import KinesisMappingRunner, MappingSettings, RunnerStats, function_errors
+from pia_cli.service_limits import ServiceLimits
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TEMPLATE = REPOSITORY / "template.yaml"
@@ -109,6 +112,9 @@ class LocalStack:
             "customer-profiles": lambda region: self.profiles.client(),
         }
 
+    def checks(self, source: str) -> tuple[RequestCheck, ...]:
+        return (ServiceLimits(),)
+
     def function(self, source: str) -> LocalFunction:
         """The deployed function ``src/<source>/``, wired to the emulator (cold on first use, then warm)."""
         if source not in self._functions:
@@ -123,6 +129,7 @@ class LocalStack:
                 overrides=self.overrides,
                 counter=self.counter,
                 clock=self.clock,
+                checks=self.checks(source),
                 log_stream=self.log_stream,
                 log_level=self.log_level,
             )

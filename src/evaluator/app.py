@@ -6,65 +6,55 @@ pandas layer; this is the only function that loads it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from pia.aws.clients import SDK_CONFIG, AwsClients
+from pia.aws.wiring import Container, Wiring
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetTable
-from pia.settings import Settings
+from pia.settings import EvaluatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
 from pia.timeseries.evaluator import Evaluator
-from pia.timeseries.rollups import load_zone
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
 
-SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20)
+READ_TIMEOUT_SECONDS = 20
+"""Longer than the other functions': one query reads a whole series' rollups."""
 
 
-def _client(service: str, region_name: str | None = None) -> Any:
-    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
-
-
-def _now() -> datetime:
-    """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
-    return datetime.now(UTC)
-
-
-@cache
-def runtime() -> Evaluator:
-    settings = Settings.from_env()
-    if not settings.timeseries_table:
-        raise ValueError("TIMESERIES_TABLE is required: the evaluator reads its rollups there")
-    zone = load_zone(settings.timezone)
-    dynamodb = _client("dynamodb")
+def build(wiring: Wiring) -> Evaluator:
+    settings = EvaluatorSettings.from_env()
+    clients = wiring.clients
+    dynamodb = clients("dynamodb")
     retention = settings.raw_event_retention_days
     archive = (
-        RawEventArchive(_client("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None
+        RawEventArchive(clients("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None
     )
     return Evaluator(
         RulesetTable(dynamodb, settings.ruleset_table).current,
         RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention),
         CoverageTable(dynamodb, settings.timeseries_table),
         CounterStore(dynamodb, settings.aggregates_table),
-        build_targets(settings, _client),
-        zone=zone,
+        build_targets(settings.targets, clients),
+        zone=settings.zone,
         retention_days=retention,
         archive=archive,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
     )
 
 
+container = Container(build, Wiring(AwsClients(SDK_CONFIG.merge(Config(read_timeout=READ_TIMEOUT_SECONDS)))))
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
-    report = runtime().run(_now())
+    report = container.runtime().run(container.now())
     metrics.add_metric("DateRulesReady", MetricUnit.Count, report.ready)
     metrics.add_metric("DateRulesNotReady", MetricUnit.Count, report.not_ready)
     metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)

@@ -15,9 +15,9 @@ import pytest
 from botocore.stub import Stubber
 
 from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
-from pia.settings import Settings
+from pia.settings import SettingsError, TargetSettings
 from pia.targets.customer_profiles import CustomerProfilesTarget
-from pia.targets.factory import MissingSetting, build_targets
+from pia.targets.factory import build_targets
 
 DOMAIN = "pia-customers"
 KEY = "_userId"
@@ -276,10 +276,10 @@ def test_build_targets_needs_a_domain_and_passes_the_key_and_flag() -> None:
         client.meta.events.register("before-parameter-build.customer-profiles", _check_limits)
         return client
 
-    with pytest.raises(MissingSetting, match="PROFILES_DOMAIN"):
-        build_targets(Settings(action_targets=("customer-profiles",)), factory)
+    with pytest.raises(SettingsError, match="PROFILES_DOMAIN is required"):
+        TargetSettings.from_env({"ACTION_TARGETS": "customer-profiles"})
 
-    settings = Settings.from_env(
+    settings = TargetSettings.from_env(
         {
             "ACTION_TARGETS": "eventbridge, customer-profiles",
             "PROFILES_DOMAIN": DOMAIN,

@@ -100,7 +100,11 @@ def deploy(
 
     def make(rng: random.Random, **environment: str) -> Deployment:
         deployment = Deployment(
-            aggregator=aggregator, relay=relay, context=lambda_context, rng=rng, environment=environment
+            aggregator=aggregator,
+            relay=relay,
+            context=lambda_context,
+            rng=rng,
+            environment=environment,
         )
         made.append(deployment)
         return deployment
