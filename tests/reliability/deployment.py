@@ -9,7 +9,8 @@ what Lambda itself provides:
   at once (two shards), each with its own counter cache;
 - the clock of the relay, which runs "later" each time so claim leases have expired;
 - sleeping: backoff waits are skipped;
-- AWS's request limits, enforced on every function's clients (``pia_cli.service_limits``).
+- the execution role: each function's clients act under its role from template.yaml, and AWS's
+  request limits are enforced on them (``pia_cli.local_clients``).
 
 ``compare`` checks the deployment against the sequential model: every counter, every Pinpoint
 attribute and event, and an empty outbox.
@@ -39,6 +40,7 @@ from pia.counting.store import counter_from_item
 from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table
+from pia_cli.iam import TemplateRoles
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
 from pia_cli.recorder import PinpointRecorder
 from pia_cli.request_checks import RequestCheck, check_first
@@ -92,6 +94,7 @@ class Deployment:
         context: Any,
         rng: random.Random,
         environment: Mapping[str, str] | None = None,
+        roles: TemplateRoles | None = None,
     ) -> None:
         suffix = next(_numbers)
         self.aggregates = f"rel-aggregates-{suffix}"
@@ -108,6 +111,7 @@ class Deployment:
         }
         self.app = aggregator
         self.relay_app = relay
+        self.roles = roles
         self.context = context
         self.rng = rng
         self.dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -157,8 +161,13 @@ class Deployment:
         return client
 
     def checks(self, function: str, environment: Mapping[str, str] | None = None) -> list[RequestCheck]:
-        """AWS's request limits."""
-        return [ServiceLimits()]
+        """The function's role (when the template's roles are known), over the resources its
+        environment names, and AWS's request limits."""
+        checks: list[RequestCheck] = [ServiceLimits()]
+        if self.roles is not None:
+            names = environment if environment is not None else self.environment
+            checks.insert(0, self.roles.check(function, f"rel-{function}", names))
+        return checks
 
     def wiring(self, function: str, clock: Clock = system_clock) -> Wiring:
         return Wiring(self.clients(function), clock)
