@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pia.aws.wiring import Container, Wiring
-from pia.core.events import Skipped
+from pia.core.events import RecordRejected, Skipped
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.counters import Position
-from pia.counting.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
+from pia.counting.processor import Decoded, decode_record, process_batch
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetCache, RulesetTable
 from pia.settings import AggregatorSettings
@@ -84,7 +83,7 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
 def handle_record(record: KinesisStreamRecord) -> Decoded:
     settings = container.runtime().settings
     decoded = decode_record(record, settings.parallelization_factor)
-    if isinstance(decoded, Rejected):
+    if isinstance(decoded, RecordRejected):
         metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)
         logger.error(
             "record rejected",
@@ -104,8 +103,4 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    processor = CoalescingKinesisProcessor(commit)
-    response = process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
-    return dict(response)
+    return dict(process_batch(event, handle_record, commit, context))

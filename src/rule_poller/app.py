@@ -15,9 +15,10 @@ from pia.aws.clients import AwsClients
 from pia.aws.wiring import Container, Wiring
 from pia.counting.store import CounterStore
 from pia.rules.honeycode import HoneycodeTable, honeycode_client
-from pia.rules.poller import Poller, PollOutcome, PollStatus, RuleSource, SourceFailure
+from pia.rules.poller import Poller, PollOutcome, PollStatus
 from pia.rules.ruleset import RulesetTable
 from pia.rules.s3source import NoRuleFile, RuleBucket, S3RuleFile
+from pia.rules.source import RuleSource, SourceFailure
 from pia.rules.trigger import rule_file_to_read
 from pia.settings import PollerSettings
 from pia.telemetry import logger, metrics, tracer
