@@ -9,13 +9,15 @@ of every later call quietly.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 RULE_SOURCES = ("spreadsheet", "honeycode")
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -40,27 +42,21 @@ class _Environment:
         return value
 
     def integer(self, name: str, default: int, minimum: int = 0) -> int:
-        raw = self.text(name)
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}, not {value}")
-        return value
+        return self._bounded(name, default, minimum, int, "a whole number")
 
     def number(self, name: str, default: float, minimum: float = 0) -> float:
+        return self._bounded(name, default, minimum, float, "a number")
+
+    def _bounded(self, name: str, default: N, minimum: N, parse: Callable[[str], N], kind: str) -> N:
         raw = self.text(name)
         if not raw:
             return default
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+            raise SettingsError(f"{name} must be {kind}, not {raw!r}") from None
         if not minimum <= value < float("inf"):
-            raise SettingsError(f"{name} must be a finite number of at least {minimum}, not {raw!r}")
+            raise SettingsError(f"{name} must be {kind} of at least {minimum}, not {raw!r}")
         return value
 
     def flag(self, name: str, default: bool = False) -> bool:
