@@ -13,7 +13,17 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from pia.rules.s3source import is_rule_key
+RULE_SUFFIXES = (".csv", ".xlsx")
+REPORT_SUFFIXES = (".report.csv", ".report.json")
+
+
+def is_report_key(key: str) -> bool:
+    return key.lower().endswith(REPORT_SUFFIXES)
+
+
+def is_rule_key(key: str, prefix: str = "") -> bool:
+    """A rule file under ``prefix``; a report written next to one also ends in ``.csv`` but is not."""
+    return key.startswith(prefix) and key.lower().endswith(RULE_SUFFIXES) and not is_report_key(key)
 
 
 class StoredRuleFile(Protocol):
