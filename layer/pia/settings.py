@@ -15,8 +15,21 @@ from datetime import timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pia.core.mapping import FieldMapping, MappingError
+
 KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
+DEFAULT_TARGETS = ("eventbridge",)
+"""What a stack deployed today can reach in any account: EventBridge needs no resource beyond the
+default bus. (Pinpoint's engagement APIs ended on 2026-10-30; ``pinpoint`` remains a choice.)"""
 RULE_SOURCES = ("spreadsheet", "honeycode")
+MAPPING_ENV = {
+    "user_id": "MAPPING_USER_ID",
+    "event_type": "MAPPING_EVENT_TYPE",
+    "timestamp": "MAPPING_TIMESTAMP",
+    "attributes": "MAPPING_ATTRIBUTES",
+    "metrics": "MAPPING_METRICS",
+    "event_id": "MAPPING_EVENT_ID",
+}
 N = TypeVar("N", int, float)
 
 
@@ -67,6 +80,13 @@ class _Environment:
             raise SettingsError(f"{name} must be true or false, not {raw!r}")
         return raw == "true"
 
+    def field_mapping(self) -> FieldMapping | None:
+        try:
+            return FieldMapping.declared({k: self.text(v) for k, v in MAPPING_ENV.items()})
+        except MappingError as exc:
+            names = ", ".join(MAPPING_ENV.values())
+            raise SettingsError(f"field mapping ({names}): {exc}") from None
+
     def zone(self) -> ZoneInfo:
         name = self.text("TIMEZONE", "UTC")
         try:
@@ -81,12 +101,12 @@ class _Environment:
 class TargetSettings:
     """Where actions go: the functions that send them (aggregator, evaluator, relay) share these."""
 
-    action_targets: tuple[str, ...] = ("eventbridge",)
+    action_targets: tuple[str, ...] = DEFAULT_TARGETS
     pinpoint_app_id: str = ""
     pinpoint_region: str = ""
     event_bus_name: str = "default"
     profiles_domain: str = ""
-    profiles_key_name: str = "_userId"
+    profiles_key_name: str = "_account"
     profiles_create_missing: bool = False
 
     def __post_init__(self) -> None:
@@ -108,12 +128,12 @@ class TargetSettings:
         e = _Environment(env)
         names = tuple(n.strip().lower() for n in e.text("ACTION_TARGETS").split(",") if n.strip())
         return TargetSettings(
-            action_targets=names or ("pinpoint",),
+            action_targets=names or DEFAULT_TARGETS,
             pinpoint_app_id=e.text("PINPOINT_APP_ID"),
             pinpoint_region=e.text("PINPOINT_REGION"),
             event_bus_name=e.text("EVENT_BUS_NAME", "default"),
             profiles_domain=e.text("PROFILES_DOMAIN"),
-            profiles_key_name=e.text("PROFILES_KEY_NAME", "_userId"),
+            profiles_key_name=e.text("PROFILES_KEY_NAME", "_account"),
             profiles_create_missing=e.flag("PROFILES_CREATE_MISSING"),
         )
 
@@ -130,6 +150,7 @@ class AggregatorSettings:
     timeseries_table: str = ""
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     raw_event_retention_days: int = 400
+    field_mapping: FieldMapping | None = None
 
     @property
     def lane_retention_seconds(self) -> int:
@@ -150,6 +171,7 @@ class AggregatorSettings:
             timeseries_table=e.text("TIMESERIES_TABLE"),
             zone=e.zone(),
             raw_event_retention_days=e.integer("RAW_EVENT_RETENTION_DAYS", 400, minimum=1),
+            field_mapping=e.field_mapping(),
         )
 
 

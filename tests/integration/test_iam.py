@@ -29,7 +29,10 @@ NOW = datetime(2026, 4, 30, 12, tzinfo=UTC)
 def _stack(template: Path) -> Iterator[LocalStack]:
     with embedded_emulator():
         stack = LocalStack.deploy(
-            "pia-iam", {"PinpointApplicationId": LOCAL_PINPOINT_APP}, template=template, clock=lambda: NOW
+            "pia-iam",
+            {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": "pinpoint"},
+            template=template,
+            clock=lambda: NOW,
         )
         with stack:
             yield stack

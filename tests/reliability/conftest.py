@@ -91,7 +91,8 @@ def botocore_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def template_roles() -> TemplateRoles:
     """The functions' roles from template.yaml, deployed once on this test's moto: every run then
     acts under them, pointed at its own tables (``pia_cli.iam``)."""
-    stack = deploy_template(TEMPLATE, "pia-reliability", {"PinpointApplicationId": PINPOINT_APP})
+    parameters = {"PinpointApplicationId": PINPOINT_APP, "ActionTargets": "pinpoint"}
+    stack = deploy_template(TEMPLATE, "pia-reliability", parameters)
     return TemplateRoles.of(stack, boto3.client("iam", region_name="us-east-1"))
 
 

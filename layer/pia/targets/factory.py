@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pia.aws.clients import ClientFactory
 from pia.core.actions import ActionTarget
-from pia.settings import TargetSettings
-from pia.targets.customer_profiles import CustomerProfilesTarget
+from pia.settings import SettingsError, TargetSettings
+from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey
 from pia.targets.eventbridge import EventBridgeTarget
 from pia.targets.pinpoint import PinpointTarget
 
@@ -20,12 +20,14 @@ def build_targets(settings: TargetSettings, client: ClientFactory) -> list[Actio
         elif name == "eventbridge":
             targets.append(EventBridgeTarget(client("events"), settings.event_bus_name))
         else:
-            targets.append(
-                CustomerProfilesTarget(
+            try:
+                profiles = CustomerProfilesTarget(
                     client("customer-profiles"),
                     settings.profiles_domain,
                     settings.profiles_key_name,
                     create_missing=settings.profiles_create_missing,
                 )
-            )
+            except UnfillableKey as exc:
+                raise SettingsError(str(exc)) from None
+            targets.append(profiles)
     return targets
