@@ -211,7 +211,7 @@ def test_both_paths_leave_the_same_rollups_through_the_evaluator(dynamodb: Any) 
 
     assert on_sql["rollups"] == in_lambda["rollups"] and len(in_lambda["rollups"]) > 15
     assert in_lambda["summary"]["backfill_path"] == "in-lambda"
-    assert on_sql["summary"]["backfill_path"] == "athena-sql on duckdb"
+    assert on_sql["summary"]["backfill_path"] == "athena-sql-on-duckdb"
     for key in ("backfilled", "backfill_events", "ready", "not_ready"):
         assert on_sql["summary"][key] == in_lambda["summary"][key], key
 

@@ -36,7 +36,7 @@ from pia.timeseries.backfill_sql import (
     units_from_rows,
 )
 
-DUCKDB_PATH = "athena-sql on duckdb"
+DUCKDB_PATH = "athena-sql-on-duckdb"
 FETCH_ROWS = 1_000
 _DUCKDB_TYPES = {"string": "VARCHAR", "map<string,string>": "MAP(VARCHAR, VARCHAR)"}
 
