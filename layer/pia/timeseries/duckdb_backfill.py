@@ -85,12 +85,17 @@ class DuckDbBackfill:
         return self._stats
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
-        self._stats = BackfillStats(DUCKDB_PATH, queries=1)
-        yield from units_from_rows(self.rows(tasks, zone), self._stats, self._unit_users)
+        stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
+        yield from units_from_rows(self._rows(tasks, zone, stats), stats, self._unit_users)
 
     def rows(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[dict[str, object]]:
         """The query's result rows, as Athena's ``UNLOAD`` would write them."""
-        stats = self._stats
+        stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
+        return self._rows(tasks, zone, stats)
+
+    def _rows(
+        self, tasks: Sequence[BackfillTask], zone: ZoneInfo, stats: BackfillStats
+    ) -> Iterator[dict[str, object]]:
         self.last_query = backfill_query(tasks, zone)
         with tempfile.TemporaryDirectory(prefix="pia-archive-") as folder:
             root = Path(folder)
@@ -103,6 +108,7 @@ class DuckDbBackfill:
             connection = duckdb.connect()
             try:
                 connection.execute("SET TimeZone = 'UTC'")
+                connection.execute("SET enable_progress_bar = false")
                 declare_archive(connection, root, stats.objects_scanned)
                 cursor = connection.execute(to_duckdb(self.last_query))
                 names = [d[0] for d in cursor.description or ()]
