@@ -2,7 +2,7 @@
 
 The query runs in the stack's workgroup against the Glue table over the raw event archive; partition
 projection turns its ``datehour >= ...`` condition into the list of hour prefixes to read, so Athena
-scans only the window. ``UNLOAD`` writes one gzip JSON line per (series, user) under a prefix of the
+scans only the window. ``UNLOAD`` writes one JSON line per (series, user) under a prefix of the
 results bucket that is new for every run (``UNLOAD`` refuses a prefix that holds data); the
 evaluator then reads those objects one at a time and merges them into rollups in units of whole
 users, so its memory is bounded by one result object and one unit, not by the archive.
@@ -42,7 +42,8 @@ LONGEST_POLL_SECONDS = 15.0
 
 
 def unload(select: str, location: str) -> str:
-    return f"UNLOAD (\n{select}) TO {literal(location)}\nWITH (format = 'JSON', compression = 'GZIP')"
+    """JSON lines, compressed as the workgroup's default has it: the reader takes gzip or plain."""
+    return f"UNLOAD (\n{select}) TO {literal(location)}\nWITH (format = 'JSON')"
 
 
 class AthenaBackfill:
