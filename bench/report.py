@@ -260,7 +260,7 @@ BACKFILL_INTRO = """One count series backfilled from an archive of 100 users' ev
 per batch of 100, every 20th batch archived again as a partial redelivery), by both paths
 (`bench/backfill_paths.py`). In-Lambda, the evaluator GETs and decodes every object of the window
 itself; on Athena (DuckDB runs the same SQL here) the engine scans them and the evaluator reads one
-result row per (series, user). Both find the same histories."""
+result row per (series, user), plus one row of counts. Both find the same histories."""
 
 
 def backfill_section(rows: Sequence[Mapping[str, int]]) -> list[str]:
