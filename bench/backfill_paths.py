@@ -25,6 +25,7 @@ import boto3
 from moto import mock_aws
 
 from bench.moto_support import REGION
+from bench.scenario import EVENT_NAME, RULE_ROW
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
@@ -68,19 +69,7 @@ class BackfillPaths:
 
 
 def _task() -> BackfillTask:
-    row = {
-        "RuleType": "date",
-        "EventName": "greenbutton",
-        "AttributeName": "na",
-        "AttributeValue": "na",
-        "Operator-C": "greater",
-        "Target-C": "5",
-        "Operator-V": "na",
-        "Target-V": "999",
-        "ResetWhenReachTarget": "no",
-        "StartDate": "2026-10-01",
-        "FinishDate": "2026-10-30",
-    }
+    row = {**RULE_ROW, "RuleType": "date", "StartDate": "2026-10-01", "FinishDate": "2026-10-30"}
     (rule,) = parse_rules(enumerate([row], start=2)).rules
     plan = SeriesPlan(rule.series, (rule,), ACTIVATION, activation_instant(ACTIVATION))
     return BackfillTask(plan, date(2026, 10, 1), final=True)
@@ -96,7 +85,7 @@ def _archive(s3: Any, events: int) -> RawEventArchive:
             Position("shardId-000000000000", 10_000 + n),
             Event(
                 user_id=f"user-{n % USERS:03d}",
-                event_type="greenbutton",
+                event_type=EVENT_NAME,
                 timestamp=start + timedelta(seconds=n * step),
                 attributes={},
                 metrics={"clicks": Decimal(1)},
