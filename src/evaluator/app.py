@@ -20,7 +20,7 @@ from pia.rules.ruleset import RulesetTable
 from pia.settings import Settings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
-from pia.timeseries.athena_backfill import AthenaBackfill
+from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.evaluator import Evaluator
@@ -55,6 +55,7 @@ def _backfill(settings: Settings, archive: RawEventArchive) -> BackfillEngine:
             workgroup=settings.athena_workgroup,
             database=settings.glue_database,
             results_bucket=settings.backfill_results_bucket,
+            ledger=PendingQueryTable(_client("dynamodb"), settings.timeseries_table),
         )
     else:
         return small

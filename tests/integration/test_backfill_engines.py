@@ -280,9 +280,11 @@ class _StuckAthena:
     def __init__(self, state: str) -> None:
         self.state = state
         self.stopped: list[str] = []
+        self.started: list[str] = []
 
-    def start_query_execution(self, **_: Any) -> dict[str, Any]:
-        return {"QueryExecutionId": "q-1"}
+    def start_query_execution(self, **params: Any) -> dict[str, Any]:
+        self.started.append(params["QueryString"])
+        return {"QueryExecutionId": f"q-{len(self.started)}"}
 
     def get_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:
         return {"QueryExecution": {"Status": {"State": self.state, "StateChangeReason": "HIVE_BAD_DATA"}}}
@@ -330,3 +332,90 @@ def test_an_athena_query_that_fails_or_overruns_leaves_its_series_for_the_next_r
     assert ("HIVE_BAD_DATA" if state == "FAILED" else "still running") in report.failures["backfill"]
     assert athena.stopped == ([] if state == "FAILED" else ["q-1"])
     assert CoverageTable(dynamodb, TIMESERIES_TABLE).all() == {}
+
+
+def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(dynamodb: Any) -> None:
+    from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
+
+    zone = ZoneInfo("UTC")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    archive = _archive(s3, zone, seed=7)
+    s3.create_bucket(Bucket=RESULTS)
+    publish(dynamodb, _rows(), ACTIVATION, datetime(2026, 3, 9, tzinfo=UTC))
+    athena = _StuckAthena("RUNNING")
+    runs = iter(["first".rjust(32, "0"), "second".rjust(32, "0")])
+    clock = [1_800_000_000.0]
+    ticks = iter(range(0, 100_000, 5))
+    engine = AthenaBackfill(
+        athena,  # type: ignore[arg-type]
+        s3,
+        workgroup=WORKGROUP,
+        database="pia_raw",
+        results_bucket=RESULTS,
+        max_wait_seconds=60,
+        ledger=PendingQueryTable(dynamodb, TIMESERIES_TABLE, clock=lambda: clock[0]),
+        run_id=lambda: next(runs),
+        sleep=lambda _: None,
+        monotonic=lambda: float(next(ticks)),
+    )
+    evaluator = Evaluator(
+        RulesetTable(dynamodb, RULESET_TABLE).current,
+        RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE),
+        CoverageTable(dynamodb, TIMESERIES_TABLE),
+        CounterStore(dynamodb, AGGREGATES_TABLE),
+        [],
+        zone=zone,
+        retention_days=400,
+        archive=archive,
+        backfill=engine,
+    )
+
+    first = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
+    assert "the next run reads its results" in first.failures["backfill"] and athena.stopped == []
+
+    tasks = _tasks(zone)
+    rows = list(DuckDbBackfill(archive).rows(tasks, zone))
+    for n, body in enumerate(_unloaded(rows)):
+        s3.put_object(Bucket=RESULTS, Key=f"backfill/{'first'.rjust(32, '0')}/part-{n}.gz", Body=body)
+    athena.state = "SUCCEEDED"
+    clock[0] += 3_600
+    second = evaluator.run(datetime(2026, 3, 12, 13, tzinfo=UTC))
+
+    assert len(athena.started) == 1 and not second.failures
+    assert sorted(second.backfilled) == sorted(t.plan.series for t in tasks)
+    scan = ArchiveScan(archive, unit_users=7)
+    expected = _collect(scan, tasks, zone)
+    assert second.backfill_events == scan.stats.events
+    store = RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE)
+    stored = {
+        task.plan.series: {
+            r.user_id: (dict(r.backfill), r.endpoints) for r in store.series_rollups(task.plan.series)
+        }
+        for task in tasks
+    }
+    assert stored == expected
+
+
+def test_a_pending_query_older_than_its_results_is_started_afresh(dynamodb: Any) -> None:
+    from pia.timeseries.athena_backfill import PendingQueryTable
+
+    clock = [1_800_000_000.0]
+    ledger = PendingQueryTable(dynamodb, TIMESERIES_TABLE, clock=lambda: clock[0])
+    ledger.started("k", "q-1", "backfill/run/")
+
+    assert ledger.pending("k") == ("q-1", "backfill/run/")
+    clock[0] += 13 * 3_600
+    assert ledger.pending("k") is None
+    clock[0] -= 13 * 3_600
+    ledger.finished("k")
+    assert ledger.pending("k") is None
+
+
+def test_results_without_their_counts_row_are_not_taken_as_a_complete_backfill() -> None:
+    from pia.timeseries.backfill import BackfillFailed, BackfillStats
+    from pia.timeseries.backfill_sql import units_from_rows
+
+    rows = [{"series": "s", "user_id": "amy", "days": ["2026-03-01 1 0"], "endpoints": None}]
+
+    with pytest.raises(BackfillFailed, match="incomplete"):
+        list(units_from_rows(iter(rows), BackfillStats(), 10))

@@ -33,6 +33,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from pia.timeseries.backfill import (
+    BackfillFailed,
     BackfillStats,
     BackfillTask,
     HistoryUnit,
@@ -211,9 +212,12 @@ ARCHIVE_COLUMNS: Mapping[str, str] = {
 def units_from_rows(
     rows: Iterable[Mapping[str, object]], stats: BackfillStats, unit_users: int
 ) -> Iterator[HistoryUnit]:
-    """The query's rows as units of whole users; the summary row's counts go to ``stats``."""
+    """The query's rows as units of whole users; the summary row's counts go to ``stats``. Results
+    without it are not the query's whole answer (expired, or written only in part)."""
     counts: list[QueryCounts] = []
     yield from in_units(histories_from_rows(rows, counts), unit_users)
+    if not counts:
+        raise BackfillFailed("the backfill query's results have no summary row: incomplete, not merged")
     for found in counts:
         stats.events += found.events
         stats.duplicates += found.duplicates
