@@ -51,7 +51,9 @@ RETRYABLE_ERRORS = frozenset(
 AttributeMap = dict[str, Any]
 
 
-def _bucket(text: str, buckets: int) -> int:
+def partition_bucket(text: str, buckets: int) -> int:
+    """Which of ``buckets`` partitions a key spreads to. A keyed digest, not ``hash()``: every
+    process, and every later deployment, must put the same key in the same partition."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % buckets
 
 
@@ -59,7 +61,7 @@ def counter_key(rule_id: str, user_id: str) -> AttributeMap:
     """Rule-major keys let a removed rule's counters be found with a Query, never a Scan; the bucket
     spreads a popular rule's users over 16 partitions."""
     return {
-        "pk": {"S": f"R#{rule_id}#{_bucket(user_id, COUNTER_BUCKETS):02d}"},
+        "pk": {"S": f"R#{rule_id}#{partition_bucket(user_id, COUNTER_BUCKETS):02d}"},
         "sk": {"S": user_id},
     }
 
@@ -72,7 +74,7 @@ def outbox_key(action: Action, target: str) -> AttributeMap:
     """Lane-major keys: after a crash, the next invocation on the same lane (the only one that can be
     running there) finds its predecessor's undelivered actions with one Query."""
     return {
-        "pk": {"S": f"O#{_bucket(action.lane, OUTBOX_BUCKETS)}"},
+        "pk": {"S": f"O#{partition_bucket(action.lane, OUTBOX_BUCKETS)}"},
         "sk": {"S": f"{action.lane}#{action.action_id}#{target}"},
     }
 
@@ -432,10 +434,10 @@ class CounterStore:
 
     def pending_outbox_for_lane(self, lane: str) -> list[tuple[Action, str]]:
         items = self._query(
-            f"O#{_bucket(lane, OUTBOX_BUCKETS)}",
+            f"O#{partition_bucket(lane, OUTBOX_BUCKETS)}",
             KeyConditionExpression="pk = :pk AND begins_with(sk, :lane)",
             ExpressionAttributeValues={
-                ":pk": {"S": f"O#{_bucket(lane, OUTBOX_BUCKETS)}"},
+                ":pk": {"S": f"O#{partition_bucket(lane, OUTBOX_BUCKETS)}"},
                 ":lane": {"S": f"{lane}#"},
             },
         )

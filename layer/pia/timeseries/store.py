@@ -30,8 +30,8 @@ from pia.counting.store import (
     StateWrite,
     VersionedPut,
     VersionedWriter,
-    _bucket,
     outbox_put,
+    partition_bucket,
     query_partition,
 )
 from pia.timeseries.archive import RawObject, decode, encode, object_key
@@ -55,7 +55,7 @@ def rollup_partitions(series: str, buckets: int = ROLLUP_BUCKETS) -> list[str]:
 
 
 def rollup_key(series: str, user_id: str, buckets: int = ROLLUP_BUCKETS) -> AttributeMap:
-    return {"pk": {"S": f"S#{series}#{_bucket(user_id, buckets):02d}"}, "sk": {"S": user_id}}
+    return {"pk": {"S": f"S#{series}#{partition_bucket(user_id, buckets):02d}"}, "sk": {"S": user_id}}
 
 
 def _days_attr(days: Mapping[date, DayTotal]) -> AttributeMap:
