@@ -67,5 +67,5 @@ class Settings:
             athena_workgroup=e.get("ATHENA_WORKGROUP", ""),
             glue_database=e.get("GLUE_DATABASE", ""),
             backfill_results_bucket=e.get("BACKFILL_RESULTS_BUCKET", ""),
-            backfill_lambda_max_objects=int(e.get("BACKFILL_LAMBDA_MAX_OBJECTS", "2000") or 0),
+            backfill_lambda_max_objects=int(e.get("BACKFILL_LAMBDA_MAX_OBJECTS", "2000") or 2_000),
         )

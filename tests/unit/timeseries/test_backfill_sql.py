@@ -112,3 +112,12 @@ def test_the_threshold_picks_the_path_and_stops_listing_once_it_is_passed() -> N
     alone = SizedBackfill(_Listing(10), _Engine("in-lambda"), None, LambdaLimit(objects=3))
     list(alone.histories(tasks, ZoneInfo("UTC")))
     assert alone.stats.path == "in-lambda"
+
+
+def test_the_backfill_threshold_setting_defaults_to_2000_and_zero_means_always_athena() -> None:
+    from pia.settings import Settings
+
+    assert Settings.from_env({}).backfill_lambda_max_objects == 2_000
+    assert Settings.from_env({"BACKFILL_LAMBDA_MAX_OBJECTS": ""}).backfill_lambda_max_objects == 2_000
+    assert Settings.from_env({"BACKFILL_LAMBDA_MAX_OBJECTS": "0"}).backfill_lambda_max_objects == 0
+    assert Settings.from_env({}).backfill_query_engine == "athena"
