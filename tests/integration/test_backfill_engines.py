@@ -174,18 +174,29 @@ def test_a_backfill_on_an_empty_window_finds_nothing_on_either_path(aws: None) -
     assert (duck.stats.events, duck.stats.objects_scanned) == (0, 0)
 
 
-def _evaluate(dynamodb: Any, archive: RawEventArchive, engine: BackfillEngine, table: str) -> dict[str, Any]:
-    evaluator = Evaluator(
+def _evaluator(
+    dynamodb: Any,
+    archive: RawEventArchive,
+    engine: BackfillEngine,
+    zone: ZoneInfo,
+    table: str = TIMESERIES_TABLE,
+) -> Evaluator:
+    """The evaluator as the handler wires it, on ``table``, with no action target (nothing is sent)."""
+    return Evaluator(
         RulesetTable(dynamodb, RULESET_TABLE).current,
         RollupStore(dynamodb, table, AGGREGATES_TABLE),
         CoverageTable(dynamodb, table),
         CounterStore(dynamodb, AGGREGATES_TABLE),
         [],
-        zone=ZoneInfo("Pacific/Kiritimati"),
+        zone=zone,
         retention_days=400,
         archive=archive,
         backfill=engine,
     )
+
+
+def _evaluate(dynamodb: Any, archive: RawEventArchive, engine: BackfillEngine, table: str) -> dict[str, Any]:
+    evaluator = _evaluator(dynamodb, archive, engine, ZoneInfo("Pacific/Kiritimati"), table)
     report = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
     assert not report.failures
     store = RollupStore(dynamodb, table, AGGREGATES_TABLE)
@@ -314,17 +325,7 @@ def test_an_athena_query_that_fails_or_overruns_leaves_its_series_for_the_next_r
         sleep=lambda _: None,
         monotonic=lambda: float(next(clock)),
     )
-    evaluator = Evaluator(
-        RulesetTable(dynamodb, RULESET_TABLE).current,
-        RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE),
-        CoverageTable(dynamodb, TIMESERIES_TABLE),
-        CounterStore(dynamodb, AGGREGATES_TABLE),
-        [],
-        zone=zone,
-        retention_days=400,
-        archive=archive,
-        backfill=engine,
-    )
+    evaluator = _evaluator(dynamodb, archive, engine, zone)
 
     report = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
 
@@ -358,17 +359,7 @@ def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(d
         sleep=lambda _: None,
         monotonic=lambda: float(next(ticks)),
     )
-    evaluator = Evaluator(
-        RulesetTable(dynamodb, RULESET_TABLE).current,
-        RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE),
-        CoverageTable(dynamodb, TIMESERIES_TABLE),
-        CounterStore(dynamodb, AGGREGATES_TABLE),
-        [],
-        zone=zone,
-        retention_days=400,
-        archive=archive,
-        backfill=engine,
-    )
+    evaluator = _evaluator(dynamodb, archive, engine, zone)
 
     first = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
     assert "the next run reads its results" in first.failures["backfill"] and athena.stopped == []
