@@ -18,12 +18,13 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from pia.core.events import RecordRejected, Skipped, parse_event
+from pia.core.mapping import PARAMETERS, FieldMapping, MappingError
 from pia.rules.model import TableError, parse_table
 from pia.rules.sheets import SheetError, read_table
 
@@ -75,7 +76,14 @@ def _partition_key(data: bytes, number: int) -> str:
         return f"line-{number}"
     endpoint = _object(document.get("endpoint"))
     user, client = _object(endpoint.get("User")), _object(document.get("client"))
-    for key in (user.get("UserId"), document.get("user_id"), endpoint.get("Id"), client.get("client_id")):
+    candidates = (
+        user.get("UserId"),
+        document.get("user_id"),
+        document.get("userId"),
+        endpoint.get("Id"),
+        client.get("client_id"),
+    )
+    for key in candidates:
         if isinstance(key, str) and key:
             return key[:256]
     return f"line-{number}"
@@ -85,12 +93,12 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def count_skipped(lines: list[InputLine]) -> int:
+def count_skipped(lines: list[InputLine], mapping: FieldMapping | None = None) -> int:
     """Records the aggregator does not count, classified by the aggregator's own parser."""
     skipped = 0
     for line in lines:
         try:
-            parsed = parse_event(line.data)
+            parsed = parse_event(line.data, mapping)
         except RecordRejected as exc:
             log.warning("line %d rejected: %s: %s", line.number, exc.field, exc.reason)
             skipped += 1
@@ -117,6 +125,7 @@ def replay(
     batch_size: int = 100,
     log_stream: TextIO | None = None,
     log_level: str = "WARNING",
+    mapping: FieldMapping | None = None,
 ) -> dict[str, Any]:
     # moto and SAM's translator take over a second to import; `pia rules ...` should not wait for them.
     from pia_cli.emulator import embedded_emulator  # noqa: PLC0415
@@ -132,6 +141,8 @@ def replay(
         "StartingPosition": "TRIM_HORIZON",
         "StreamShardCount": "1",
     }
+    if mapping is not None:
+        parameters.update({PARAMETERS[f.name]: getattr(mapping, f.name) for f in fields(mapping)})
     with embedded_emulator() as emulator:
         stack = LocalStack.deploy(
             STACK_NAME,
@@ -171,7 +182,7 @@ def replay(
             for (user, event_type), count in sorted(view.fired.items())
         ],
         "rejected_rules": rejected,
-        "skipped_records": count_skipped(lines),
+        "skipped_records": count_skipped(lines, mapping),
     }
 
 
@@ -195,7 +206,29 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=_batch_size, default=100, help="records per aggregator invocation"
     )
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=JMESPATH",
+        help=(
+            "the stack's field mapping for JSON in no built-in format, one field at a time: "
+            f"{', '.join(PARAMETERS)} (user_id, event_type and timestamp are required)"
+        ),
+    )
     parser.add_argument("--verbose", action="store_true", help="the functions' INFO logs on stderr")
+
+
+def field_mapping(pairs: list[str]) -> FieldMapping | None:
+    expressions: dict[str, str] = {}
+    for pair in pairs:
+        name, separator, expression = pair.partition("=")
+        if not separator or name not in PARAMETERS:
+            raise MappingError(
+                f"--map {pair!r}: expected FIELD=JMESPATH with FIELD one of {', '.join(PARAMETERS)}"
+            )
+        expressions[name] = expression
+    return FieldMapping.declared(expressions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,6 +237,11 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"pia replay: {path} is not a file", file=sys.stderr)
             return 2
+    try:
+        mapping = field_mapping(args.map)
+    except MappingError as exc:
+        print(f"pia replay: {exc}", file=sys.stderr)
+        return 2
     tooling = logging.getLogger("pia_cli")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pia replay: %(levelname)s %(message)s"))
@@ -216,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         now = args.now or datetime.now(UTC)
         logs = sys.stderr if args.verbose else cast(TextIO, WithoutMetrics(sys.stderr))
         functions_level = "INFO" if args.verbose else "WARNING"
-        document = replay(args.rules, args.events, now, args.batch_size, logs, functions_level)
+        document = replay(args.rules, args.events, now, args.batch_size, logs, functions_level, mapping)
     except Exception as exc:
         log.exception("replay failed: %s", exc)
         return 1

@@ -142,10 +142,10 @@ class TransientFailure:
         self.invocations += 1
 
     def wrap(self, decode: Callable[..., Any]) -> Callable[..., Any]:
-        def flaky(record: Any, factor: int = 1) -> Any:
+        def flaky(record: Any, *settings: Any) -> Any:
             if self.invocations == 1 and int(record.kinesis.sequence_number) == self.victim.sequence:
                 raise ConnectionError("transient failure while decoding this record")
-            return decode(record, factor)
+            return decode(record, *settings)
 
         return flaky
 

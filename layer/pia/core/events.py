@@ -1,8 +1,10 @@
-"""Inbound events: Amazon Pinpoint's event-stream records, or the small generic schema.
+"""Inbound events: Amazon Pinpoint's event-stream records, the small generic schema, Segment's and
+RudderStack's ``track`` events, or any JSON through the stack's declared field mapping.
 
 The generic schema (``schemas/generic-event.schema.json``) is for apps that write to Kinesis
-directly after leaving Pinpoint; the format is decided per record, so one stream can carry both
-while producers migrate.
+directly after leaving Pinpoint; Segment and RudderStack deliver to Kinesis as they are; the mapping
+(:mod:`pia.core.mapping`) reads anything else. The format is decided per record, so one stream can
+carry several while producers migrate, and every format's fields are checked by the same code.
 
 A record is parsed into an :class:`Event`, marked :class:`Skipped` (a valid event this engine does
 not count), or rejected with :class:`RecordRejected` naming the field at fault. Rejection is per
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -22,16 +25,18 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from pia.core.fields import FieldNames, Fields
 from pia.core.limits import (
     MAX_ATTRIBUTE_NAME,
     MAX_ATTRIBUTE_VALUE,
-    MAX_ATTRIBUTES,
     MAX_ENDPOINT_ID,
+    MAX_EVENT_ID,
     MAX_EVENT_TYPE,
-    MAX_METRICS,
     MAX_RECORD_BYTES,
     MAX_USER_ID,
 )
+from pia.core.mapping import FieldMapping
+from pia.core.segment import is_segment, segment_fields
 from pia.rules.model import OUTPUT_PREFIX
 
 MIN_EPOCH_MILLIS = 100_000_000_000
@@ -43,6 +48,10 @@ GENERIC_FIELDS = ("user_id", "timestamp")
 class EventFormat(StrEnum):
     PINPOINT = "pinpoint"
     GENERIC = "generic"
+    SEGMENT = "segment"
+    """Segment's and RudderStack's ``track`` spec (RudderStack follows Segment's)."""
+    MAPPED = "mapped"
+    """Any other JSON, read through the stack's declared JMESPath field mapping."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,10 @@ class SkipReason(StrEnum):
     SYSTEM_EVENT = "system_event"
     OWN_OUTPUT = "own_output"
     NO_USER = "no_user"
+    NOT_TRACK = "not_track"
+    """A Segment/RudderStack call that is not an event (identify, page, screen, group, alias)."""
+    UNMATCHABLE = "unmatchable"
+    """An event type longer than any rule's EventName may be: valid, but no rule can count it."""
 
 
 @dataclass(frozen=True)
@@ -168,26 +181,23 @@ def _attribute_text(value: object, field: str) -> str:
 
 
 def _attributes(raw: object, field: str) -> dict[str, str]:
-    """A ``null`` value is an absent attribute: producers often serialise unset optionals that way."""
+    """A ``null`` value is an absent attribute: producers often serialise unset optionals that way.
+
+    A name or value longer than a rule's AttributeName or AttributeValue may be is left out: no rule
+    could match it, and the rest of the event still counts (a 150-character page URL is valid in
+    Pinpoint, whose event attribute values go up to 200).
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise RecordRejected(field, "must be an object of string values")
-    if len(raw) > MAX_ATTRIBUTES:
-        raise RecordRejected(field, f"{len(raw)} attributes is over the limit of {MAX_ATTRIBUTES}")
     out: dict[str, str] = {}
     for name, value in raw.items():
-        if len(name) > MAX_ATTRIBUTE_NAME:
-            raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
-        if value is None:
+        if value is None or len(name) > MAX_ATTRIBUTE_NAME:
             continue
         text = _attribute_text(value, f"{field}.{name}")
-        if len(text) > MAX_ATTRIBUTE_VALUE:
-            raise RecordRejected(
-                f"{field}.{name}",
-                f"value of {len(text)} characters is over the limit of {MAX_ATTRIBUTE_VALUE}",
-            )
-        out[name] = text
+        if len(text) <= MAX_ATTRIBUTE_VALUE:
+            out[name] = text
     return out
 
 
@@ -196,12 +206,10 @@ def _metrics(raw: object, field: str) -> dict[str, Decimal]:
         return {}
     if not isinstance(raw, dict):
         raise RecordRejected(field, "must be an object of numbers")
-    if len(raw) > MAX_METRICS:
-        raise RecordRejected(field, f"{len(raw)} metrics is over the limit of {MAX_METRICS}")
     out: dict[str, Decimal] = {}
     for name, value in raw.items():
-        if len(name) > MAX_ATTRIBUTE_NAME:
-            raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
+        # A long name is kept: MetricName has no length bound, and a rule without one sums the
+        # event's only metric, whatever its name.
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
@@ -248,6 +256,8 @@ def _timestamp(raw: object, field: str) -> datetime:
 
 
 def _skip_reason(event_type: str) -> SkipReason | None:
+    if len(event_type) > MAX_EVENT_TYPE:
+        return SkipReason.UNMATCHABLE
     if event_type.startswith("_"):
         return SkipReason.SYSTEM_EVENT
     if event_type.startswith(OUTPUT_PREFIX):
@@ -259,76 +269,134 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _parse_pinpoint(doc: Mapping[str, Any]) -> Event | Skipped:
-    event_type = _bounded_text(doc.get("event_type"), "event_type", MAX_EVENT_TYPE)
+def _optional_id(value: object, name: str, limit: int, *, digest_if_long: bool) -> str | None:
+    """An endpoint id longer than a target accepts is left out (the event still counts for its
+    user); an event id of any length still identifies a resend, so a long one is kept as its digest."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RecordRejected(name, f"must be a string, not {type(value).__name__}")
+    if len(value) <= limit:
+        return value
+    if digest_if_long:
+        return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return None
+
+
+def _event_from(fields: Fields, event_format: EventFormat, *, user_required: bool = False) -> Event | Skipped:
+    """One check for every format; ``user_required`` rejects a record with no user instead of
+    skipping it, for the generic format, whose schema makes ``user_id`` mandatory."""
+    names = fields.names
+    event_type = _bounded_text(fields.event_type, names.event_type, MAX_RECORD_BYTES)
     assert event_type is not None
     reason = _skip_reason(event_type)
     if reason is not None:
         return Skipped(reason, event_type)
-    endpoint = _object(doc.get("endpoint"))
-    user = _object(endpoint.get("User"))
-    user_id = _bounded_text(user.get("UserId"), "endpoint.User.UserId", MAX_USER_ID, required=False)
-    if user_id is None:
-        return Skipped(SkipReason.NO_USER, event_type)
-    client = _object(doc.get("client"))
-    endpoint_id = _bounded_text(endpoint.get("Id"), "endpoint.Id", MAX_ENDPOINT_ID, required=False)
-    if endpoint_id is None:
-        endpoint_id = _bounded_text(
-            client.get("client_id"), "client.client_id", MAX_ENDPOINT_ID, required=False
-        )
-    raw_ts = doc.get("event_timestamp", doc.get("arrival_timestamp"))
-    return Event(
-        user_id=user_id,
-        event_type=event_type,
-        timestamp=_timestamp(raw_ts, "event_timestamp"),
-        attributes=_attributes(doc.get("attributes"), "attributes"),
-        metrics=_metrics(doc.get("metrics"), "metrics"),
-        endpoint_id=endpoint_id,
-        event_id=_bounded_text(doc.get("event_id"), "event_id", MAX_ENDPOINT_ID, required=False),
-        format=EventFormat.PINPOINT,
-    )
-
-
-def _parse_generic(doc: Mapping[str, Any]) -> Event | Skipped:
-    event_type = _bounded_text(doc.get("event_type"), "event_type", MAX_EVENT_TYPE)
-    assert event_type is not None
-    reason = _skip_reason(event_type)
-    if reason is not None:
-        return Skipped(reason, event_type)
-    user_id = _bounded_text(doc.get("user_id"), "user_id", MAX_USER_ID, required=False)
+    user_id = _bounded_text(fields.user_id, names.user_id, MAX_USER_ID, required=False)
     if user_id is None or not user_id.strip():
-        raise RecordRejected("user_id", "missing; the generic format requires a user_id")
+        if user_required:
+            requirement = f"missing; the {event_format.value} format requires a {names.user_id}"
+            raise RecordRejected(names.user_id, requirement)
+        return Skipped(SkipReason.NO_USER, event_type)
     return Event(
         user_id=user_id,
         event_type=event_type,
-        timestamp=_timestamp(doc.get("timestamp"), "timestamp"),
-        attributes=_attributes(doc.get("attributes"), "attributes"),
-        metrics=_metrics(doc.get("metrics"), "metrics"),
-        endpoint_id=_bounded_text(doc.get("endpoint_id"), "endpoint_id", MAX_ENDPOINT_ID, required=False),
-        event_id=_bounded_text(doc.get("event_id"), "event_id", MAX_ENDPOINT_ID, required=False),
-        format=EventFormat.GENERIC,
+        timestamp=_timestamp(fields.timestamp, names.timestamp),
+        attributes=_attributes(fields.attributes, names.attributes),
+        metrics=_metrics(fields.metrics, names.metrics),
+        endpoint_id=_optional_id(
+            fields.endpoint_id, names.endpoint_id, MAX_ENDPOINT_ID, digest_if_long=False
+        ),
+        event_id=_optional_id(fields.event_id, names.event_id, MAX_EVENT_ID, digest_if_long=True),
+        format=event_format,
     )
 
 
-def detect_format(doc: Mapping[str, Any]) -> EventFormat:
-    """Pinpoint always writes ``event_timestamp`` and ``arrival_timestamp``; the generic format has
-    neither and carries ``user_id``/``timestamp``.
+PINPOINT_NAMES = FieldNames(
+    "event_type",
+    "endpoint.User.UserId",
+    "event_timestamp",
+    "attributes",
+    "metrics",
+    "event_id",
+    "endpoint.Id",
+)
+PINPOINT_CLIENT_NAMES = PINPOINT_NAMES._replace(endpoint_id="client.client_id")
+GENERIC_NAMES = FieldNames(
+    "event_type", "user_id", "timestamp", "attributes", "metrics", "event_id", "endpoint_id"
+)
 
-    A record with none of these keys but a Pinpoint ``endpoint`` object is a Pinpoint record missing
-    its timestamp; anything else is generic, so a record with no user is rejected for its missing
-    ``user_id`` rather than skipped as a Pinpoint event without a UserId.
+
+def _pinpoint_fields(doc: Mapping[str, Any]) -> Fields:
+    endpoint = _object(doc.get("endpoint"))
+    endpoint_id = endpoint.get("Id")
+    names = PINPOINT_NAMES
+    if endpoint_id is None or endpoint_id == "":
+        endpoint_id, names = _object(doc.get("client")).get("client_id"), PINPOINT_CLIENT_NAMES
+    return Fields(
+        names,
+        doc.get("event_type"),
+        _object(endpoint.get("User")).get("UserId"),
+        doc.get("event_timestamp", doc.get("arrival_timestamp")),
+        doc.get("attributes"),
+        doc.get("metrics"),
+        doc.get("event_id"),
+        endpoint_id,
+    )
+
+
+def _generic_fields(doc: Mapping[str, Any]) -> Fields:
+    get = doc.get
+    return Fields(
+        GENERIC_NAMES,
+        get("event_type"),
+        get("user_id"),
+        get("timestamp"),
+        get("attributes"),
+        get("metrics"),
+        get("event_id"),
+        get("endpoint_id"),
+    )
+
+
+def detect_format(doc: Mapping[str, Any], mapping: FieldMapping | None = None) -> EventFormat:
+    """Decided per record, so one stream can carry several formats while producers migrate.
+
+    Pinpoint always writes ``event_timestamp`` and ``arrival_timestamp``; Segment and RudderStack
+    always write ``type`` and a ``messageId`` or user key; the generic format carries
+    ``user_id``/``timestamp``. With a declared mapping, a record that is none of these is read
+    through it; a record with the generic keys but no ``event_type`` is too, since the generic
+    schema requires one.
+
+    Without a mapping, a record with none of these keys but a Pinpoint ``endpoint`` object is a
+    Pinpoint record missing its timestamp; anything else is generic, so a record with no user is
+    rejected for its missing ``user_id`` rather than skipped as a Pinpoint event without a UserId.
     """
     if any(key in doc for key in PINPOINT_TIMESTAMPS):
         return EventFormat.PINPOINT
-    if any(key in doc for key in GENERIC_FIELDS):
+    if is_segment(doc):
+        return EventFormat.SEGMENT
+    generic = any(key in doc for key in GENERIC_FIELDS)
+    if mapping is not None and not (generic and "event_type" in doc):
+        return EventFormat.MAPPED
+    if generic:
         return EventFormat.GENERIC
     if isinstance(doc.get("endpoint"), dict):
         return EventFormat.PINPOINT
     return EventFormat.GENERIC
 
 
-def parse_event(payload: bytes) -> Event | Skipped:
+def parse_event(payload: bytes, mapping: FieldMapping | None = None) -> Event | Skipped:
     doc = decode_json(payload)
-    if detect_format(doc) is EventFormat.GENERIC:
-        return _parse_generic(doc)
-    return _parse_pinpoint(doc)
+    event_format = detect_format(doc, mapping)
+    if event_format is EventFormat.PINPOINT:
+        return _event_from(_pinpoint_fields(doc), event_format)
+    if event_format is EventFormat.SEGMENT:
+        fields = segment_fields(doc)
+        if fields is None:
+            return Skipped(SkipReason.NOT_TRACK, str(doc.get("type")))
+        return _event_from(fields, event_format)
+    if event_format is EventFormat.MAPPED:
+        assert mapping is not None
+        return _event_from(mapping.fields(doc), event_format)
+    return _event_from(_generic_fields(doc), event_format, user_required=True)
