@@ -32,6 +32,8 @@ log = logging.getLogger("pia_cli.replay")
 
 STACK_NAME = "pia-replay"
 MIN_BATCH, MAX_BATCH = 1, 10_000
+KINESIS_MAX_RECORD_BYTES = 1024 * 1024
+"""PutRecords refuses a larger record (data plus partition key)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,16 @@ class InputLine:
     number: int
     data: bytes
     partition_key: str
+
+    @property
+    def stream_bytes(self) -> int:
+        return len(self.data) + len(self.partition_key.encode())
+
+    @property
+    def fits_the_stream(self) -> bool:
+        """A line Kinesis would refuse never reaches the aggregator: it is a rejected record of the
+        answer, as it would be a failed PutRecords entry for the producer, not a failed run."""
+        return self.stream_bytes <= KINESIS_MAX_RECORD_BYTES
 
 
 def parse_now(text: str) -> datetime:
@@ -70,7 +82,7 @@ def read_lines(path: Path) -> Iterator[InputLine]:
 def _partition_key(data: bytes, number: int) -> str:
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return f"line-{number}"
     if not isinstance(document, dict):
         return f"line-{number}"
@@ -98,6 +110,11 @@ def count_skipped(lines: list[InputLine], mapping: FieldMapping | None = None) -
     skipped = 0
     for line in lines:
         try:
+            if not line.fits_the_stream:
+                raise RecordRejected(
+                    "data",
+                    f"{line.stream_bytes} bytes is over Kinesis' 1 MiB record limit: not put on the stream",
+                )
             parsed = parse_event(line.data, mapping)
         except RecordRejected as exc:
             log.warning("line %d rejected: %s: %s", line.number, exc.field, exc.reason)
@@ -158,7 +175,7 @@ def replay(
                 outcome = stack.publish_rules(rules)
                 log.info("rules published: %s", outcome)
             runner = stack.mapping_runner("aggregator")
-            stack.put_records((line.data, line.partition_key) for line in lines)
+            stack.put_records((line.data, line.partition_key) for line in lines if line.fits_the_stream)
             stats = runner.drain()
             log.info(
                 "%d records, %d invocations, %d retries, %d records to the on-failure queue",

@@ -29,18 +29,21 @@ from pia.core.fields import FieldNames, Fields
 from pia.core.limits import (
     MAX_ATTRIBUTE_NAME,
     MAX_ATTRIBUTE_VALUE,
+    MAX_DOUBLE,
     MAX_ENDPOINT_ID,
+    MAX_EPOCH_MILLIS,
     MAX_EVENT_ID,
+    MAX_EVENT_TIME,
     MAX_EVENT_TYPE,
     MAX_RECORD_BYTES,
     MAX_USER_ID,
+    MIN_EPOCH_MILLIS,
+    MIN_EVENT_TIME,
 )
 from pia.core.mapping import FieldMapping
 from pia.core.segment import is_segment, segment_fields
 from pia.rules.model import OUTPUT_PREFIX
 
-MIN_EPOCH_MILLIS = 100_000_000_000
-MAX_EPOCH_MILLIS = 253_402_300_800_000
 PINPOINT_TIMESTAMPS = ("event_timestamp", "arrival_timestamp")
 GENERIC_FIELDS = ("user_id", "timestamp")
 
@@ -103,8 +106,17 @@ class RecordRejected(ValueError):
         self.reason = reason
 
 
-MAX_DOUBLE = Decimal("1.7976931348623157e308")
-_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+def _json_integer(text: str) -> int | Decimal:
+    """Python refuses to turn more than 4,300 digits into an ``int`` (a guard against quadratic
+    time). Such a JSON integer is read as a ``Decimal``, so the field it sits in is judged, and
+    rejected by name, instead of the whole record failing as "not JSON"."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_int=_json_integer, parse_constant=Decimal)
 """Built once: ``json.loads`` with hooks builds a new decoder per call, a third of a record's decode."""
 
 
@@ -157,7 +169,9 @@ def decode_base64(data: str) -> bytes:
         raise RecordRejected("data", "not base64") from None
 
 
-def _bounded_text(value: object, field: str, limit: int, *, required: bool = True) -> str | None:
+def bounded_text(value: object, field: str, limit: int, *, required: bool = True) -> str | None:
+    """A string field of at most ``limit`` characters (Pinpoint counts characters); ``None`` when
+    absent or empty and not ``required``."""
     if value is None or value == "":
         if required:
             raise RecordRejected(field, "missing")
@@ -180,7 +194,7 @@ def _attribute_text(value: object, field: str) -> str:
     raise RecordRejected(field, f"must be a string, finite number or boolean, not {str(value)[:40]!r}")
 
 
-def _attributes(raw: object, field: str) -> dict[str, str]:
+def parse_attributes(raw: object, field: str) -> dict[str, str]:
     """A ``null`` value is an absent attribute: producers often serialise unset optionals that way.
 
     A name or value longer than a rule's AttributeName or AttributeValue may be is left out: no rule
@@ -201,7 +215,23 @@ def _attributes(raw: object, field: str) -> dict[str, str]:
     return out
 
 
-def _metrics(raw: object, field: str) -> dict[str, Decimal]:
+def parse_metric(value: object, field: str) -> Decimal:
+    """One metric, exactly as written: any finite number a double can hold.
+
+    The bound is tested on ``copy_abs``, which never rounds: ``abs`` would round ``1e999999999`` to
+    the context and raise ``decimal.Overflow`` instead of rejecting it. Tiny magnitudes (``1e-400``)
+    are kept exactly; they are harmless to sum.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        raise RecordRejected(field, f"{str(value)[:40]!r} is not a number")
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite() or number.copy_abs() > MAX_DOUBLE:
+        raise RecordRejected(field, f"{str(value)[:40]} is not a finite double")
+    return number
+
+
+def parse_metrics(raw: object, field: str) -> dict[str, Decimal]:
+    """An object of metrics (see :func:`parse_metric`); ``null`` means absent."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -210,22 +240,17 @@ def _metrics(raw: object, field: str) -> dict[str, Decimal]:
     for name, value in raw.items():
         # A long name is kept: MetricName has no length bound, and a rule without one sums the
         # event's only metric, whatever its name.
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
-            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]!r} is not a number")
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-        if not number.is_finite() or abs(number) > MAX_DOUBLE:
-            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]} is not a finite double")
-        out[name] = number
+        if value is not None:
+            out[name] = parse_metric(value, f"{field}.{name}")
     return out
 
 
-def _timestamp(raw: object, field: str) -> datetime:
-    """ISO 8601 (no offset means UTC) or epoch milliseconds, as a number or a string of digits.
+def parse_timestamp(raw: object, field: str) -> datetime:
+    """ISO 8601 (no offset means UTC) or epoch milliseconds, as a number or a string of digits, in UTC
+    and between :data:`MIN_EVENT_TIME` and :data:`MAX_EVENT_TIME`, whatever the form.
 
-    A number below :data:`MIN_EPOCH_MILLIS` is almost surely epoch *seconds*; read as milliseconds it
-    would land in January 1970 and silently miss every date rule, so it is refused instead.
+    Digits are read as a ``Decimal``, never an ``int``: Python refuses to convert more than 4,300
+    digits to an ``int``, and that error would escape the rejection path.
     """
     if type(raw) is int and MIN_EPOCH_MILLIS <= raw < MAX_EPOCH_MILLIS:
         # Pinpoint's own case, on every record: integer milliseconds, exact as a float here.
@@ -233,26 +258,48 @@ def _timestamp(raw: object, field: str) -> datetime:
     if isinstance(raw, bool):
         raise RecordRejected(field, "not a timestamp")
     if isinstance(raw, int | Decimal):
-        millis = Decimal(raw)
-        if not millis.is_finite() or not MIN_EPOCH_MILLIS <= millis < MAX_EPOCH_MILLIS:
-            raise RecordRejected(
-                field, f"{raw} is not an epoch time in milliseconds (expected {MIN_EPOCH_MILLIS} or more)"
-            )
-        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+        return _from_epoch_millis(Decimal(raw), field)
     if isinstance(raw, str) and raw.strip():
         text = raw.strip()
         if text.isascii() and text.isdigit():
-            return _timestamp(int(text), field)
-        try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
-        except (ValueError, OverflowError):
-            raise RecordRejected(field, f"{raw[:40]!r} is not ISO 8601 or epoch milliseconds") from None
-    if raw is None or raw == "" or isinstance(raw, str):
+            return _from_epoch_millis(Decimal(text), field)
+        return _from_iso_8601(text, field)
+    if raw is None or isinstance(raw, str):
         raise RecordRejected(field, "missing")
     raise RecordRejected(field, f"must be an ISO 8601 string or epoch milliseconds, not {type(raw).__name__}")
+
+
+def _from_epoch_millis(millis: Decimal, field: str) -> datetime:
+    if millis.is_finite() and MIN_EPOCH_MILLIS <= millis < MAX_EPOCH_MILLIS:
+        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+    shown = str(millis) if len(str(millis)) <= 40 else f"a {len(str(millis))}-character number"
+    if millis.is_finite() and millis >= MAX_EPOCH_MILLIS:
+        raise RecordRejected(
+            field, f"{shown} is not an epoch time in milliseconds before {MAX_EVENT_TIME:%Y-%m-%d}"
+        )
+    raise RecordRejected(
+        field,
+        f"{shown} is not an epoch time in milliseconds (expected {MIN_EPOCH_MILLIS} or more; "
+        "epoch seconds are refused)",
+    )
+
+
+def _from_iso_8601(text: str, field: str) -> datetime:
+    outside = RecordRejected(
+        field,
+        f"{text[:40]!r} is outside the accepted range, "
+        f"{MIN_EVENT_TIME:%Y-%m-%dT%H:%M:%SZ} to {MAX_EVENT_TIME:%Y-%m-%d}",
+    )
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+        moment = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except ValueError:
+        raise RecordRejected(field, f"{text[:40]!r} is not ISO 8601 or epoch milliseconds") from None
+    except OverflowError:
+        raise outside from None
+    if not MIN_EVENT_TIME <= moment < MAX_EVENT_TIME:
+        raise outside
+    return moment
 
 
 def _skip_reason(event_type: str) -> SkipReason | None:
@@ -287,12 +334,12 @@ def _event_from(fields: Fields, event_format: EventFormat, *, user_required: boo
     """One check for every format; ``user_required`` rejects a record with no user instead of
     skipping it, for the generic format, whose schema makes ``user_id`` mandatory."""
     names = fields.names
-    event_type = _bounded_text(fields.event_type, names.event_type, MAX_RECORD_BYTES)
+    event_type = bounded_text(fields.event_type, names.event_type, MAX_RECORD_BYTES)
     assert event_type is not None
     reason = _skip_reason(event_type)
     if reason is not None:
         return Skipped(reason, event_type)
-    user_id = _bounded_text(fields.user_id, names.user_id, MAX_USER_ID, required=False)
+    user_id = bounded_text(fields.user_id, names.user_id, MAX_USER_ID, required=False)
     if user_id is None or not user_id.strip():
         if user_required:
             requirement = f"missing; the {event_format.value} format requires a {names.user_id}"
@@ -301,9 +348,9 @@ def _event_from(fields: Fields, event_format: EventFormat, *, user_required: boo
     return Event(
         user_id=user_id,
         event_type=event_type,
-        timestamp=_timestamp(fields.timestamp, names.timestamp),
-        attributes=_attributes(fields.attributes, names.attributes),
-        metrics=_metrics(fields.metrics, names.metrics),
+        timestamp=parse_timestamp(fields.timestamp, names.timestamp),
+        attributes=parse_attributes(fields.attributes, names.attributes),
+        metrics=parse_metrics(fields.metrics, names.metrics),
         endpoint_id=_optional_id(
             fields.endpoint_id, names.endpoint_id, MAX_ENDPOINT_ID, digest_if_long=False
         ),
@@ -333,11 +380,15 @@ def _pinpoint_fields(doc: Mapping[str, Any]) -> Fields:
     names = PINPOINT_NAMES
     if endpoint_id is None or endpoint_id == "":
         endpoint_id, names = _object(doc.get("client")).get("client_id"), PINPOINT_CLIENT_NAMES
+    timestamp = doc.get("event_timestamp")
+    if (timestamp is None or timestamp == "") and doc.get("arrival_timestamp") not in (None, ""):
+        # A producer that serialises an unset event time as null still has Pinpoint's arrival time.
+        timestamp, names = doc["arrival_timestamp"], names._replace(timestamp="arrival_timestamp")
     return Fields(
         names,
         doc.get("event_type"),
         _object(endpoint.get("User")).get("UserId"),
-        doc.get("event_timestamp", doc.get("arrival_timestamp")),
+        timestamp,
         doc.get("attributes"),
         doc.get("metrics"),
         doc.get("event_id"),
