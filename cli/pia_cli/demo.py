@@ -162,6 +162,8 @@ def _deploy(
     region: str, targets: Sequence[str], clock_time: datetime, logs: TextIO, progress: Progress
 ) -> LocalStack:
     parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
+    # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
+    parameters["BackfillLambdaMaxObjects"] = "0"
     if "eventbridge" in targets:
         parameters["EventBusName"] = LOCAL_EVENT_BUS
     if "customer-profiles" in targets:
@@ -236,6 +238,9 @@ def _stream_events(
 def _run_schedules(stack: LocalStack, clock_time: datetime, progress: Progress) -> None:
     evaluation = stack.run_scheduled("evaluator")
     progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
+    if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
+        backfilled = len(evaluation["backfilled"])
+        progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
     if stack.has_function("action_relay"):
         relayed = stack.run_scheduled("action_relay")
         progress(f"action relay: {_brief(relayed)}")

@@ -200,6 +200,11 @@ class EvaluatorSettings:
     raw_events_bucket: str = ""
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     raw_event_retention_days: int = 400
+    backfill_query_engine: str = "athena"
+    athena_workgroup: str = ""
+    glue_database: str = ""
+    backfill_results_bucket: str = ""
+    backfill_lambda_max_objects: int = 2_000
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> EvaluatorSettings:
@@ -212,6 +217,11 @@ class EvaluatorSettings:
             raw_events_bucket=e.text("RAW_EVENTS_BUCKET"),
             zone=e.zone(),
             raw_event_retention_days=e.integer("RAW_EVENT_RETENTION_DAYS", 400, minimum=1),
+            backfill_query_engine=e.text("BACKFILL_QUERY_ENGINE", "athena").lower(),
+            athena_workgroup=e.text("ATHENA_WORKGROUP"),
+            glue_database=e.text("GLUE_DATABASE"),
+            backfill_results_bucket=e.text("BACKFILL_RESULTS_BUCKET"),
+            backfill_lambda_max_objects=e.integer("BACKFILL_LAMBDA_MAX_OBJECTS", 2_000),
         )
 
 

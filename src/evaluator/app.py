@@ -12,18 +12,46 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.aws.clients import SDK_CONFIG, AwsClients
+from pia.aws.clients import SDK_CONFIG, AwsClients, ClientFactory
 from pia.aws.wiring import Container, Wiring
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetTable
 from pia.settings import EvaluatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
+from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
+from pia.timeseries.backfill import BackfillEngine
+from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
 
 READ_TIMEOUT_SECONDS = 20
 """Longer than the other functions': one query reads a whole series' rollups."""
+
+
+def _backfill(
+    settings: EvaluatorSettings, archive: RawEventArchive, clients: ClientFactory
+) -> BackfillEngine:
+    """The in-Lambda scan up to the threshold, one Athena query above it. Local runs (moto has no
+    Athena) set ``BACKFILL_QUERY_ENGINE=duckdb`` and get DuckDB in Athena's place, same SQL."""
+    small = ArchiveScan(archive)
+    large: BackfillEngine
+    if settings.backfill_query_engine == "duckdb":
+        from pia.timeseries.duckdb_backfill import DuckDbBackfill  # noqa: PLC0415 (not in the Lambda package)
+
+        large = DuckDbBackfill(archive)
+    elif settings.athena_workgroup and settings.glue_database and settings.backfill_results_bucket:
+        large = AthenaBackfill(
+            clients("athena"),
+            clients("s3"),
+            workgroup=settings.athena_workgroup,
+            database=settings.glue_database,
+            results_bucket=settings.backfill_results_bucket,
+            ledger=PendingQueryTable(clients("dynamodb"), settings.timeseries_table),
+        )
+    else:
+        return small
+    return SizedBackfill(archive, small, large, LambdaLimit(objects=settings.backfill_lambda_max_objects))
 
 
 def build(wiring: Wiring) -> Evaluator:
@@ -43,6 +71,7 @@ def build(wiring: Wiring) -> Evaluator:
         zone=settings.zone,
         retention_days=retention,
         archive=archive,
+        backfill=_backfill(settings, archive, clients) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
     )
 
