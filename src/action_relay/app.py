@@ -2,47 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from pia.aws.wiring import Clock, Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.counting.store import CounterStore
-from pia.settings import Settings
+from pia.settings import RelaySettings
 from pia.targets.factory import build_targets
 from pia.targets.relay import relay_outbox
 from pia.telemetry import logger, metrics, tracer
 
-SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: RelaySettings
+    store: CounterStore
+    targets: list[ActionTarget]
+    clock: Clock
 
 
-def _client(service: str, region_name: str | None = None) -> Any:
-    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
+def build(wiring: Wiring) -> Runtime:
+    settings = RelaySettings.from_env()
+    store = CounterStore(wiring.clients("dynamodb"), settings.aggregates_table)
+    return Runtime(settings, store, build_targets(settings.targets, wiring.clients), wiring.clock)
 
 
-def _now() -> datetime:
-    """The function's clock; local runs replace it, as they replace ``_client``."""
-    return datetime.now(UTC)
-
-
-@cache
-def runtime() -> tuple[Settings, CounterStore, list[ActionTarget]]:
-    settings = Settings.from_env()
-    store = CounterStore(_client("dynamodb"), settings.aggregates_table)
-    return settings, store, build_targets(settings, _client)
+container = Container(build)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, store, targets = runtime()
-    report = relay_outbox(store, targets, int(_now().timestamp()), settings.outbox_min_age_seconds)
+    rt = container.runtime()
+    now = int(rt.clock().timestamp())
+    report = relay_outbox(rt.store, rt.targets, now, rt.settings.outbox_min_age_seconds)
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
     for key, reason in report.failed.items():

@@ -3,57 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from pia.aws.wiring import Container, Wiring
 from pia.core.events import RecordRejected, Skipped
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.counters import Position
 from pia.counting.processor import Decoded, decode_record, process_batch
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetCache, RulesetTable
-from pia.settings import Settings
+from pia.settings import AggregatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
 from pia.timeseries.realtime import TimeSeriesPath
-from pia.timeseries.rollups import load_zone
 from pia.timeseries.store import RawEventArchive, RollupStore
 
-SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: AggregatorSettings
+    aggregator: Aggregator
 
 
-def _client(service: str, region_name: str | None = None) -> Any:
-    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
-
-
-def _now() -> datetime:
-    """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
-    return datetime.now(UTC)
-
-
-@cache
-def runtime() -> tuple[Settings, Aggregator]:
-    settings = Settings.from_env()
-    dynamodb = _client("dynamodb")
+def build(wiring: Wiring) -> Runtime:
+    settings = AggregatorSettings.from_env()
+    clients = wiring.clients
+    dynamodb = clients("dynamodb")
     rulesets = RulesetCache(
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
-    targets = build_targets(settings, _client)
+    targets = build_targets(settings.targets, clients)
     retention = settings.raw_event_retention_days
     timeseries = TimeSeriesPath(
-        RawEventArchive(_client("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None,
+        RawEventArchive(clients("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None,
         RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention)
         if settings.timeseries_table
         else None,
         [t.name for t in targets],
-        zone=load_zone(settings.timezone),
+        zone=settings.zone,
         retention_days=retention,
         lane_retention_seconds=settings.lane_retention_seconds,
     )
@@ -61,16 +53,18 @@ def runtime() -> tuple[Settings, Aggregator]:
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
         targets,
-        clock=_now,
+        clock=wiring.clock,
         lane_retention_seconds=settings.lane_retention_seconds,
         extensions=[timeseries],
     )
-    return settings, aggregator
+    return Runtime(settings, aggregator)
+
+
+container = Container(build)
 
 
 def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
-    _, aggregator = runtime()
-    report = aggregator.process(records)
+    report = container.runtime().aggregator.process(records)
     metrics.add_metric("EventsCounted", MetricUnit.Count, report.applied)
     metrics.add_metric("DuplicatesIgnored", MetricUnit.Count, report.duplicates)
     metrics.add_metric("RulesMet", MetricUnit.Count, len(report.actions))
@@ -87,7 +81,7 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
 
 
 def handle_record(record: KinesisStreamRecord) -> Decoded:
-    settings, _ = runtime()
+    settings = container.runtime().settings
     decoded = decode_record(record, settings.parallelization_factor, settings.field_mapping)
     if isinstance(decoded, RecordRejected):
         metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)

@@ -96,7 +96,7 @@ def test_redelivered_whole_batch_counts_once_and_acts_once(
     }
     calls = dict(recorder.calls)
     fired = recorder.fired()
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(event, lambda_context)
     second = {
         (r.rule_id, u): counter(dynamodb, r.rule_id, u)
@@ -119,7 +119,7 @@ def test_partial_redelivery_from_a_checkpoint_counts_the_rest_exactly_once(
     first_half = {"Records": full["Records"][:6]}
     from_checkpoint = {"Records": full["Records"][3:]}
     aggregator_app.lambda_handler(first_half, lambda_context)
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(from_checkpoint, lambda_context)
     assert counter(dynamodb, parsed.rules[0].rule_id, "bob").count == 10
 
@@ -190,8 +190,7 @@ def test_throttled_writes_are_reported_for_retry_and_lose_nothing(
     aggregator_app: Any, dynamodb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
-    aggregator_app.runtime()
-    _settings, agg = aggregator_app.runtime()
+    agg = aggregator_app.container.runtime().aggregator
     store = agg._store
     real = store._client.transact_write_items
 
@@ -238,6 +237,6 @@ def test_a_record_the_producer_sent_twice_counts_once(
 
     docs = [generic(i, f"evt-{i}") for i in range(4)] + [generic(9, "evt-2")]
     assert aggregator_app.lambda_handler(batch(docs), lambda_context) == {"batchItemFailures": []}
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(batch([generic(3, "evt-3")], start=50), lambda_context)
     assert counter(dynamodb, parsed.rules[0].rule_id, "gina").count == 4

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
+from pia.aws.wiring import Wiring
 from pia.counting.store import CounterStore, outbox_partitions
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
-from tests.conftest import AGGREGATES_TABLE, publish_rows
+from tests.conftest import AGGREGATES_TABLE, handler_clients, publish_rows
 from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, pin_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -35,14 +35,9 @@ def relay_app(
 ) -> Any:
     from action_relay import app
 
-    def client(service: str, region_name: str | None = None) -> Any:
-        return recorder.client() if service == "pinpoint" else boto3.client(service, region_name="us-east-1")
-
     monkeypatch.setenv("OUTBOX_MIN_AGE_SECONDS", "0")
-    monkeypatch.setattr(app, "_client", client)
-    app.runtime.cache_clear()
-    yield app
-    app.runtime.cache_clear()
+    with app.container.wired(Wiring(handler_clients(recorder))):
+        yield app
 
 
 def test_pinpoint_outage_after_commit_is_delivered_later_without_recounting(
@@ -85,7 +80,7 @@ def test_relay_leaves_young_entries_to_the_aggregator(
     )
     aggregator_app.lambda_handler(event, lambda_context)
     monkeypatch.setenv("OUTBOX_MIN_AGE_SECONDS", "300")
-    relay_app.runtime.cache_clear()
+    relay_app.container.cold_start()
     assert relay_app.lambda_handler({}, lambda_context)["pending"] == 0
     assert outbox_size(dynamodb) == 1
 
@@ -96,7 +91,7 @@ def test_crash_between_two_transactions_then_redelivery_counts_exactly_once(
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     docs = [pin_event(f"user{i % 150:03d}", n=i) for i in range(900)]
     event = kinesis_event([StreamRecord(record_data(d), sequence(i + 1)) for i, d in enumerate(docs)])
-    _, agg = aggregator_app.runtime()
+    agg = aggregator_app.container.runtime().aggregator
     client = agg._store._client
     calls = {"n": 0}
 
@@ -112,7 +107,7 @@ def test_crash_between_two_transactions_then_redelivery_counts_exactly_once(
     partial = CounterStore(dynamodb, AGGREGATES_TABLE).counters_for_rule(parsed.rules[0].rule_id)
     assert 0 < len(partial) < 150, "the crash must land between the two transactions"
 
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     assert aggregator_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
     states = CounterStore(dynamodb, AGGREGATES_TABLE).counters_for_rule(parsed.rules[0].rule_id)
     assert sorted(s.count for s in states) == [6] * 150
@@ -124,8 +119,7 @@ def test_crash_between_two_transactions_then_redelivery_counts_exactly_once(
 def test_unknown_target_in_config_is_a_clear_error(
     dynamodb: Any, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pia.settings import Settings
-    from pia.targets.factory import UnknownTarget, build_targets
+    from pia.settings import SettingsError, TargetSettings
 
-    with pytest.raises(UnknownTarget, match="carrier-pigeon"):
-        build_targets(Settings.from_env({"ACTION_TARGETS": "pinpoint,carrier-pigeon"}), lambda *a, **k: None)
+    with pytest.raises(SettingsError, match="ACTION_TARGETS names unknown target 'carrier-pigeon'"):
+        TargetSettings.from_env({"ACTION_TARGETS": "pinpoint,carrier-pigeon", "PINPOINT_APP_ID": "app"})
