@@ -15,7 +15,7 @@ from pia.core.actions import ActionTarget
 from pia.counting.store import CounterStore
 from pia.settings import Settings
 from pia.targets.factory import build_targets
-from pia.targets.relay import relay_outbox
+from pia.targets.relay import RelayReport, relay_due
 from pia.telemetry import logger, metrics, tracer
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
@@ -31,22 +31,38 @@ def _now() -> datetime:
 
 
 @cache
-def runtime() -> tuple[Settings, CounterStore, list[ActionTarget]]:
+def runtime() -> tuple[Settings, list[Any], list[ActionTarget]]:
+    """The tables whose items may owe actions: counters, and rollups when date rules are deployed."""
     settings = Settings.from_env()
-    store = CounterStore(_client("dynamodb"), settings.aggregates_table)
-    return settings, store, build_targets(settings, _client)
+    dynamodb = _client("dynamodb")
+    tables: list[Any] = [CounterStore(dynamodb, settings.aggregates_table)]
+    if settings.timeseries_table:
+        from pia.timeseries.store import RollupStore  # noqa: PLC0415 (only stacks with date rules)
+
+        tables.append(RollupStore(dynamodb, settings.timeseries_table))
+    return settings, tables, build_targets(settings, _client)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, store, targets = runtime()
-    report = relay_outbox(store, targets, int(_now().timestamp()), settings.outbox_min_age_seconds)
+    _, tables, targets = runtime()
+    now = int(_now().timestamp())
+    report = RelayReport()
+    for table in tables:
+        report.add(relay_due(table, targets, now, table.partitions()))
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
+    metrics.add_metric("ActionsParked", MetricUnit.Count, len(report.parked))
     for key, reason in report.failed.items():
         logger.warning("action still undelivered", action=key, reason=reason)
-    if report.unknown_target:
-        logger.error("outbox entries for a target this stack no longer has", count=report.unknown_target)
+    for parked in report.parked:
+        logger.error(
+            "action parked after repeated refusals",
+            action=parked.action.action_id,
+            target=parked.target,
+            attempts=parked.attempts,
+            reason=parked.reason,
+        )
     return {"pending": report.pending, "delivered": report.delivered, "failed": len(report.failed)}

@@ -15,7 +15,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetTable
 from pia.settings import Settings
 from pia.targets.factory import build_targets
@@ -49,14 +48,14 @@ def runtime() -> Evaluator:
     )
     return Evaluator(
         RulesetTable(dynamodb, settings.ruleset_table).current,
-        RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention),
+        RollupStore(dynamodb, settings.timeseries_table, retention_days=retention),
         CoverageTable(dynamodb, settings.timeseries_table),
-        CounterStore(dynamodb, settings.aggregates_table),
         build_targets(settings, _client),
         zone=zone,
         retention_days=retention,
         archive=archive,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
+        hand_over_seconds=settings.outbox_min_age_seconds,
     )
 
 

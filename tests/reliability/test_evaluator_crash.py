@@ -111,7 +111,7 @@ def _seed(
     """Rollups as the aggregator leaves them, one per series (a count series, and one that sums the
     event's only metric). Read-modify-write, keeping what the evaluator recorded as sent: the test is
     the only writer."""
-    store = RollupStore(stack.dynamodb, stack.timeseries, stack.aggregates)
+    store = RollupStore(stack.dynamodb, stack.timeseries)
     requests: list[Any] = []
     for series in sorted(all_series):
         stored = {r.user_id: r for r in store.series_rollups(series)}
