@@ -10,9 +10,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from zoneinfo import ZoneInfo
 
 from pia.core.events import Event
 from pia.counting.counters import Position
