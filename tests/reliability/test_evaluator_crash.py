@@ -156,12 +156,10 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
         "resend only when a kill landed between Pinpoint accepting and the outbox delete), no user is "
         "missed, a further run sends nothing, and the outbox ends empty.",
     )
-    import pia.counting.store
     from evaluator import app as evaluator_module
 
     for run in range(max(3, examples // 4)):
         rng = random.Random(f"evaluator-{run}")
-        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((7, 20, 100)))
         with deploy(rng, TIMEZONE="UTC", RAW_EVENTS_BUCKET="") as stack:
             parsed = parse_rules(enumerate(ROWS, start=2))
             assert not parsed.errors, parsed.errors

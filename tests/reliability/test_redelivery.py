@@ -108,11 +108,9 @@ def test_crash_after_k_of_n_writes_then_redelivery_counts_every_record_once(
         "a quarter of invocations; the relay runs afterwards. Checked: every record counted once, every "
         "crossing delivered once.",
     )
-    import pia.counting.store
 
     for run in range(examples):
         rng = random.Random(f"crash-{run}")
-        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((4, 7, 12, 100)))
         events = random_events(rng, users(rng, most=8), rng.randint(6, 30))
         with deploy(rng) as dry:
             writes = _writes_of_a_clean_delivery(dry, events)
@@ -175,11 +173,9 @@ def test_transient_failure_of_one_record_keeps_order_and_exact_counts(
         "redelivers from the lowest one. Checked: the failure names that record (or an earlier one), "
         "and counters and actions equal the sequential model.",
     )
-    import pia.counting.store
 
     for run in range(examples):
         rng = random.Random(f"partial-{run}")
-        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((4, 10, 100)))
         with deploy(rng) as stack, monkeypatch.context() as patch:
             stack.publish(CATALOG)
             stack.create_stream()
@@ -199,7 +195,7 @@ def test_transient_failure_of_one_record_keeps_order_and_exact_counts(
             if rng.random() < 0.5:
                 patch.setattr(stack.app, "decode_record", failure.wrap(stack.app.decode_record))
             else:
-                stack.extra_hooks.append(("before-call.dynamodb.TransactWriteItems", failure.refuse))
+                stack.extra_hooks.append(("before-call.dynamodb.PutItem", failure.refuse))
             differences = _drain(stack, stack.mapping(failure.invoke, batch_size=len(events)))
             failures = failure.reported
             first = failures[0] if failures else []
