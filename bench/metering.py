@@ -207,7 +207,9 @@ class Meter:
                 after = 0
             usage.items_written += 1
             usage.write_units += write.factor * _units(max(write.before, after), WRITE_UNIT_BYTES)
-            usage.write_units += _index_units(write.before_item, write.new_item if write.kind == "put" else None)
+            usage.write_units += _index_units(
+                write.before_item, write.new_item if write.kind == "put" else None
+            )
         self._bill_reads(usage, call, parsed)
 
     def _bill_reads(self, usage: Usage, call: _Call, parsed: Mapping[str, Any]) -> None:

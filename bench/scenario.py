@@ -151,12 +151,13 @@ class Scenario:
     def expected_counts(self, *, settles: bool) -> dict[str, int]:
         """Each user's count: every event, or (``settles``) up to the crossing, after which the
         ``reset = no`` rule's counter is settled and never written again."""
-        return {
-            user_id(u): min(n, COUNT_TARGET + 1) if settles else n for u, n in self.per_user().items()
-        }
+        return {user_id(u): min(n, COUNT_TARGET + 1) if settles else n for u, n in self.per_user().items()}
 
 
 CANONICAL = Scenario("canonical", users=100, events_per_user=10)
+DEPLOYED_BATCH_SIZE = 500
+DEPLOYED_WINDOW_SECONDS = 60
+"""template.yaml's BatchSize and MaximumBatchingWindowInSeconds defaults (README, parameter table)."""
 
 SESSION_LENGTHS = (5, 30)
 SESSION_MINUTES = (1, 5)
@@ -222,7 +223,11 @@ class Sessions(Scenario):
         start = 0
         while start < len(times):
             end = start + 1
-            while end < len(times) and end - start < self.batch_size and times[end] - times[start] <= self.window_seconds:
+            while (
+                end < len(times)
+                and end - start < self.batch_size
+                and times[end] - times[start] <= self.window_seconds
+            ):
                 end += 1
             cuts.append((start, end))
             start = end

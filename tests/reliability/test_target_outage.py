@@ -75,8 +75,9 @@ def test_actions_refused_after_commit_are_delivered_later_without_recounting(
                 stack.crash.arm(rng.randint(0, 6) if rng.random() < 1 / 3 else None)
                 stack.run_relay()
                 stack.crash.arm(None)
-            if stack.counters() != committed:
-                differences.append("the relay changed a counter")
+            counted = {k: (s.count, s.total, s.ready, s.fired, s.lanes) for k, s in stack.counters().items()}
+            if counted != {k: (s.count, s.total, s.ready, s.fired, s.lanes) for k, s in committed.items()}:
+                differences.append("the relay changed a count (it may only clear what a counter owes)")
             outcome = stack.compare(model, CATALOG)
             differences += outcome.differences
             resent = outcome.resends

@@ -57,4 +57,4 @@ def test_throttling_storm_loses_nothing_and_doubles_nothing(
             faults = sum(stack.throttle.injected.values()) + stack.pinpoint_refused
             row.record(faults=faults, differences=differences)
     assert row.differences == 0, row.verdict()
-    assert all(injected[name] for name in ("PutItem", "BatchWriteItem", "Pinpoint")), injected
+    assert all(injected[name] for name in ("PutItem", "Pinpoint")), injected
