@@ -16,8 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from pia.rules.model import Rule, RuleType
 
 if TYPE_CHECKING:
@@ -148,12 +146,19 @@ class RulesetTable:
                     },
                 ]
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+        except Exception as exc:
+            if _error_code(exc) == "TransactionCanceledException":
                 raise PublishConflict(
                     f"ruleset version {ruleset.version} was published concurrently"
                 ) from exc
             raise
+
+
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ``ClientError``, read without importing botocore: the rules
+    package stays importable, and cheap to import, where no AWS client is."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 class RulesetCache:
@@ -178,7 +183,9 @@ class RulesetCache:
             try:
                 self._ruleset = self._source()
                 self.reads += 1
-            except ClientError:
+            except Exception:
+                # Any failure to read (throttling, an outage, a body that does not parse) keeps the
+                # ruleset already in force: a stale rule for a minute beats a stopped stream.
                 if self._ruleset is None:
                     raise
             self._loaded_at = now

@@ -1,0 +1,33 @@
+"""The pure modules import no AWS SDK: logic runs (and is tested) without botocore, and a function's
+cold start pays only for what it uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PURE = (
+    "pia.core.actions",
+    "pia.core.delivery",
+    "pia.core.events",
+    "pia.core.limits",
+    "pia.core.state",
+    "pia.rules.model",
+    "pia.rules.poller",
+    "pia.counting.counters",
+    "pia.counting.aggregator",
+    "pia.timeseries.rollups",
+    "pia.timeseries.realtime",
+    "pia.timeseries.backfill",
+    "pia.targets.relay",
+)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_importing_a_pure_module_loads_no_botocore(module: str) -> None:
+    probe = f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.startswith(('botocore', 'boto3')))))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == [], f"{module} loads the AWS SDK"
