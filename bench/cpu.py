@@ -22,7 +22,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from bench.scenario import Scenario, bench_ruleset
-from pia.core.actions import Action, DispatchResult
+from pia.core.actions import Action, SendResult
 from pia.core.state import Pending, WriteStatus
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.processor import decode_record
@@ -51,9 +51,9 @@ class AcceptingTarget:
     def __init__(self) -> None:
         self.sent = 0
 
-    def send(self, actions: Sequence[Action]) -> DispatchResult:
+    def send(self, actions: Sequence[Action]) -> SendResult:
         self.sent += len(actions)
-        return DispatchResult()
+        return SendResult()
 
 
 @dataclass(frozen=True)

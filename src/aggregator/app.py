@@ -10,17 +10,16 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from pia.core.actions import ActionTarget
-from pia.core.events import Skipped
+from pia.core.events import RecordRejected, Skipped
 from pia.core.state import StateCache, cache_capacity
 from pia.counting.aggregator import Aggregator, ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position
-from pia.counting.processor import CoalescingKinesisProcessor, Decoded, Rejected, decode_record
+from pia.counting.processor import Decoded, decode_record, process_batch
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import Ruleset, RulesetCache, RulesetTable
 from pia.settings import Settings
@@ -129,7 +128,7 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
 def handle_record(record: KinesisStreamRecord) -> Decoded:
     settings, _ = runtime()
     decoded = decode_record(record, settings.parallelization_factor)
-    if isinstance(decoded, Rejected):
+    if isinstance(decoded, RecordRejected):
         metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)
         logger.error(
             "record rejected",
@@ -149,8 +148,4 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    processor = CoalescingKinesisProcessor(commit)
-    response = process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
-    return dict(response)
+    return dict(process_batch(event, handle_record, commit, context))

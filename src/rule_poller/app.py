@@ -19,9 +19,10 @@ from botocore.config import Config
 
 from pia.counting.store import CounterStore
 from pia.rules.honeycode import HoneycodeTable, honeycode_client
-from pia.rules.poller import Poller, PollerSettings, PollOutcome, PollStatus, RuleSource, SourceFailure
+from pia.rules.poller import Poller, PollerSettings, PollOutcome, PollStatus
 from pia.rules.ruleset import RulesetTable
 from pia.rules.s3source import NoRuleFile, RuleBucket, S3RuleFile, is_rule_key
+from pia.rules.source import RuleSource, SourceFailure
 from pia.telemetry import logger, metrics, tracer
 from pia.timeseries.store import SeenValuesTable
 

@@ -16,8 +16,8 @@ from botocore.stub import Stubber
 
 from pia.rules.honeycode import MODEL_ROOT, HoneycodeTable, cell_text, honeycode_client
 from pia.rules.model import parse_table
-from pia.rules.poller import SourceFailure
 from pia.rules.sheets import ReportLine, RowStatus, ValidationReport
+from pia.rules.source import SourceFailure
 from tests.conftest import RULE_HEADER
 
 WORKBOOK = "11111111-2222-3333-4444-555555555555"

@@ -20,8 +20,8 @@ from pia.counting.counters import CounterState
 from pia.counting.store import CounterStore, CounterWrite, counter_key, item_size, rule_partitions
 from pia.rules.honeycode import honeycode_client
 from pia.rules.model import Rule
-from pia.rules.poller import SourceFailure
 from pia.rules.ruleset import RulesetTable
+from pia.rules.source import SourceFailure
 from tests.conftest import (
     AGGREGATES_TABLE,
     RULE_HEADER,

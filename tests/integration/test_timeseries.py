@@ -30,9 +30,9 @@ class AcceptingTarget:
     name = "pinpoint"
 
     def send(self, actions: Any) -> Any:
-        from pia.core.actions import DispatchResult
+        from pia.core.actions import SendResult
 
-        return DispatchResult()
+        return SendResult()
 
 
 def test_the_aggregator_never_imports_pandas() -> None:

@@ -428,7 +428,9 @@ class Deployment:
         """The proof behind LandThenTimeout: read the table with a client no fault touches."""
         if operation == "PutItem":
             key = {"pk": body["Item"]["pk"], "sk": body["Item"]["sk"]}
-            item = self.dynamodb.get_item(TableName=body["TableName"], Key=key, ConsistentRead=True).get("Item")
+            item = self.dynamodb.get_item(TableName=body["TableName"], Key=key, ConsistentRead=True).get(
+                "Item"
+            )
             return item is not None and item == body["Item"]
         if operation == "BatchWriteItem":
             ((table, requests),) = body["RequestItems"].items()

@@ -203,7 +203,9 @@ def test_parallel_lanes_on_the_same_users_lose_no_increment_and_fire_once_per_cr
                 )
                 got = sorted((p.lane, p.sequence) for p in order.get(key, []))
                 state = settled_counters.get(key)
-                if got != wanted and not (state is not None and state.settled and _lane_prefixes(got, wanted)):
+                if got != wanted and not (
+                    state is not None and state.settled and _lane_prefixes(got, wanted)
+                ):
                     problems.append(
                         f"counter {key}: absorbed {len(got)} events of {len(wanted)}, or out of order"
                     )

@@ -53,7 +53,9 @@ def test_events_after_a_counter_settled_cost_no_write_and_send_nothing_around_cr
             writes = sum(1 for c in stack.commits.commits if c.rule_id == settled_rule)
             sends = Counter(t for t in stack.attribute_sends.sent.elements() if t[1] == SETTLES.output)
 
-            later = [StreamEvent(rng.choice(people), "greenbutton", 1000 + n) for n in range(rng.randint(5, 40))]
+            later = [
+                StreamEvent(rng.choice(people), "greenbutton", 1000 + n) for n in range(rng.randint(5, 40))
+            ]
             start = len(produced)
             extra = [Produced(SHARD, int(sequence(start + i + 1)), e) for i, e in enumerate(later)]
             batch = stack.batch(extra)

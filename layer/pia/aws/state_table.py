@@ -47,7 +47,9 @@ RETRYABLE_ERRORS = frozenset(
 )
 
 
-def bucket_of(text: str, buckets: int) -> int:
+def partition_bucket(text: str, buckets: int) -> int:
+    """Which of ``buckets`` partitions a key spreads to. A keyed digest, not ``hash()``: every
+    process, and every later deployment, must put the same key in the same partition."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % buckets
 
 
@@ -77,7 +79,7 @@ def outbox_attrs(key_text: str, pending: Sequence[Pending], due: int) -> Attribu
             ]
         }
     if pending and due:
-        attrs["oq"] = {"S": f"O#{bucket_of(key_text, OUTBOX_BUCKETS)}"}
+        attrs["oq"] = {"S": f"O#{partition_bucket(key_text, OUTBOX_BUCKETS)}"}
         attrs["od"] = {"N": str(due)}
     return attrs
 

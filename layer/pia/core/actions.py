@@ -79,8 +79,9 @@ def action_id_for(*parts: object) -> str:
 
 
 @dataclass(frozen=True)
-class DispatchResult:
-    """Per-action outcome; an action missing from ``failed`` was delivered."""
+class SendResult:
+    """One target's answer to one ``send``, keyed by action id; an action missing from ``failed`` was
+    accepted. :class:`pia.core.delivery.Delivery` gathers these over every target of a batch."""
 
     failed: Mapping[str, str] = field(default_factory=dict)
 
@@ -90,4 +91,4 @@ class ActionTarget(Protocol):
 
     name: str
 
-    def send(self, actions: Sequence[Action]) -> DispatchResult: ...
+    def send(self, actions: Sequence[Action]) -> SendResult: ...

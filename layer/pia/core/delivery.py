@@ -23,6 +23,9 @@ class OutboxEntry(NamedTuple):
 
 @dataclass
 class Delivery:
+    """What :func:`deliver` achieved over every target: the entries accepted, and the reason for each
+    one refused, keyed by action id and target (one target's own answer is a ``SendResult``)."""
+
     delivered: list[OutboxEntry] = field(default_factory=list)
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     """(action id, target name) -> reason."""

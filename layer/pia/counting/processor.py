@@ -1,9 +1,11 @@
-"""Powertools' Kinesis batch processor, extended to decode per record and commit per batch.
+"""Kinesis batches: decode per record, commit per batch, report what Lambda must redeliver.
 
-Powertools reports partial failures per record; the engine's writes are coalesced per batch. This
-subclass keeps Powertools' response building and failure bookkeeping, runs the per-record handler
-for decoding only, and after the last record commits the batch and moves the records whose writes
-failed into Powertools' failure list, so Lambda retries from the lowest of them.
+Powertools reports partial failures per record; the engine's writes are coalesced per batch. So the
+records are decoded one by one, the decoded ones are committed together, and only then does
+Powertools' batch processor walk the batch with a record handler that fails the records Lambda must
+redeliver, and build the partial-failure response from them. Only the public batch API is used
+(``BatchProcessor``, ``process_partial_response``), so a Powertools upgrade cannot silently change
+which records are retried.
 
 Poison records are *not* failures: retrying them would hold the shard until they expire. They are
 logged with their reason and coordinates and counted in a metric, and the shard moves on.
@@ -11,25 +13,20 @@ logged with their reason and coordinates and counted in a metric, and the shard 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pia.core.events import RecordRejected, Skipped, decode_base64, parse_event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
 
-
-@dataclass(frozen=True)
-class Rejected:
-    field: str
-    reason: str
-
-
-Decoded = InboundRecord | Skipped | Rejected
+Decoded = InboundRecord | Skipped | RecordRejected
+"""A record's fate: counted, skipped by design, or rejected as poison with the field at fault."""
 
 
 def lane_of(record: KinesisStreamRecord, parallelization_factor: int) -> str:
@@ -45,8 +42,9 @@ def decode_record(record: KinesisStreamRecord, parallelization_factor: int = 1) 
     kinesis = record.kinesis
     try:
         event = parse_event(decode_base64(kinesis.data))
-    except RecordRejected as exc:
-        return Rejected(exc.field, exc.reason)
+    except RecordRejected as rejected:
+        # Kept until the batch commits: its traceback's frames would hold the decoded payload too.
+        return rejected.with_traceback(None)
     if isinstance(event, Skipped):
         return event
     position = Position(lane_of(record, parallelization_factor), int(kinesis.sequence_number))
@@ -54,47 +52,55 @@ def decode_record(record: KinesisStreamRecord, parallelization_factor: int = 1) 
 
 
 class BatchFailed(Exception):
-    """Marks a decoded record whose batch write failed, so Powertools reports it for retry."""
+    """Marks a record Lambda must redeliver, so Powertools reports it."""
 
 
-class CoalescingKinesisProcessor(BatchProcessor):
-    def __init__(self, commit: Callable[[Sequence[InboundRecord]], dict[Position, str]]) -> None:
-        super().__init__(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
-        self._commit = commit
-        self.decoded: list[tuple[dict[str, Any], Decoded]] = []
+def process_batch(
+    event: Mapping[str, Any],
+    decode: Callable[[KinesisStreamRecord], Decoded],
+    commit: Callable[[Sequence[InboundRecord]], Mapping[Position, str]],
+    context: LambdaContext | None = None,
+) -> PartialItemFailureResponse:
+    """``commit`` takes the batch's decoded records and returns the positions it could not write,
+    with a reason; it raises only when the whole invocation must fail."""
+    failed: dict[int, str] = {}
+    decoded: list[InboundRecord] = []
+    for raw in event["Records"]:
+        record = KinesisStreamRecord(raw)
+        try:
+            result = decode(record)
+        except Exception as exc:
+            failed[int(record.kinesis.sequence_number)] = f"{type(exc).__name__}: {exc}"
+            continue
+        if isinstance(result, InboundRecord):
+            decoded.append(result)
+    held = _held_back(decoded, min(failed, default=None))
+    accepted = [r for r in decoded if r.position not in held]
+    not_written = commit(accepted) if accepted else {}
+    failed.update((position.sequence, reason) for position, reason in {**held, **not_written}.items())
 
-    def _prepare(self) -> None:
-        super()._prepare()  # type: ignore[no-untyped-call]
-        self.decoded = []
+    def report(record: KinesisStreamRecord) -> None:
+        reason = failed.get(int(record.kinesis.sequence_number))
+        if reason is not None:
+            raise BatchFailed(reason)
 
-    def success_handler(self, record: Any, result: Any) -> Any:
-        self.decoded.append((record, result))
-        return super().success_handler(record, result)
+    reporter = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event=dict(event), record_handler=report, processor=reporter, context=context
+    )
 
-    def _held_back(self) -> dict[Position, str]:
-        """Records after one whose handler failed are not committed.
 
-        Lambda redelivers from the lowest reported failure, so they come back anyway; committed now,
-        a later record of the same counter would lift the lane's mark past the failed record, and the
-        redelivery would skip that record as a duplicate: a lost count.
-        """
-        if not self.fail_messages:
-            return {}
-        first = min(int(message.kinesis.sequence_number) for message in self.fail_messages)  # type: ignore[union-attr]
-        return {
-            result.position: f"not committed: record {first} before it in the batch failed"
-            for _, result in self.decoded
-            if isinstance(result, InboundRecord) and result.position.sequence > first
-        }
+def _held_back(decoded: Sequence[InboundRecord], first_failed: int | None) -> dict[Position, str]:
+    """Records after one that failed are not committed.
 
-    def _clean(self) -> None:
-        held = self._held_back()
-        accepted = [r for _, r in self.decoded if isinstance(r, InboundRecord) and r.position not in held]
-        failed = {**held, **(self._commit(accepted) if accepted else {})}
-        if failed:
-            for raw, result in self.decoded:
-                if isinstance(result, InboundRecord) and result.position in failed:
-                    error = BatchFailed(failed[result.position])
-                    self.success_messages.remove(raw)  # type: ignore[arg-type]
-                    self.failure_handler(KinesisStreamRecord(raw), (BatchFailed, error, None))
-        super()._clean()  # type: ignore[no-untyped-call]
+    Lambda redelivers from the lowest reported failure, so they come back anyway; committed now, a
+    later record of the same counter would lift the lane's mark past the failed record, and the
+    redelivery would skip that record as a duplicate: a lost count.
+    """
+    if first_failed is None:
+        return {}
+    return {
+        r.position: f"not committed: record {first_failed} before it in the batch failed"
+        for r in decoded
+        if r.position.sequence > first_failed
+    }

@@ -17,11 +17,11 @@ from pia.aws.state_table import (
     RETRYABLE_ERRORS,
     AttributeMap,
     StateTable,
-    bucket_of,
     item_size,
     lane_marks_attr,
     outbox_attrs,
     outbox_from,
+    partition_bucket,
     query_partition,
 )
 from pia.core.state import StateCommit, StateWrite
@@ -37,7 +37,7 @@ COUNTER_BUCKETS = 16
 
 def counter_key(rule_id: str, user_id: str) -> AttributeMap:
     return {
-        "pk": {"S": f"R#{rule_id}#{bucket_of(user_id, COUNTER_BUCKETS):02d}"},
+        "pk": {"S": f"R#{rule_id}#{partition_bucket(user_id, COUNTER_BUCKETS):02d}"},
         "sk": {"S": user_id},
     }
 

@@ -21,8 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pia.rules.model import RuleTable
-from pia.rules.poller import SourceFailure
 from pia.rules.sheets import ValidationReport
+from pia.rules.source import SourceFailure
 
 MODEL_ROOT = Path(__file__).resolve().parent / "data"
 HONEYCODE_REGION = "us-west-2"

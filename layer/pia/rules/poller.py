@@ -33,31 +33,9 @@ from pia.rules.model import (
 )
 from pia.rules.ruleset import PublishConflict, Ruleset, activation_for_new_series, content_hash
 from pia.rules.sheets import ValidationReport, build_report, table_failure_report
+from pia.rules.source import RuleSource, SourceFailure
 
 NEAR_MISS_DAYS = 30
-
-
-class SourceFailure(RuntimeError):
-    """The rule source could not be read as a whole. ``missing`` marks a source with nothing in it
-    yet (no file under the prefix), which is only an error once a ruleset has been published."""
-
-    def __init__(self, message: str, *, missing: bool = False) -> None:
-        super().__init__(message)
-        self.missing = missing
-
-
-class RuleSource(Protocol):
-    @property
-    def description(self) -> str: ...
-
-    def read(self) -> RuleTable:
-        """The whole table, or :class:`SourceFailure`."""
-        ...
-
-    def write_report(self, report: ValidationReport) -> str | None:
-        """Store the report where the marketer finds it and return its location. A report that
-        cannot be stored is logged and gives ``None``: it must never stop the rules from publishing."""
-        ...
 
 
 class RulesetStore(Protocol):
@@ -77,19 +55,6 @@ class SeenValues(Protocol):
     def event_names(self, since: date) -> set[str]: ...
 
     def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]: ...
-
-
-@dataclass
-class InMemorySeenValues:
-    """``events`` maps event name -> attribute name -> values seen (dates are not modelled)."""
-
-    events: dict[str, dict[str, set[str]]] = field(default_factory=dict)
-
-    def event_names(self, since: date) -> set[str]:
-        return set(self.events)
-
-    def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]:
-        return set(self.events.get(event_name, {}).get(attribute_name, set()))
 
 
 def _closest(name: str, seen: Iterable[str]) -> str | None:

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +49,6 @@ class Ruleset:
     @cached_property
     def date_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.rule_type is RuleType.DATE)
-
-    def activation_date(self, series: str) -> date | None:
-        raw = self.series_activation.get(series)
-        return date.fromisoformat(raw) if raw else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +90,11 @@ class PublishConflict(RuntimeError):
     """Another publisher won the race for this version; re-read and try again."""
 
 
+class RulesetUnavailable(RuntimeError):
+    """The ruleset could not be read. A reader that already holds a ruleset keeps using it: rules
+    change rarely, and a brief outage of the table must not stop the counting."""
+
+
 class RulesetTable:
     """Adapter for the ruleset table: a CURRENT pointer item plus one immutable item per version."""
 
@@ -102,11 +103,16 @@ class RulesetTable:
         self._table = table_name
 
     def current(self) -> Ruleset:
-        response = self._client.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": RULESET_PK}, "sk": {"S": CURRENT_SK}},
-            ConsistentRead=True,
-        )
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": RULESET_PK}, "sk": {"S": CURRENT_SK}},
+                ConsistentRead=True,
+            )
+        except Exception as exc:
+            # Whatever the client raises (botocore's ClientError or BotoCoreError; caught by their
+            # base class so this module, which pure code imports, never loads botocore).
+            raise RulesetUnavailable(f"ruleset table {self._table}: {exc}") from exc
         item = response.get("Item")
         if not item:
             return EMPTY_RULESET
@@ -183,17 +189,8 @@ class RulesetCache:
             try:
                 self._ruleset = self._source()
                 self.reads += 1
-            except Exception:
-                # Any failure to read (throttling, an outage, a body that does not parse) keeps the
-                # ruleset already in force: a stale rule for a minute beats a stopped stream.
+            except RulesetUnavailable:
                 if self._ruleset is None:
                     raise
             self._loaded_at = now
         return self._ruleset
-
-    def invalidate(self) -> None:
-        self._ruleset = None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pia.rules.model import RuleTable
-from pia.rules.poller import SourceFailure
 from pia.rules.sheets import SheetError, ValidationReport, read_table, render_report, table_failure_report
+from pia.rules.source import SourceFailure
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

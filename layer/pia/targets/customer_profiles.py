@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pia.core.actions import Action, ActionKind, DispatchResult
+from pia.core.actions import Action, ActionKind, SendResult
 
 if TYPE_CHECKING:
     from mypy_boto3_customer_profiles import CustomerProfilesClient
@@ -59,7 +59,7 @@ class CustomerProfilesTarget:
         self._key = key_name
         self._create_missing = create_missing
 
-    def send(self, actions: Sequence[Action]) -> DispatchResult:
+    def send(self, actions: Sequence[Action]) -> SendResult:
         by_user: dict[str, list[Action]] = {}
         for action in actions:
             by_user.setdefault(action.user_id, []).append(action)
@@ -69,7 +69,7 @@ class CustomerProfilesTarget:
             if error is not None:
                 for action in user_actions:
                     failed[action.action_id] = error
-        return DispatchResult(failed)
+        return SendResult(failed)
 
     def _apply(self, user_id: str, actions: Sequence[Action]) -> str | None:
         if len(user_id) > MAX_KEY_VALUE:

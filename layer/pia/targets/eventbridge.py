@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pia.core.actions import NOT_READY, Action, ActionKind, DispatchResult
+from pia.core.actions import NOT_READY, Action, ActionKind, SendResult
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -102,11 +102,11 @@ class EventBridgeTarget:
             "Resources": [],
         }
 
-    def send(self, actions: Sequence[Action]) -> DispatchResult:
+    def send(self, actions: Sequence[Action]) -> SendResult:
         failed: dict[str, str] = {}
         for chunk in self._chunks(actions, failed):
             self._put(chunk, failed)
-        return DispatchResult(failed)
+        return SendResult(failed)
 
     def _chunks(
         self, actions: Sequence[Action], failed: dict[str, str]

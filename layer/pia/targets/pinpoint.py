@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pia.core.actions import Action, ActionKind, DispatchResult
+from pia.core.actions import Action, ActionKind, SendResult
 
 if TYPE_CHECKING:
     from mypy_boto3_pinpoint import PinpointClient
@@ -44,7 +44,7 @@ class PinpointTarget:
         self._base_delay = base_delay
         self._sleep = sleep
 
-    def send(self, actions: Sequence[Action]) -> DispatchResult:
+    def send(self, actions: Sequence[Action]) -> SendResult:
         failed: dict[str, str] = {}
         attributes = [a for a in actions if a.kind is ActionKind.SET_ATTRIBUTE]
         events = [a for a in actions if a.kind is ActionKind.FIRE_EVENT]
@@ -53,7 +53,7 @@ class PinpointTarget:
                 failed[action.action_id] = "no endpoint is known for this user; Pinpoint needs one"
         self._send_attributes([a for a in attributes if a.endpoint_ids], failed)
         self._send_events([a for a in events if a.endpoint_ids], failed)
-        return DispatchResult(failed)
+        return SendResult(failed)
 
     def _call(self, fn: Callable[[], Any]) -> tuple[Any, str | None]:
         for attempt in range(self._max_attempts):

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from pia.aws.state_table import (
     AttributeMap,
     StateTable,
-    bucket_of,
     lane_marks_attr,
     outbox_attrs,
     outbox_from,
+    partition_bucket,
     query_partition,
 )
 from pia.core.state import StateCommit, StateWrite
@@ -55,7 +55,7 @@ def rollup_partitions(series: str, buckets: int = ROLLUP_BUCKETS) -> list[str]:
 
 
 def rollup_key(series: str, user_id: str, buckets: int = ROLLUP_BUCKETS) -> AttributeMap:
-    return {"pk": {"S": f"S#{series}#{bucket_of(user_id, buckets):02d}"}, "sk": {"S": user_id}}
+    return {"pk": {"S": f"S#{series}#{partition_bucket(user_id, buckets):02d}"}, "sk": {"S": user_id}}
 
 
 def _days_attr(days: Mapping[date, DayTotal]) -> AttributeMap:

@@ -20,7 +20,7 @@ from pia.core.events import (
     parse_event,
 )
 from pia.counting.aggregator import InboundRecord
-from pia.counting.processor import Rejected, decode_record
+from pia.counting.processor import decode_record
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 
 
@@ -248,10 +248,14 @@ def test_a_mixed_batch_is_decoded_per_record_and_bad_records_do_not_affect_neigh
     ]
     assert accepted[0].event.endpoint_id == "ep-2001"
     assert accepted[0].event.timestamp == accepted[1].event.timestamp
-    assert decoded[2] == Rejected("user_id", "missing; the generic format requires a user_id")
+    assert isinstance(decoded[2], RecordRejected)
+    assert (decoded[2].field, decoded[2].reason) == (
+        "user_id",
+        "missing; the generic format requires a user_id",
+    )
     assert decoded[3] == Skipped(SkipReason.NO_USER, "purchase")
-    assert isinstance(decoded[4], Rejected) and decoded[4].field == "timestamp"
-    assert isinstance(decoded[5], Rejected) and decoded[5].field == "data"
+    assert isinstance(decoded[4], RecordRejected) and decoded[4].field == "timestamp"
+    assert isinstance(decoded[5], RecordRejected) and decoded[5].field == "data"
 
 
 def test_a_lowercase_utc_designator_is_accepted_as_the_schema_allows() -> None:

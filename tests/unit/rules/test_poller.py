@@ -11,15 +11,14 @@ import pytest
 
 from pia.rules.model import RuleTable, Severity, parse_rules
 from pia.rules.poller import (
-    InMemorySeenValues,
     Poller,
     PollerSettings,
     PollStatus,
-    SourceFailure,
     near_miss_warnings,
 )
 from pia.rules.ruleset import EMPTY_RULESET, PublishConflict, Ruleset
 from pia.rules.sheets import RowStatus, ValidationReport
+from pia.rules.source import SourceFailure
 from tests.conftest import CASE_COURSE as COURSE
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE
@@ -88,6 +87,19 @@ class FakeSource:
     def write_report(self, report: ValidationReport) -> str | None:
         self.reports.append(report)
         return "s3://rules/rules.report.csv"
+
+
+@dataclass
+class InMemorySeenValues:
+    """``events`` maps event name -> attribute name -> values seen (dates are not modelled)."""
+
+    events: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def event_names(self, since: date) -> set[str]:
+        return set(self.events)
+
+    def attribute_values(self, event_name: str, attribute_name: str, since: date) -> set[str]:
+        return set(self.events.get(event_name, {}).get(attribute_name, set()))
 
 
 @dataclass
