@@ -217,3 +217,23 @@ def test_the_relay_works_in_bounded_pages_and_sends_as_it_goes(
     assert order.count("read") >= 12 and "read" in order[first_send:], (
         "reads a page, sends it, reads the next"
     )
+
+
+def test_an_action_the_target_refused_is_logged_as_deferred_not_as_an_uncommitted_record(
+    aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#15 defect 8: "batch item not committed" was logged, as an error, for actions that were
+    committed and only deferred to the relay."""
+    import logging
+
+    publish_rows(dynamodb, [GREEN_GT_5])
+    recorder.fail_next = 100
+    event = kinesis_event(
+        [StreamRecord(record_data(pin_event("joy", n=i)), sequence(i + 1)) for i in range(6)]
+    )
+    with caplog.at_level(logging.INFO):
+        assert aggregator_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    uncommitted = [r for r in caplog.records if r.getMessage() == "batch item not committed"]
+    deferred = [r for r in caplog.records if "target refused it" in r.getMessage()]
+    assert uncommitted == []
+    assert [r.levelname for r in deferred] == ["WARNING"]
