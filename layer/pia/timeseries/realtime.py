@@ -32,7 +32,6 @@ from pia.counting.aggregator import ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position, utc_seconds
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.rollups import (
-    RollupStep,
     SeriesKey,
     SeriesPlan,
     SeriesRollup,
@@ -123,7 +122,6 @@ class TimeSeriesPath:
     ) -> ExtensionOutcome:
         oldest = today - timedelta(days=self._retention_days)
         names = [t.name for t in self._targets]
-        steps: dict[SeriesKey, RollupStep] = {}
 
         def transition(key: SeriesKey, base: SeriesRollup, retry: bool) -> Change[SeriesRollup] | None:
             plan, events = runs[key]
@@ -136,7 +134,6 @@ class TimeSeriesPath:
                 now=now,
                 lane_retention_seconds=self._lane_retention,
             )
-            steps[key] = step
             if step.last is None:
                 return None
             decisions = decide(step.state, plan.rules, today, step.days)
