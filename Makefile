@@ -12,12 +12,14 @@ TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum tools-requirements.txt 2>/dev
 PY313 ?= $(shell for p in $$(command -v python3.13) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 TARGETS ?= pinpoint
+FUNCTION ?= aggregator
+EVENT ?= events/kinesis-batch.json
 export AWS_DEFAULT_REGION ?= us-east-1
 export POWERTOOLS_METRICS_NAMESPACE ?= PinpointIncrementalAnalytics
 export POWERTOOLS_SERVICE_NAME ?= pia
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: install test lint unit pytest build artifacts validate demo bench reliability clean
+.PHONY: install test lint unit pytest build artifacts validate demo invoke bench reliability clean
 
 install: $(STAMP)
 
@@ -65,6 +67,11 @@ artifacts: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m pia_cli.demo --targets $(TARGETS)
+
+# sam local invoke of one function with one sample event, against the local emulator (Docker needed;
+# without it, the same event runs in-process).
+invoke: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/python -m pia_cli.invoke --function $(FUNCTION) --event $(EVENT) --sam $(TOOLS)/bin/sam
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

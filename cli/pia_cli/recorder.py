@@ -10,6 +10,7 @@ fired events so the demo, ``pia replay`` and tests can show what Pinpoint would 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 Answer = Callable[..., tuple[Any, dict[str, Any]]]
 
@@ -130,31 +132,99 @@ class _Response:
     content: bytes = b""
 
 
+def model_violations(shape: Any, value: Any, path: str) -> list[str]:
+    """What botocore's validator leaves to the service: maximum lengths, patterns and enums."""
+    problems: list[str] = []
+    meta = shape.metadata
+    if shape.type_name == "structure":
+        for name, member in value.items():
+            problems += model_violations(shape.members[name], member, f"{path}.{name}")
+    elif shape.type_name in ("list", "map"):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{path}: {len(value)} items is over {meta['max']}")
+        if shape.type_name == "list":
+            for i, item in enumerate(value):
+                problems += model_violations(shape.member, item, f"{path}[{i}]")
+        else:
+            for key, item in value.items():
+                problems += model_violations(shape.key, key, f"{path} key {key!r}")
+                problems += model_violations(shape.value, item, f"{path}[{key!r}]")
+    elif shape.type_name == "string":
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{path}: {len(value)} characters is over {meta['max']}")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+            problems.append(f"{path}: {value!r} does not match {meta['pattern']}")
+        if "enum" in meta and value not in meta["enum"]:
+            problems.append(f"{path}: {value!r} is not one of {meta['enum']}")
+    elif shape.type_name == "integer" and "max" in meta and value > meta["max"]:
+        problems.append(f"{path}: {value} is over {meta['max']}")
+    return problems
+
+
+def refuse_model_violations(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """A ``before-parameter-build`` hook: the service's own 400 for what the model forbids."""
+    problems = model_violations(model.input_shape, params, model.name)
+    if problems:
+        raise ClientError(
+            {"Error": {"Code": "BadRequestException", "Message": "; ".join(problems)}}, model.name
+        )
+
+
+PROFILE_INDEXES = {
+    "_account": ("AccountNumber",),
+    "_email": ("EmailAddress", "PersonalEmailAddress", "BusinessEmailAddress"),
+    "_phone": ("PhoneNumber", "MobilePhoneNumber", "HomePhoneNumber", "BusinessPhoneNumber"),
+}
+"""How Customer Profiles indexes the standard profile (``_profileId`` and ``_fullName`` too): the
+only keys a profile has unless an object type or AddProfileKey gives it another."""
+
+
+@dataclass
+class StoredProfile:
+    fields: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, set[str]] = field(default_factory=dict)
+
+
 @dataclass
 class ProfilesRecorder:
     """A local stand-in for Amazon Connect Customer Profiles, which moto does not emulate.
 
     Like :class:`PinpointRecorder`, it is a real botocore client: each request passes botocore's
-    validation against the customer-profiles model before this recorder answers it. It keeps one
-    domain's profiles, found by the search key the target is configured with.
+    validation against the customer-profiles model, and the model's lengths, patterns and enums,
+    before this recorder answers it. It keeps one domain's profiles and finds them as the service
+    does: only by a key that really indexes them (a standard field, or a key added to the profile),
+    never by an ``Attributes`` entry.
     """
 
     region: str = "us-east-1"
-    key_name: str = "_userId"
-    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    key_name: str = "_account"
+    profiles: dict[str, StoredProfile] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> Any:
-        return answering_client("customer-profiles", self.region, self._answer)
+        client = answering_client("customer-profiles", self.region, self._answer)
+        client.meta.events.register("before-parameter-build.customer-profiles", refuse_model_violations)
+        return client
+
+    def key_values(self, profile_id: str, key_name: str) -> set[str]:
+        profile = self.profiles[profile_id]
+        if key_name == "_profileId":
+            return {profile_id}
+        if key_name == "_fullName":
+            names = [profile.fields.get(n, "") for n in ("FirstName", "MiddleName", "LastName")]
+            return {" ".join(n for n in names if n)} - {""}
+        indexed = {profile.fields[f] for f in PROFILE_INDEXES.get(key_name, ()) if f in profile.fields}
+        return indexed | profile.keys.get(key_name, set())
 
     def user_attributes(self) -> dict[str, dict[str, str]]:
-        """user id (the search key's value) -> the profile's attributes other than the key."""
-        return {
-            attributes[self.key_name]: {k: v for k, v in attributes.items() if k != self.key_name}
-            for attributes in self.profiles.values()
-            if self.key_name in attributes
-        }
+        """user id (the search key's value) -> the profile's attributes."""
+        found: dict[str, dict[str, str]] = {}
+        for profile_id, profile in self.profiles.items():
+            for value in self.key_values(profile_id, self.key_name):
+                found[value] = dict(profile.attributes)
+        return found
 
     def _answer(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         operation = model.name
@@ -164,19 +234,31 @@ class ProfilesRecorder:
             if operation == "SearchProfiles":
                 wanted = set(body["Values"])
                 items = [
-                    {"ProfileId": profile_id, "Attributes": dict(attributes)}
-                    for profile_id, attributes in sorted(self.profiles.items())
-                    if attributes.get(body["KeyName"]) in wanted
+                    {
+                        "ProfileId": profile_id,
+                        **profile.fields,
+                        "Attributes": dict(profile.attributes),
+                        "FoundByItems": [{"KeyName": body["KeyName"], "Values": sorted(matched)}],
+                    }
+                    for profile_id, profile in sorted(self.profiles.items())
+                    if (matched := self.key_values(profile_id, body["KeyName"]) & wanted)
                 ]
                 return _ok(200, {"Items": items})
             if operation == "CreateProfile":
                 profile_id = f"{len(self.profiles) + 1:032x}"
-                self.profiles[profile_id] = dict(body.get("Attributes", {}))
+                standard = {k: v for k, v in body.items() if isinstance(v, str) and k != "DomainName"}
+                self.profiles[profile_id] = StoredProfile(standard, dict(body.get("Attributes", {})))
                 return _ok(200, {"ProfileId": profile_id})
+            if operation == "AddProfileKey":
+                profile_id = body["ProfileId"]
+                if profile_id not in self.profiles:
+                    return _error("ResourceNotFoundException", f"no profile {profile_id}")
+                self.profiles[profile_id].keys.setdefault(body["KeyName"], set()).update(body["Values"])
+                return _ok(200, {"KeyName": body["KeyName"], "Values": body["Values"]})
             if operation == "UpdateProfile":
                 profile_id = body["ProfileId"]
                 if profile_id not in self.profiles:
                     return _error("ResourceNotFoundException", f"no profile {profile_id}")
-                self.profiles[profile_id].update(body.get("Attributes", {}))
+                self.profiles[profile_id].attributes.update(body.get("Attributes", {}))
                 return _ok(200, {"ProfileId": profile_id})
             return _error("BadRequestException", f"{operation} is not recorded locally")

@@ -18,12 +18,13 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from pia.core.events import RecordRejected, Skipped, parse_event
+from pia.core.mapping import PARAMETERS, FieldMapping, MappingError
 from pia.rules.model import TableError, parse_table
 from pia.rules.sheets import SheetError, read_table
 
@@ -31,6 +32,8 @@ log = logging.getLogger("pia_cli.replay")
 
 STACK_NAME = "pia-replay"
 MIN_BATCH, MAX_BATCH = 1, 10_000
+KINESIS_MAX_RECORD_BYTES = 1024 * 1024
+"""PutRecords refuses a larger record (data plus partition key)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,16 @@ class InputLine:
     number: int
     data: bytes
     partition_key: str
+
+    @property
+    def stream_bytes(self) -> int:
+        return len(self.data) + len(self.partition_key.encode())
+
+    @property
+    def fits_the_stream(self) -> bool:
+        """A line Kinesis would refuse never reaches the aggregator: it is a rejected record of the
+        answer, as it would be a failed PutRecords entry for the producer, not a failed run."""
+        return self.stream_bytes <= KINESIS_MAX_RECORD_BYTES
 
 
 def parse_now(text: str) -> datetime:
@@ -69,13 +82,20 @@ def read_lines(path: Path) -> Iterator[InputLine]:
 def _partition_key(data: bytes, number: int) -> str:
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return f"line-{number}"
     if not isinstance(document, dict):
         return f"line-{number}"
     endpoint = _object(document.get("endpoint"))
     user, client = _object(endpoint.get("User")), _object(document.get("client"))
-    for key in (user.get("UserId"), document.get("user_id"), endpoint.get("Id"), client.get("client_id")):
+    candidates = (
+        user.get("UserId"),
+        document.get("user_id"),
+        document.get("userId"),
+        endpoint.get("Id"),
+        client.get("client_id"),
+    )
+    for key in candidates:
         if isinstance(key, str) and key:
             return key[:256]
     return f"line-{number}"
@@ -85,12 +105,17 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def count_skipped(lines: list[InputLine]) -> int:
+def count_skipped(lines: list[InputLine], mapping: FieldMapping | None = None) -> int:
     """Records the aggregator does not count, classified by the aggregator's own parser."""
     skipped = 0
     for line in lines:
         try:
-            parsed = parse_event(line.data)
+            if not line.fits_the_stream:
+                raise RecordRejected(
+                    "data",
+                    f"{line.stream_bytes} bytes is over Kinesis' 1 MiB record limit: not put on the stream",
+                )
+            parsed = parse_event(line.data, mapping)
         except RecordRejected as exc:
             log.warning("line %d rejected: %s: %s", line.number, exc.field, exc.reason)
             skipped += 1
@@ -117,6 +142,7 @@ def replay(
     batch_size: int = 100,
     log_stream: TextIO | None = None,
     log_level: str = "WARNING",
+    mapping: FieldMapping | None = None,
 ) -> dict[str, Any]:
     # moto and SAM's translator take over a second to import; `pia rules ...` should not wait for them.
     from pia_cli.emulator import embedded_emulator  # noqa: PLC0415
@@ -132,6 +158,8 @@ def replay(
         "StartingPosition": "TRIM_HORIZON",
         "StreamShardCount": "1",
     }
+    if mapping is not None:
+        parameters.update({PARAMETERS[f.name]: getattr(mapping, f.name) for f in fields(mapping)})
     with embedded_emulator() as emulator:
         stack = LocalStack.deploy(
             STACK_NAME,
@@ -147,7 +175,7 @@ def replay(
                 outcome = stack.publish_rules(rules)
                 log.info("rules published: %s", outcome)
             runner = stack.mapping_runner("aggregator")
-            stack.put_records((line.data, line.partition_key) for line in lines)
+            stack.put_records((line.data, line.partition_key) for line in lines if line.fits_the_stream)
             stats = runner.drain()
             log.info(
                 "%d records, %d invocations, %d retries, %d records to the on-failure queue",
@@ -171,7 +199,7 @@ def replay(
             for (user, event_type), count in sorted(view.fired.items())
         ],
         "rejected_rules": rejected,
-        "skipped_records": count_skipped(lines),
+        "skipped_records": count_skipped(lines, mapping),
     }
 
 
@@ -195,7 +223,29 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=_batch_size, default=100, help="records per aggregator invocation"
     )
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=JMESPATH",
+        help=(
+            "the stack's field mapping for JSON in no built-in format, one field at a time: "
+            f"{', '.join(PARAMETERS)} (user_id, event_type and timestamp are required)"
+        ),
+    )
     parser.add_argument("--verbose", action="store_true", help="the functions' INFO logs on stderr")
+
+
+def field_mapping(pairs: list[str]) -> FieldMapping | None:
+    expressions: dict[str, str] = {}
+    for pair in pairs:
+        name, separator, expression = pair.partition("=")
+        if not separator or name not in PARAMETERS:
+            raise MappingError(
+                f"--map {pair!r}: expected FIELD=JMESPATH with FIELD one of {', '.join(PARAMETERS)}"
+            )
+        expressions[name] = expression
+    return FieldMapping.declared(expressions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,6 +254,11 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"pia replay: {path} is not a file", file=sys.stderr)
             return 2
+    try:
+        mapping = field_mapping(args.map)
+    except MappingError as exc:
+        print(f"pia replay: {exc}", file=sys.stderr)
+        return 2
     tooling = logging.getLogger("pia_cli")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pia replay: %(levelname)s %(message)s"))
@@ -216,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         now = args.now or datetime.now(UTC)
         logs = sys.stderr if args.verbose else cast(TextIO, WithoutMetrics(sys.stderr))
         functions_level = "INFO" if args.verbose else "WARNING"
-        document = replay(args.rules, args.events, now, args.batch_size, logs, functions_level)
+        document = replay(args.rules, args.events, now, args.batch_size, logs, functions_level, mapping)
     except Exception as exc:
         log.exception("replay failed: %s", exc)
         return 1

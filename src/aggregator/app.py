@@ -127,7 +127,7 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
 
 def handle_record(record: KinesisStreamRecord) -> Decoded:
     settings, _ = runtime()
-    decoded = decode_record(record, settings.parallelization_factor)
+    decoded = decode_record(record, settings.parallelization_factor, settings.field_mapping)
     if isinstance(decoded, RecordRejected):
         metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)
         logger.error(
@@ -140,7 +140,7 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
     elif isinstance(decoded, Skipped):
         metrics.add_metric(f"Skipped_{decoded.reason.value}", MetricUnit.Count, 1)
         if decoded.reason.value == "no_user":
-            logger.info("event skipped: no endpoint.User.UserId", event_type=decoded.event_type)
+            logger.info("event skipped: no user id", event_type=decoded.event_type)
     return decoded
 
 

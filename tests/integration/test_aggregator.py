@@ -137,7 +137,7 @@ def test_bad_records_are_reported_and_their_neighbours_count(
         b"not json at all",
         record_data(pin_event(None)),
         record_data(pin_event("carol", metrics={"clicks": "many"})),
-        record_data(pin_event("carol", attributes={"note": "x" * 10_240})),
+        record_data(pin_event("carol", attributes={"note": {"nested": "object"}})),
     ]
     records = [StreamRecord(record_data(d), sequence(i + 1)) for i, d in enumerate(good)]
     records += [StreamRecord(p, sequence(100 + i)) for i, p in enumerate(bad_payloads)]
@@ -152,6 +152,42 @@ def test_bad_records_are_reported_and_their_neighbours_count(
     rejected = [r for r in caplog.records if r.getMessage() == "record rejected"]
     assert sorted(r.field for r in rejected) == ["attributes.note", "data", "data", "metrics.clicks"]  # type: ignore[attr-defined]
     assert all(r.sequence_number and r.reason for r in rejected)  # type: ignore[attr-defined]
+
+
+PAGE_URL = "https://shop.example.com/catalogue/books/" + "b" * 109
+
+
+def test_a_pinpoint_event_with_a_150_character_attribute_is_counted(
+    aggregator_app: Any, dynamodb: Any, lambda_context: Any
+) -> None:
+    """Pinpoint's event attribute values go up to 200 characters; 100 is its endpoint-attribute limit."""
+    assert len(PAGE_URL) == 150
+    parsed = publish_rows(
+        dynamodb,
+        [
+            rule_row(
+                "aggregator",
+                "page_view",
+                "page",
+                PAGE_URL,
+                "greater_or_equal",
+                "2",
+                "na",
+                "999",
+                "no",
+                "9999-99-99",
+                "9999-99-99",
+                OutputName="trk_long_page",
+            )
+        ],
+    )
+    views = [
+        pin_event("dave", "page_view", n, attributes={"page": PAGE_URL, "ref": "r" * 300}) for n in range(2)
+    ]
+    event = kinesis_event([StreamRecord(record_data(d), sequence(i + 1)) for i, d in enumerate(views)])
+
+    assert aggregator_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    assert counter(dynamodb, parsed.rules[0].rule_id, "dave").count == 2
 
 
 def test_throttled_writes_are_reported_for_retry_and_lose_nothing(

@@ -4,7 +4,6 @@ request is matched exactly and in order, and every canned answer is checked agai
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,11 +15,12 @@ from botocore.stub import Stubber
 
 from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
 from pia.settings import Settings
-from pia.targets.customer_profiles import CustomerProfilesTarget
+from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey
 from pia.targets.factory import MissingSetting, build_targets
+from pia_cli.recorder import ProfilesRecorder, model_violations
 
 DOMAIN = "pia-customers"
-KEY = "_userId"
+KEY = "_account"
 OCCURRED = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
 PROFILE_A = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 PROFILE_B = "f9e8d7c6b5a4938271605f4e3d2c1b0a"
@@ -48,37 +48,8 @@ def action(
     )
 
 
-def model_limits(shape: Any, value: Any, path: str) -> list[str]:
-    """What botocore's validator leaves to the service: maximum lengths, patterns and enums."""
-    problems: list[str] = []
-    meta = shape.metadata
-    if shape.type_name == "structure":
-        for name, member in value.items():
-            problems += model_limits(shape.members[name], member, f"{path}.{name}")
-    elif shape.type_name in ("list", "map"):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{path}: {len(value)} items is over {meta['max']}")
-        if shape.type_name == "list":
-            for i, item in enumerate(value):
-                problems += model_limits(shape.member, item, f"{path}[{i}]")
-        else:
-            for key, item in value.items():
-                problems += model_limits(shape.key, key, f"{path} key {key!r}")
-                problems += model_limits(shape.value, item, f"{path}[{key!r}]")
-    elif shape.type_name == "string":
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{path}: {len(value)} characters is over {meta['max']}")
-        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
-            problems.append(f"{path}: {value!r} does not match {meta['pattern']}")
-        if "enum" in meta and value not in meta["enum"]:
-            problems.append(f"{path}: {value!r} is not one of {meta['enum']}")
-    elif shape.type_name == "integer" and "max" in meta and value > meta["max"]:
-        problems.append(f"{path}: {value} is over {meta['max']}")
-    return problems
-
-
 def _check_limits(params: dict[str, Any], model: Any, **_: Any) -> None:
-    problems = model_limits(model.input_shape, params, model.name)
+    problems = model_violations(model.input_shape, params, model.name)
     assert not problems, problems
 
 
@@ -176,11 +147,13 @@ def test_each_user_is_searched_once_per_send_and_the_later_crossing_wins(client:
     assert CustomerProfilesTarget(client, DOMAIN, KEY).send(actions).failed == {}
 
 
-def test_an_absent_profile_is_created_with_the_key_when_the_flag_allows(client: Any, stub: Stubber) -> None:
+def test_an_absent_profile_is_created_with_the_standard_field_the_default_key_indexes(
+    client: Any, stub: Stubber
+) -> None:
     expect_search(stub, "user-1001", [])
-    expect_create(stub, Attributes={"trk_purchase": "ready", KEY: "user-1001"})
+    expect_create(stub, AccountNumber="user-1001", Attributes={"trk_purchase": "ready"})
 
-    result = CustomerProfilesTarget(client, DOMAIN, KEY, create_missing=True).send([action(1)])
+    result = CustomerProfilesTarget(client, DOMAIN, create_missing=True).send([action(1)])
 
     assert result.failed == {}
 
@@ -202,7 +175,7 @@ def test_an_absent_profile_without_the_flag_fails_with_a_clear_reason(client: An
 
     result = CustomerProfilesTarget(client, DOMAIN, KEY).send([first, second])
 
-    reason = "no profile has _userId='user-1001' in domain 'pia-customers'; create it upstream or set ProfilesCreateMissing=true"
+    reason = "no profile has _account='user-1001' in domain 'pia-customers'; create it upstream or set ProfilesCreateMissing=true"
     assert result.failed == {first.action_id: reason, second.action_id: reason}
 
 
@@ -223,7 +196,7 @@ def test_a_key_that_finds_too_many_profiles_is_refused(client: Any, stub: Stubbe
     assert result.failed == {
         action(
             1
-        ).action_id: "_userId='user-1001' finds more than 10 profiles; the profile key must identify one user"
+        ).action_id: "_account='user-1001' finds more than 10 profiles; the profile key must identify one user"
     }
 
 
@@ -294,3 +267,69 @@ def test_build_targets_needs_a_domain_and_passes_the_key_and_flag() -> None:
         expect_create(stub, AccountNumber="ACC-1", Attributes={"trk_purchase": "ready"})
         assert profiles.send([action(1, user="ACC-1")]).failed == {}
         stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("key", ["_userId", "_segmentUserId", "customerId"])
+def test_creating_profiles_is_refused_for_a_key_create_profile_cannot_fill(client: Any, key: str) -> None:
+    with pytest.raises(UnfillableKey, match="could never be found again"):
+        CustomerProfilesTarget(client, DOMAIN, key, create_missing=True)
+    settings = Settings(
+        action_targets=("customer-profiles",),
+        profiles_domain=DOMAIN,
+        profiles_key_name=key,
+        profiles_create_missing=True,
+    )
+    with pytest.raises(MissingSetting, match="ProfilesCreateMissing=true needs a ProfilesKeyName"):
+        build_targets(settings, lambda service, region_name=None: client)
+
+
+def test_a_key_from_an_integration_finds_profiles_without_creating_any() -> None:
+    """Lookup-only keys (such as the Segment integration's ``_segmentUserId``) work when the domain
+    already fills them."""
+    recorder = ProfilesRecorder(key_name="_segmentUserId")
+    client = recorder.client()
+    profile_id = client.create_profile(DomainName=DOMAIN, FirstName="Ada")["ProfileId"]
+    client.add_profile_key(
+        DomainName=DOMAIN, ProfileId=profile_id, KeyName="_segmentUserId", Values=["seg-1"]
+    )
+
+    result = CustomerProfilesTarget(client, DOMAIN, "_segmentUserId").send([action(1, user="seg-1")])
+
+    assert result.failed == {}
+    assert recorder.user_attributes() == {"seg-1": {"trk_purchase": "ready"}}
+
+
+def test_the_stand_in_finds_a_profile_only_by_a_key_that_indexes_it() -> None:
+    recorder = ProfilesRecorder()
+    client = recorder.client()
+    client.create_profile(DomainName=DOMAIN, AccountNumber="user-1", Attributes={"_userId": "user-1"})
+
+    def found(key: str, value: str) -> int:
+        return len(client.search_profiles(DomainName=DOMAIN, KeyName=key, Values=[value])["Items"])
+
+    assert found("_account", "user-1") == 1
+    assert found("_userId", "user-1") == 0  # an Attributes entry is not a search key
+
+
+def test_the_default_key_creates_one_profile_per_user_however_often_it_is_sent() -> None:
+    """The defect: with the old ``_userId`` default, the user id went into ``Attributes``, which no
+    search reads, so every send created another profile for the same user."""
+    recorder = ProfilesRecorder()
+    target = CustomerProfilesTarget(recorder.client(), DOMAIN, create_missing=True)
+
+    assert target.send([action(1)]).failed == {}
+    assert target.send([action(2, output="trk_other")]).failed == {}
+
+    assert len(recorder.profiles) == 1
+    assert recorder.user_attributes() == {"user-1001": {"trk_purchase": "ready", "trk_other": "ready"}}
+
+
+def test_the_stand_in_refuses_what_the_model_forbids_as_the_service_would() -> None:
+    recorder = ProfilesRecorder()
+    target = CustomerProfilesTarget(recorder.client(), DOMAIN, create_missing=True)
+    too_long = action(1, value="v" * 256)
+
+    result = target.send([too_long])
+
+    assert "BadRequestException" in result.failed[too_long.action_id]
+    assert "over 255" in result.failed[too_long.action_id]

@@ -124,6 +124,34 @@ def test_reads_every_page_and_matches_reordered_columns_by_name(client: Any) -> 
     assert [(e.row, e.column) for e in result.errors] == [(203, "Operator-V")]
 
 
+def test_auto_dates_and_multi_select_cells_read_as_the_real_api_answers(client: Any) -> None:
+    """Honeycode's API (botocore 1.34.120, its last model) answers ROWSET cells with ``formattedValues``
+    and AUTO cells detected as dates with a serial and a display form; both must pass the model."""
+    names = list(COLUMN_IDS)
+    cells = rule_cells(1)
+    cells["RuleType"] = {"format": "TEXT", "rawValue": "date", "formattedValue": "date"}
+    cells["StartDate"] = {"format": "AUTO", "rawValue": "46143", "formattedValue": "5/1/2026"}
+    cells["FinishDate"] = {"format": "AUTO", "rawValue": "46173", "formattedValue": "5/31/2026"}
+    cells["AttributeValue"] = {"format": "ROWSET", "rawValue": "rows:t/[r1]", "formattedValues": ["books"]}
+    cells["AttributeName"] = {"format": "TEXT", "rawValue": "category", "formattedValue": "category"}
+    page = {
+        "workbookCursor": 7,
+        "columnIds": [COLUMN_IDS[n] for n in names],
+        "rows": [{"rowId": row_id(1), "cells": [cells[n] for n in names]}],
+    }
+    with Stubber(client) as stub:
+        columns = [{"tableColumnId": COLUMN_IDS[n], "tableColumnName": n, "format": "AUTO"} for n in names]
+        stub.add_response("list_table_columns", {"tableColumns": columns}, BASE)
+        stub.add_response("list_table_rows", page, {**BASE, "maxResults": 100})
+        table = HoneycodeTable(client, WORKBOOK, TABLE).read()
+
+    result = parse_table(table)
+    assert result.errors == ()
+    (rule,) = result.rules
+    assert (str(rule.start_date), str(rule.finish_date)) == ("2026-05-01", "2026-05-31")
+    assert (rule.attribute_name, rule.attribute_value) == ("category", "books")
+
+
 @pytest.mark.parametrize(
     "code", ["ThrottlingException", "AccessDeniedException", "ResourceNotFoundException"]
 )
@@ -195,6 +223,12 @@ def test_requests_are_serialized_and_signed_for_honeycode_in_us_west_2(
         ({"format": "CURRENCY", "rawValue": "500.5", "formattedValue": "$500.50"}, "500.5"),
         ({"format": "TEXT", "rawValue": "9999-99-99", "formattedValue": "9999-99-99"}, "9999-99-99"),
         ({"format": "AUTO", "formula": "=Rules[EventName]", "formattedValue": "greenbutton"}, "greenbutton"),
+        # Left on AUTO, detected as a date: the serial, not the locale's display form.
+        ({"format": "AUTO", "rawValue": "44197", "formattedValue": "1/1/2021"}, "2021-01-01"),
+        ({"rawValue": "46143.375", "formattedValue": "5/1/2026 9:00 AM"}, "2026-05-01"),
+        ({"format": "AUTO", "rawValue": "2026-05-01", "formattedValue": "2026-05-01"}, "2026-05-01"),
+        ({"format": "AUTO", "rawValue": "12", "formattedValue": "12"}, "12"),
+        ({"format": "ROWSET", "rawValue": "rows:t/[r1,r2]", "formattedValues": ["web", "ios"]}, "web, ios"),
         ({}, ""),
     ],
 )

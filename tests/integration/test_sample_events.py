@@ -117,6 +117,22 @@ def kinesis_generic_batch(deploy: Callable[[str], LocalStack], tmp_path: Path, c
     assert stack.targets_view().attributes == {"user-1001": {"trk_purchase_books": "ready"}}
 
 
+def kinesis_segment_batch(deploy: Callable[[str], LocalStack], tmp_path: Path, clock: Clock) -> None:
+    stack = deploy("eventbridge")
+    publish(
+        stack,
+        tmp_path,
+        "aggregator,purchase,category,books,na,999,greater,20,no,9999-99-99,9999-99-99,amount",
+    )
+
+    response = stack.function("aggregator").invoke(sample("kinesis-segment-batch.json"))
+
+    # user-1001's Segment (19.99) and RudderStack (5.01) book purchases: 25.00 > 20. The identify
+    # call and the anonymous purchase are skipped; user-1004's purchase is music.
+    assert response == {"batchItemFailures": []}
+    assert stack.targets_view().attributes == {"user-1001": {"trk_purchase_books": "ready"}}
+
+
 def poller_schedule(deploy: Callable[[str], LocalStack], tmp_path: Path, clock: Clock) -> None:
     stack = deploy("pinpoint")
     rules = tmp_path / "rules.csv"
@@ -213,6 +229,7 @@ def evaluator_schedule(deploy: Callable[[str], LocalStack], tmp_path: Path, cloc
 SCENARIOS: dict[str, Callable[[Callable[[str], LocalStack], Path, Clock], None]] = {
     "kinesis-batch.json": kinesis_batch,
     "kinesis-generic-batch.json": kinesis_generic_batch,
+    "kinesis-segment-batch.json": kinesis_segment_batch,
     "poller-schedule.json": poller_schedule,
     "s3-rules-upload.json": s3_rules_upload,
     "relay-schedule.json": relay_schedule,

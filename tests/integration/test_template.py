@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import re
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from cfnlint.decode import decode
 from samtranslator.translator.transform import transform
@@ -299,3 +301,46 @@ def test_every_checkov_skip_is_justified(source: dict[str, Any]) -> None:
     assert skips
     unjustified = [(name, s["id"]) for name, s in skips if len(str(s.get("comment", "")).split()) < 8]
     assert unjustified == []
+
+
+TARGETS_AVAILABLE_TODAY = {"eventbridge", "customer-profiles"}
+"""Pinpoint's endpoint and event APIs reached end of support on 2026-10-30; these work in any account."""
+
+
+def test_deployed_with_no_overrides_every_default_target_exists_today() -> None:
+    """A new user's first deploy must work: the defaults alone give a target that exists in every
+    account, and the resource it needs (the default event bus) is there."""
+    from pia.settings import Settings
+    from pia.targets.factory import build_targets
+    from pia_cli.deploy import deploy
+    from pia_cli.emulator import embedded_emulator
+
+    with embedded_emulator() as emulator:
+        deployment = deploy(TEMPLATE, "pia-defaults", {}, region=emulator.region)
+        environment = deployment.function("aggregator").environment
+        settings = Settings.from_env(environment)
+        targets = build_targets(
+            settings,
+            lambda service, region_name=None: boto3.client(
+                service, region_name=region_name or emulator.region
+            ),
+        )
+        events = boto3.client("events", region_name=emulator.region)
+        bus = events.describe_event_bus(Name=settings.event_bus_name)
+
+    assert {t.name for t in targets} <= TARGETS_AVAILABLE_TODAY and targets
+    assert bus["Name"] == "default"
+    assert environment["PINPOINT_APP_ID"] == "", "the default path needs no Pinpoint project"
+
+
+def test_samconfig_and_the_guided_prompts_lead_with_a_target_that_exists_today(
+    source: dict[str, Any],
+) -> None:
+    samconfig = tomllib.loads((TEMPLATE.parent / "samconfig.toml").read_text())
+    overrides = samconfig["default"]["deploy"]["parameters"]["parameter_overrides"]
+    chosen = next(o.split("=", 1)[1] for o in overrides if o.startswith("ActionTargets="))
+
+    assert set(chosen.split(",")) <= TARGETS_AVAILABLE_TODAY
+    assert next(iter(source["Parameters"])) == "ActionTargets"
+    groups = source["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert groups[0]["Parameters"][0] == "ActionTargets"

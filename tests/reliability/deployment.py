@@ -269,8 +269,10 @@ class Deployment:
 
     # -- rules, relay --------------------------------------------------------------------------
 
-    def publish(self, specs: Sequence[RuleSpec]) -> None:
-        parsed = parse_rules(enumerate((s.row() for s in specs), start=2))
+    def publish(self, specs: Sequence[RuleSpec], extra_rows: Sequence[Mapping[str, str]] = ()) -> None:
+        """``extra_rows`` are rows the model does not check (a date rule, to exercise the rollups)."""
+        rows = [*(s.row() for s in specs), *(dict(row) for row in extra_rows)]
+        parsed = parse_rules(enumerate(rows, start=2))
         assert not parsed.errors, parsed.errors
         by_output = {r.output_name: r.rule_id for r in parsed.rules}
         self.rule_ids.update(by_output)

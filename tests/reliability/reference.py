@@ -137,7 +137,9 @@ class ReferenceModel:
                 continue
             self.tallies[(rule.output, event.user)] = tally
             tally.count += 1
-            tally.total += rule.amount(event)
+            if rule.total:
+                # A rule without a value condition does not sum (its sum stays 0, as documented).
+                tally.total += rule.amount(event)
             if not rule.met(tally.count, tally.total):
                 continue
             if rule.reset:

@@ -148,13 +148,13 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
         "Evaluator crash",
         "Runs: a quarter of PIA_RELIABILITY_EXAMPLES (each is two evaluations, each killed up to five "
         "times, about ten evaluator runs). Rollups for 6-30 users are seeded, with a 7-day rolling rule and a fixed March rule; the hourly "
-        "evaluator is killed after k of its writes (rollup transactions with their outbox, Pinpoint "
-        "calls, outbox deletes and claims; k random, transactions capped at 7-100 items) up to five "
+        "evaluator is killed after k of its writes (conditional Puts of rollups with what they owe, "
+        "Pinpoint calls, clears and claims; k random) up to five "
         "times in a row, each kill followed by the next hourly run in a new container. Then days pass, "
         "users buy again, some windows roll off, and it happens again. Checked against the two rules "
         "computed by hand: each ready / not-ready change reaches Pinpoint exactly once (a same-value "
-        "resend only when a kill landed between Pinpoint accepting and the outbox delete), no user is "
-        "missed, a further run sends nothing, and the outbox ends empty.",
+        "resend only when a kill landed between Pinpoint accepting and the clear), no user is "
+        "missed, a further run sends nothing, and no rollup still owes an action.",
     )
     from evaluator import app as evaluator_module
 

@@ -166,7 +166,7 @@ def test_parallel_lanes_on_the_same_users_lose_no_increment_and_fire_once_per_cr
         "Two lanes (two shards, or ParallelizationFactor 2 on one shard), each with its own container and "
         "counter cache, update the same 1-3 users. Their invocations interleave at random and, in 40% of "
         "them, one lane's whole invocation runs between the other's computing and sending its "
-        "transaction, so versions conflict. Checked against the commit order read off the wire: each "
+        "conditional Put, so versions conflict. Checked against the commit order read off the wire: each "
         "counter's versions are 1..n, every event absorbed once, final counters and fired events equal "
         "the sequential model in that order, and a count-reset rule fires exactly events // N times.",
     )

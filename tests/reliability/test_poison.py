@@ -20,7 +20,7 @@ from tests.reliability.workload import CATALOG, random_events, reference_for, us
 
 pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:No application metrics")]
 SHARD = "shardId-000000000000"
-NO_USER_LOG = "event skipped: no endpoint.User.UserId"
+NO_USER_LOG = "event skipped: no user id"
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,13 @@ def poisons(user: str) -> list[Poison]:
             "metrics.amount",
         ),
         Poison(
-            "10,000-character attribute",
-            encoded(_doc(user, attributes={"note": "x" * 10_000})),
+            "attribute that is an object",
+            encoded(_doc(user, attributes={"note": {"x": "y"}})),
             "attributes.note",
         ),
-        Poison("1 MB record", encoded(_doc(user, attributes={"note": "y" * 1_000_000})), "data"),
+        Poison(
+            "record over Kinesis's 1 MiB", encoded(_doc(user, attributes={"note": "y" * 1_100_000})), "data"
+        ),
         Poison(
             "invalid UTF-8", _b64(json.dumps(_doc(user)).encode().replace(b'"red"', b'"r\xff\xfed"')), "data"
         ),
@@ -93,7 +95,7 @@ def test_poison_records_are_logged_with_their_reason_and_never_hold_the_shard(
         "Poison records",
         "Every batch mixes good records with 1-4 poison records (one kind guaranteed per run, in turn, so "
         "every kind appears): not base64, not JSON, a missing user (Pinpoint and generic formats), NaN, "
-        "+/-infinite and beyond-double metrics, a 10,000-character attribute, a 1 MB record, invalid "
+        "+/-infinite and beyond-double metrics, an attribute that is an object, a record over 1 MiB, invalid "
         "UTF-8, an unpaired surrogate escape and JSON nested 100,000 deep. Checked: no batchItemFailures "
         "(the shard moves on), each rejected record has one ERROR log naming its shard, sequence number, "
         "field and reason, each record without a user its skip log, and the good neighbours count once.",

@@ -101,9 +101,9 @@ def test_crash_after_k_of_n_writes_then_redelivery_counts_every_record_once(
     row = ledger.scenario(
         2,
         "Crash mid-batch",
-        "The process is killed after k of the batch's n write calls (DynamoDB transactions, outbox "
-        "deletes and claims, Pinpoint calls; k uniform in 0..n, n measured on an identical fault-free "
-        "stack), with transactions capped at 4-100 items so crashes fall between transactions. Lambda "
+        "The process is killed after k of the batch's n write calls (conditional Puts of counters with "
+        "what they owe, and of their clears; Pinpoint calls; k uniform in 0..n, n measured on an "
+        "identical fault-free stack), so crashes fall between any two of them. Lambda "
         "retries from the checkpoint (bisecting, as the template configures), where further crashes hit "
         "a quarter of invocations; the relay runs afterwards. Checked: every record counted once, every "
         "crossing delivered once.",
@@ -140,10 +140,10 @@ class TransientFailure:
         self.invocations += 1
 
     def wrap(self, decode: Callable[..., Any]) -> Callable[..., Any]:
-        def flaky(record: Any, factor: int = 1) -> Any:
+        def flaky(record: Any, *settings: Any) -> Any:
             if self.invocations == 1 and int(record.kinesis.sequence_number) == self.victim.sequence:
                 raise ConnectionError("transient failure while decoding this record")
-            return decode(record, factor)
+            return decode(record, *settings)
 
         return flaky
 
@@ -168,7 +168,7 @@ def test_transient_failure_of_one_record_keeps_order_and_exact_counts(
         4,
         "Partial-batch failure with redelivery",
         "One record fails transiently while a later record of the same user sits in the same batch: "
-        "either the record itself fails (its handler raises once) or the transaction holding that user's "
+        "either the record itself fails (its handler raises once) or the conditional Put of that user's "
         "counter is throttled until the store gives up. The batch reports batchItemFailures and Lambda "
         "redelivers from the lowest one. Checked: the failure names that record (or an earlier one), "
         "and counters and actions equal the sequential model.",

@@ -96,8 +96,8 @@ def test_random_faults_never_change_a_count_or_an_action(
         "A hypothesis RuleBasedStateMachine (an initial batch of events, then up to 12 steps) produces events to two shards, "
         "delivers them through the event source mapping with processes killed at random writes (up to "
         "half of the invocations), a third of DynamoDB and Pinpoint calls throttled, already-processed "
-        "batches redelivered to warm or cold containers, relay runs (some killed), transactions capped "
-        "at 5-100 items, and new ruleset versions published (the aggregator's ruleset cache TTL is 0). "
+        "batches redelivered to warm or cold containers, relay runs (some killed), "
+        "and new ruleset versions published (the aggregator's ruleset cache TTL is 0). "
         "Invariant, after catching up, at every check and at the end: every counter and every action "
         "equals the sequential model.",
     )

@@ -1,8 +1,10 @@
-"""Inbound events: Amazon Pinpoint's event-stream records, or the small generic schema.
+"""Inbound events: Amazon Pinpoint's event-stream records, the small generic schema, Segment's and
+RudderStack's ``track`` events, or any JSON through the stack's declared field mapping.
 
 The generic schema (``schemas/generic-event.schema.json``) is for apps that write to Kinesis
-directly after leaving Pinpoint; the format is decided per record, so one stream can carry both
-while producers migrate.
+directly after leaving Pinpoint; Segment and RudderStack deliver to Kinesis as they are; the mapping
+(:mod:`pia.core.mapping`) reads anything else. The format is decided per record, so one stream can
+carry several while producers migrate, and every format's fields are checked by the same code.
 
 A record is parsed into an :class:`Event`, marked :class:`Skipped` (a valid event this engine does
 not count), or rejected with :class:`RecordRejected` naming the field at fault. Rejection is per
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -22,20 +25,25 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from pia.core.fields import FieldNames, Fields
 from pia.core.limits import (
     MAX_ATTRIBUTE_NAME,
     MAX_ATTRIBUTE_VALUE,
-    MAX_ATTRIBUTES,
+    MAX_DOUBLE,
     MAX_ENDPOINT_ID,
+    MAX_EPOCH_MILLIS,
+    MAX_EVENT_ID,
+    MAX_EVENT_TIME,
     MAX_EVENT_TYPE,
-    MAX_METRICS,
     MAX_RECORD_BYTES,
     MAX_USER_ID,
+    MIN_EPOCH_MILLIS,
+    MIN_EVENT_TIME,
 )
+from pia.core.mapping import FieldMapping
+from pia.core.segment import is_segment, segment_fields
 from pia.rules.model import OUTPUT_PREFIX
 
-MIN_EPOCH_MILLIS = 100_000_000_000
-MAX_EPOCH_MILLIS = 253_402_300_800_000
 PINPOINT_TIMESTAMPS = ("event_timestamp", "arrival_timestamp")
 GENERIC_FIELDS = ("user_id", "timestamp")
 
@@ -43,6 +51,10 @@ GENERIC_FIELDS = ("user_id", "timestamp")
 class EventFormat(StrEnum):
     PINPOINT = "pinpoint"
     GENERIC = "generic"
+    SEGMENT = "segment"
+    """Segment's and RudderStack's ``track`` spec (RudderStack follows Segment's)."""
+    MAPPED = "mapped"
+    """Any other JSON, read through the stack's declared JMESPath field mapping."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,10 @@ class SkipReason(StrEnum):
     SYSTEM_EVENT = "system_event"
     OWN_OUTPUT = "own_output"
     NO_USER = "no_user"
+    NOT_TRACK = "not_track"
+    """A Segment/RudderStack call that is not an event (identify, page, screen, group, alias)."""
+    UNMATCHABLE = "unmatchable"
+    """An event type longer than any rule's EventName may be: valid, but no rule can count it."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +106,17 @@ class RecordRejected(ValueError):
         self.reason = reason
 
 
-MAX_DOUBLE = Decimal("1.7976931348623157e308")
-_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+def _json_integer(text: str) -> int | Decimal:
+    """Python refuses to turn more than 4,300 digits into an ``int`` (a guard against quadratic
+    time). Such a JSON integer is read as a ``Decimal``, so the field it sits in is judged, and
+    rejected by name, instead of the whole record failing as "not JSON"."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_int=_json_integer, parse_constant=Decimal)
 """Built once: ``json.loads`` with hooks builds a new decoder per call, a third of a record's decode."""
 
 
@@ -144,7 +169,9 @@ def decode_base64(data: str) -> bytes:
         raise RecordRejected("data", "not base64") from None
 
 
-def _bounded_text(value: object, field: str, limit: int, *, required: bool = True) -> str | None:
+def bounded_text(value: object, field: str, limit: int, *, required: bool = True) -> str | None:
+    """A string field of at most ``limit`` characters (Pinpoint counts characters); ``None`` when
+    absent or empty and not ``required``."""
     if value is None or value == "":
         if required:
             raise RecordRejected(field, "missing")
@@ -167,57 +194,63 @@ def _attribute_text(value: object, field: str) -> str:
     raise RecordRejected(field, f"must be a string, finite number or boolean, not {str(value)[:40]!r}")
 
 
-def _attributes(raw: object, field: str) -> dict[str, str]:
-    """A ``null`` value is an absent attribute: producers often serialise unset optionals that way."""
+def parse_attributes(raw: object, field: str) -> dict[str, str]:
+    """A ``null`` value is an absent attribute: producers often serialise unset optionals that way.
+
+    A name or value longer than a rule's AttributeName or AttributeValue may be is left out: no rule
+    could match it, and the rest of the event still counts (a 150-character page URL is valid in
+    Pinpoint, whose event attribute values go up to 200).
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise RecordRejected(field, "must be an object of string values")
-    if len(raw) > MAX_ATTRIBUTES:
-        raise RecordRejected(field, f"{len(raw)} attributes is over the limit of {MAX_ATTRIBUTES}")
     out: dict[str, str] = {}
     for name, value in raw.items():
-        if len(name) > MAX_ATTRIBUTE_NAME:
-            raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
-        if value is None:
+        if value is None or len(name) > MAX_ATTRIBUTE_NAME:
             continue
         text = _attribute_text(value, f"{field}.{name}")
-        if len(text) > MAX_ATTRIBUTE_VALUE:
-            raise RecordRejected(
-                f"{field}.{name}",
-                f"value of {len(text)} characters is over the limit of {MAX_ATTRIBUTE_VALUE}",
-            )
-        out[name] = text
+        if len(text) <= MAX_ATTRIBUTE_VALUE:
+            out[name] = text
     return out
 
 
-def _metrics(raw: object, field: str) -> dict[str, Decimal]:
+def parse_metric(value: object, field: str) -> Decimal:
+    """One metric, exactly as written: any finite number a double can hold.
+
+    The bound is tested on ``copy_abs``, which never rounds: ``abs`` would round ``1e999999999`` to
+    the context and raise ``decimal.Overflow`` instead of rejecting it. Tiny magnitudes (``1e-400``)
+    are kept exactly; they are harmless to sum.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        raise RecordRejected(field, f"{str(value)[:40]!r} is not a number")
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite() or number.copy_abs() > MAX_DOUBLE:
+        raise RecordRejected(field, f"{str(value)[:40]} is not a finite double")
+    return number
+
+
+def parse_metrics(raw: object, field: str) -> dict[str, Decimal]:
+    """An object of metrics (see :func:`parse_metric`); ``null`` means absent."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise RecordRejected(field, "must be an object of numbers")
-    if len(raw) > MAX_METRICS:
-        raise RecordRejected(field, f"{len(raw)} metrics is over the limit of {MAX_METRICS}")
     out: dict[str, Decimal] = {}
     for name, value in raw.items():
-        if len(name) > MAX_ATTRIBUTE_NAME:
-            raise RecordRejected(f"{field}.{name[:20]}…", f"name is over {MAX_ATTRIBUTE_NAME} characters")
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
-            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]!r} is not a number")
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-        if not number.is_finite() or abs(number) > MAX_DOUBLE:
-            raise RecordRejected(f"{field}.{name}", f"{str(value)[:40]} is not a finite double")
-        out[name] = number
+        # A long name is kept: MetricName has no length bound, and a rule without one sums the
+        # event's only metric, whatever its name.
+        if value is not None:
+            out[name] = parse_metric(value, f"{field}.{name}")
     return out
 
 
-def _timestamp(raw: object, field: str) -> datetime:
-    """ISO 8601 (no offset means UTC) or epoch milliseconds, as a number or a string of digits.
+def parse_timestamp(raw: object, field: str) -> datetime:
+    """ISO 8601 (no offset means UTC) or epoch milliseconds, as a number or a string of digits, in UTC
+    and between :data:`MIN_EVENT_TIME` and :data:`MAX_EVENT_TIME`, whatever the form.
 
-    A number below :data:`MIN_EPOCH_MILLIS` is almost surely epoch *seconds*; read as milliseconds it
-    would land in January 1970 and silently miss every date rule, so it is refused instead.
+    Digits are read as a ``Decimal``, never an ``int``: Python refuses to convert more than 4,300
+    digits to an ``int``, and that error would escape the rejection path.
     """
     if type(raw) is int and MIN_EPOCH_MILLIS <= raw < MAX_EPOCH_MILLIS:
         # Pinpoint's own case, on every record: integer milliseconds, exact as a float here.
@@ -225,29 +258,53 @@ def _timestamp(raw: object, field: str) -> datetime:
     if isinstance(raw, bool):
         raise RecordRejected(field, "not a timestamp")
     if isinstance(raw, int | Decimal):
-        millis = Decimal(raw)
-        if not millis.is_finite() or not MIN_EPOCH_MILLIS <= millis < MAX_EPOCH_MILLIS:
-            raise RecordRejected(
-                field, f"{raw} is not an epoch time in milliseconds (expected {MIN_EPOCH_MILLIS} or more)"
-            )
-        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+        return _from_epoch_millis(Decimal(raw), field)
     if isinstance(raw, str) and raw.strip():
         text = raw.strip()
         if text.isascii() and text.isdigit():
-            return _timestamp(int(text), field)
-        try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
-        except (ValueError, OverflowError):
-            raise RecordRejected(field, f"{raw[:40]!r} is not ISO 8601 or epoch milliseconds") from None
-    if raw is None or raw == "" or isinstance(raw, str):
+            return _from_epoch_millis(Decimal(text), field)
+        return _from_iso_8601(text, field)
+    if raw is None or isinstance(raw, str):
         raise RecordRejected(field, "missing")
     raise RecordRejected(field, f"must be an ISO 8601 string or epoch milliseconds, not {type(raw).__name__}")
 
 
+def _from_epoch_millis(millis: Decimal, field: str) -> datetime:
+    if millis.is_finite() and MIN_EPOCH_MILLIS <= millis < MAX_EPOCH_MILLIS:
+        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+    shown = str(millis) if len(str(millis)) <= 40 else f"a {len(str(millis))}-character number"
+    if millis.is_finite() and millis >= MAX_EPOCH_MILLIS:
+        raise RecordRejected(
+            field, f"{shown} is not an epoch time in milliseconds before {MAX_EVENT_TIME:%Y-%m-%d}"
+        )
+    raise RecordRejected(
+        field,
+        f"{shown} is not an epoch time in milliseconds (expected {MIN_EPOCH_MILLIS} or more; "
+        "epoch seconds are refused)",
+    )
+
+
+def _from_iso_8601(text: str, field: str) -> datetime:
+    outside = RecordRejected(
+        field,
+        f"{text[:40]!r} is outside the accepted range, "
+        f"{MIN_EVENT_TIME:%Y-%m-%dT%H:%M:%SZ} to {MAX_EVENT_TIME:%Y-%m-%d}",
+    )
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+        moment = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except ValueError:
+        raise RecordRejected(field, f"{text[:40]!r} is not ISO 8601 or epoch milliseconds") from None
+    except OverflowError:
+        raise outside from None
+    if not MIN_EVENT_TIME <= moment < MAX_EVENT_TIME:
+        raise outside
+    return moment
+
+
 def _skip_reason(event_type: str) -> SkipReason | None:
+    if len(event_type) > MAX_EVENT_TYPE:
+        return SkipReason.UNMATCHABLE
     if event_type.startswith("_"):
         return SkipReason.SYSTEM_EVENT
     if event_type.startswith(OUTPUT_PREFIX):
@@ -259,76 +316,138 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _parse_pinpoint(doc: Mapping[str, Any]) -> Event | Skipped:
-    event_type = _bounded_text(doc.get("event_type"), "event_type", MAX_EVENT_TYPE)
+def _optional_id(value: object, name: str, limit: int, *, digest_if_long: bool) -> str | None:
+    """An endpoint id longer than a target accepts is left out (the event still counts for its
+    user); an event id of any length still identifies a resend, so a long one is kept as its digest."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RecordRejected(name, f"must be a string, not {type(value).__name__}")
+    if len(value) <= limit:
+        return value
+    if digest_if_long:
+        return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return None
+
+
+def _event_from(fields: Fields, event_format: EventFormat, *, user_required: bool = False) -> Event | Skipped:
+    """One check for every format; ``user_required`` rejects a record with no user instead of
+    skipping it, for the generic format, whose schema makes ``user_id`` mandatory."""
+    names = fields.names
+    event_type = bounded_text(fields.event_type, names.event_type, MAX_RECORD_BYTES)
     assert event_type is not None
     reason = _skip_reason(event_type)
     if reason is not None:
         return Skipped(reason, event_type)
-    endpoint = _object(doc.get("endpoint"))
-    user = _object(endpoint.get("User"))
-    user_id = _bounded_text(user.get("UserId"), "endpoint.User.UserId", MAX_USER_ID, required=False)
-    if user_id is None:
-        return Skipped(SkipReason.NO_USER, event_type)
-    client = _object(doc.get("client"))
-    endpoint_id = _bounded_text(endpoint.get("Id"), "endpoint.Id", MAX_ENDPOINT_ID, required=False)
-    if endpoint_id is None:
-        endpoint_id = _bounded_text(
-            client.get("client_id"), "client.client_id", MAX_ENDPOINT_ID, required=False
-        )
-    raw_ts = doc.get("event_timestamp", doc.get("arrival_timestamp"))
-    return Event(
-        user_id=user_id,
-        event_type=event_type,
-        timestamp=_timestamp(raw_ts, "event_timestamp"),
-        attributes=_attributes(doc.get("attributes"), "attributes"),
-        metrics=_metrics(doc.get("metrics"), "metrics"),
-        endpoint_id=endpoint_id,
-        event_id=_bounded_text(doc.get("event_id"), "event_id", MAX_ENDPOINT_ID, required=False),
-        format=EventFormat.PINPOINT,
-    )
-
-
-def _parse_generic(doc: Mapping[str, Any]) -> Event | Skipped:
-    event_type = _bounded_text(doc.get("event_type"), "event_type", MAX_EVENT_TYPE)
-    assert event_type is not None
-    reason = _skip_reason(event_type)
-    if reason is not None:
-        return Skipped(reason, event_type)
-    user_id = _bounded_text(doc.get("user_id"), "user_id", MAX_USER_ID, required=False)
+    user_id = bounded_text(fields.user_id, names.user_id, MAX_USER_ID, required=False)
     if user_id is None or not user_id.strip():
-        raise RecordRejected("user_id", "missing; the generic format requires a user_id")
+        if user_required:
+            requirement = f"missing; the {event_format.value} format requires a {names.user_id}"
+            raise RecordRejected(names.user_id, requirement)
+        return Skipped(SkipReason.NO_USER, event_type)
     return Event(
         user_id=user_id,
         event_type=event_type,
-        timestamp=_timestamp(doc.get("timestamp"), "timestamp"),
-        attributes=_attributes(doc.get("attributes"), "attributes"),
-        metrics=_metrics(doc.get("metrics"), "metrics"),
-        endpoint_id=_bounded_text(doc.get("endpoint_id"), "endpoint_id", MAX_ENDPOINT_ID, required=False),
-        event_id=_bounded_text(doc.get("event_id"), "event_id", MAX_ENDPOINT_ID, required=False),
-        format=EventFormat.GENERIC,
+        timestamp=parse_timestamp(fields.timestamp, names.timestamp),
+        attributes=parse_attributes(fields.attributes, names.attributes),
+        metrics=parse_metrics(fields.metrics, names.metrics),
+        endpoint_id=_optional_id(
+            fields.endpoint_id, names.endpoint_id, MAX_ENDPOINT_ID, digest_if_long=False
+        ),
+        event_id=_optional_id(fields.event_id, names.event_id, MAX_EVENT_ID, digest_if_long=True),
+        format=event_format,
     )
 
 
-def detect_format(doc: Mapping[str, Any]) -> EventFormat:
-    """Pinpoint always writes ``event_timestamp`` and ``arrival_timestamp``; the generic format has
-    neither and carries ``user_id``/``timestamp``.
+PINPOINT_NAMES = FieldNames(
+    "event_type",
+    "endpoint.User.UserId",
+    "event_timestamp",
+    "attributes",
+    "metrics",
+    "event_id",
+    "endpoint.Id",
+)
+PINPOINT_CLIENT_NAMES = PINPOINT_NAMES._replace(endpoint_id="client.client_id")
+GENERIC_NAMES = FieldNames(
+    "event_type", "user_id", "timestamp", "attributes", "metrics", "event_id", "endpoint_id"
+)
 
-    A record with none of these keys but a Pinpoint ``endpoint`` object is a Pinpoint record missing
-    its timestamp; anything else is generic, so a record with no user is rejected for its missing
-    ``user_id`` rather than skipped as a Pinpoint event without a UserId.
+
+def _pinpoint_fields(doc: Mapping[str, Any]) -> Fields:
+    endpoint = _object(doc.get("endpoint"))
+    endpoint_id = endpoint.get("Id")
+    names = PINPOINT_NAMES
+    if endpoint_id is None or endpoint_id == "":
+        endpoint_id, names = _object(doc.get("client")).get("client_id"), PINPOINT_CLIENT_NAMES
+    timestamp = doc.get("event_timestamp")
+    if (timestamp is None or timestamp == "") and doc.get("arrival_timestamp") not in (None, ""):
+        # A producer that serialises an unset event time as null still has Pinpoint's arrival time.
+        timestamp, names = doc["arrival_timestamp"], names._replace(timestamp="arrival_timestamp")
+    return Fields(
+        names,
+        doc.get("event_type"),
+        _object(endpoint.get("User")).get("UserId"),
+        timestamp,
+        doc.get("attributes"),
+        doc.get("metrics"),
+        doc.get("event_id"),
+        endpoint_id,
+    )
+
+
+def _generic_fields(doc: Mapping[str, Any]) -> Fields:
+    get = doc.get
+    return Fields(
+        GENERIC_NAMES,
+        get("event_type"),
+        get("user_id"),
+        get("timestamp"),
+        get("attributes"),
+        get("metrics"),
+        get("event_id"),
+        get("endpoint_id"),
+    )
+
+
+def detect_format(doc: Mapping[str, Any], mapping: FieldMapping | None = None) -> EventFormat:
+    """Decided per record, so one stream can carry several formats while producers migrate.
+
+    Pinpoint always writes ``event_timestamp`` and ``arrival_timestamp``; Segment and RudderStack
+    always write ``type`` and a ``messageId`` or user key; the generic format carries
+    ``user_id``/``timestamp``. With a declared mapping, a record that is none of these is read
+    through it; a record with the generic keys but no ``event_type`` is too, since the generic
+    schema requires one.
+
+    Without a mapping, a record with none of these keys but a Pinpoint ``endpoint`` object is a
+    Pinpoint record missing its timestamp; anything else is generic, so a record with no user is
+    rejected for its missing ``user_id`` rather than skipped as a Pinpoint event without a UserId.
     """
     if any(key in doc for key in PINPOINT_TIMESTAMPS):
         return EventFormat.PINPOINT
-    if any(key in doc for key in GENERIC_FIELDS):
+    if is_segment(doc):
+        return EventFormat.SEGMENT
+    generic = any(key in doc for key in GENERIC_FIELDS)
+    if mapping is not None and not (generic and "event_type" in doc):
+        return EventFormat.MAPPED
+    if generic:
         return EventFormat.GENERIC
     if isinstance(doc.get("endpoint"), dict):
         return EventFormat.PINPOINT
     return EventFormat.GENERIC
 
 
-def parse_event(payload: bytes) -> Event | Skipped:
+def parse_event(payload: bytes, mapping: FieldMapping | None = None) -> Event | Skipped:
     doc = decode_json(payload)
-    if detect_format(doc) is EventFormat.GENERIC:
-        return _parse_generic(doc)
-    return _parse_pinpoint(doc)
+    event_format = detect_format(doc, mapping)
+    if event_format is EventFormat.PINPOINT:
+        return _event_from(_pinpoint_fields(doc), event_format)
+    if event_format is EventFormat.SEGMENT:
+        fields = segment_fields(doc)
+        if fields is None:
+            return Skipped(SkipReason.NOT_TRACK, str(doc.get("type")))
+        return _event_from(fields, event_format)
+    if event_format is EventFormat.MAPPED:
+        assert mapping is not None
+        return _event_from(mapping.fields(doc), event_format)
+    return _event_from(_generic_fields(doc), event_format, user_required=True)

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pia.core.events import RecordRejected, Skipped, decode_base64, parse_event
+from pia.core.mapping import FieldMapping
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
 
@@ -38,10 +39,12 @@ def lane_of(record: KinesisStreamRecord, parallelization_factor: int) -> str:
     return shard
 
 
-def decode_record(record: KinesisStreamRecord, parallelization_factor: int = 1) -> Decoded:
+def decode_record(
+    record: KinesisStreamRecord, parallelization_factor: int = 1, mapping: FieldMapping | None = None
+) -> Decoded:
     kinesis = record.kinesis
     try:
-        event = parse_event(decode_base64(kinesis.data))
+        event = parse_event(decode_base64(kinesis.data), mapping)
     except RecordRejected as rejected:
         # Kept until the batch commits: its traceback's frames would hold the decoded payload too.
         return rejected.with_traceback(None)

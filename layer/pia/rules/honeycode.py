@@ -11,6 +11,7 @@ column ids each ``ListTableRows`` page lists, so column order never matters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -54,18 +55,38 @@ class ReportStore(Protocol):
 
 def cell_text(cell: Mapping[str, Any]) -> str:
     """The value a marketer typed. Dates come as day serials (44197 is 2021-01-01), numbers as plain
-    digits in ``rawValue`` (``formattedValue`` may hold currency signs or separators), text as is."""
-    cell_format = cell.get("format", "AUTO")
+    digits in ``rawValue`` (``formattedValue`` may hold currency signs or separators), multi-select
+    (``ROWSET``) cells as the list ``formattedValues``, text as is.
+
+    A cell left on ``AUTO`` that Honeycode detected as a date still answers with the serial in
+    ``rawValue`` and a display form such as ``1/1/2021`` in ``formattedValue``; the serial is read,
+    since the display form depends on the workbook's locale and is not a date the rules accept.
+    """
+    cell_format = cell.get("format") or "AUTO"
     raw = cell.get("rawValue")
-    if raw is not None and cell_format in DATE_FORMATS:
+    if raw is not None and (cell_format in DATE_FORMATS or (cell_format == "AUTO" and _auto_date(cell))):
         try:
             return (SERIAL_EPOCH + timedelta(days=int(float(raw)))).isoformat()
         except (ValueError, OverflowError):
             return str(cell.get("formattedValue", raw))
     if raw is not None and cell_format in NUMBER_FORMATS:
         return str(raw)
+    values = cell.get("formattedValues")
+    if cell_format == "ROWSET" or (values and "formattedValue" not in cell):
+        return ", ".join(str(v) for v in values or ())
     value = cell.get("formattedValue", raw)
     return "" if value is None else str(value)
+
+
+_DISPLAYED_DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}(\s.*)?")
+_SERIAL = re.compile(r"\d+(\.\d+)?")
+
+
+def _auto_date(cell: Mapping[str, Any]) -> bool:
+    """An AUTO cell detected as a date: a day serial shown as a date. Typed text such as
+    ``2026-05-01`` has the same raw and formatted value, so it is left as typed."""
+    raw, shown = str(cell.get("rawValue", "")), str(cell.get("formattedValue", ""))
+    return raw != shown and bool(_SERIAL.fullmatch(raw)) and bool(_DISPLAYED_DATE.fullmatch(shown))
 
 
 class HoneycodeTable:

@@ -6,6 +6,14 @@ bridge is a search key of the domain (``ProfilesKeyName``) whose value is the us
 on it, then UpdateProfile with ``Attributes`` ``{output_name: value}``, which a marketer's segment
 definition filters on.
 
+Only keys the domain indexes can find a profile. The standard profile is indexed by ``_account``
+(``AccountNumber``), ``_email`` and ``_phone`` (its email and phone fields), ``_profileId`` and
+``_fullName``; other keys come from object types (an integration's ``_segmentUserId``, or the
+domain's own). ``Attributes`` index nothing. So the default key is ``_account``, which CreateProfile
+fills from ``AccountNumber``, and creating a missing profile is refused for a key CreateProfile
+cannot fill: every action would otherwise create another profile the next search cannot find.
+(``docs/moving-off-pinpoint.md`` cites the AWS pages.)
+
 The API has no batch form, so the saving available is per user: all of one user's actions in a send
 become a single search and a single update of each matching profile. When a send holds two values
 for one attribute (the relay can bring an old one back), the later crossing wins.
@@ -27,12 +35,18 @@ if TYPE_CHECKING:
 MAX_KEY_VALUE = 255
 MAX_PROFILES_PER_USER = 10
 SEARCH_PAGE_SIZE = 100
+DEFAULT_KEY = "_account"
 STANDARD_KEY_FIELDS = {"_account": "AccountNumber", "_email": "EmailAddress", "_phone": "PhoneNumber"}
-"""Predefined search keys are read from standard profile fields, so a created profile fills that field."""
+"""The predefined keys CreateProfile fills, each from the standard field that indexes it."""
 
 
 class ProfileLookupError(Exception):
     pass
+
+
+class UnfillableKey(ValueError):
+    """ProfilesCreateMissing with a key CreateProfile cannot fill: a configuration error, reported at
+    cold start rather than as one duplicate profile per action."""
 
 
 def attribute_value(action: Action) -> str:
@@ -50,10 +64,16 @@ class CustomerProfilesTarget:
         self,
         client: CustomerProfilesClient,
         domain_name: str,
-        key_name: str = "_userId",
+        key_name: str = DEFAULT_KEY,
         *,
         create_missing: bool = False,
     ) -> None:
+        if create_missing and key_name not in STANDARD_KEY_FIELDS:
+            raise UnfillableKey(
+                f"ProfilesCreateMissing=true needs a ProfilesKeyName that CreateProfile fills "
+                f"({', '.join(STANDARD_KEY_FIELDS)}), not {key_name!r}: a profile created without it "
+                "could never be found again, so every action would create another"
+            )
         self._client = client
         self._domain = domain_name
         self._key = key_name
@@ -126,15 +146,9 @@ class CustomerProfilesTarget:
                 return sorted(found)
 
     def _create(self, user_id: str, attributes: dict[str, str]) -> None:
-        standard_field = STANDARD_KEY_FIELDS.get(self._key)
-        if standard_field is None:
-            self._client.create_profile(
-                DomainName=self._domain, Attributes={**attributes, self._key: user_id}
-            )
-            return
         request: dict[str, Any] = {
             "DomainName": self._domain,
-            standard_field: user_id,
+            STANDARD_KEY_FIELDS[self._key]: user_id,
             "Attributes": attributes,
         }
         self._client.create_profile(**request)

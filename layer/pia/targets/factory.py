@@ -7,7 +7,7 @@ from typing import Any
 
 from pia.core.actions import ActionTarget
 from pia.settings import Settings
-from pia.targets.customer_profiles import CustomerProfilesTarget
+from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey
 from pia.targets.eventbridge import EventBridgeTarget
 from pia.targets.pinpoint import PinpointTarget
 
@@ -38,14 +38,16 @@ def build_targets(settings: Settings, client: ClientFactory) -> list[ActionTarge
                 raise MissingSetting(
                     "action target 'customer-profiles' needs PROFILES_DOMAIN (ProfilesDomainName)"
                 )
-            targets.append(
-                CustomerProfilesTarget(
+            try:
+                profiles = CustomerProfilesTarget(
                     client("customer-profiles"),
                     settings.profiles_domain,
                     settings.profiles_key_name,
                     create_missing=settings.profiles_create_missing,
                 )
-            )
+            except UnfillableKey as exc:
+                raise MissingSetting(str(exc)) from None
+            targets.append(profiles)
         else:
             raise UnknownTarget(f"unknown action target {name!r}; known: {', '.join(KNOWN_TARGETS)}")
     return targets

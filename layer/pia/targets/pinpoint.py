@@ -4,13 +4,18 @@ kept for the users still running them, behind this adapter).
 Attributes go out through UpdateEndpointsBatch (100 endpoints a call): a Pinpoint user attribute
 lives on each of the user's endpoints, so every endpoint seen for the user is updated. Reset events
 go out through PutEvents (100 events a call), keyed by the action id so a retry names the same event.
+Their ``count`` and ``sum`` metrics are doubles, as Pinpoint's API defines them: see
+:func:`metric_value`.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +29,16 @@ if TYPE_CHECKING:
 MAX_ENDPOINTS_PER_CALL = 100
 MAX_EVENTS_PER_CALL = 100
 THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "InternalServerErrorException"})
+
+
+def metric_value(exact: Decimal | int) -> float:
+    """The nearest finite double. A sum beyond the double range saturates at the largest double of
+    its sign instead of becoming ``inf``, which botocore writes as the string ``"Infinity"`` (not a
+    number Pinpoint accepts, so the action would be refused on every retry); a saturated sum still
+    compares as the exact one does against any threshold a segment or journey can hold. The exact
+    value is the ``sum`` of the EventBridge target's detail, a decimal string."""
+    value = float(Decimal(exact))
+    return value if abs(value) <= sys.float_info.max else math.copysign(sys.float_info.max, value)
 
 
 class PinpointTarget:
@@ -112,7 +127,7 @@ class PinpointTarget:
                     "EventType": action.output_name,
                     "Timestamp": action.occurred_at.isoformat(),
                     "Attributes": {"rule_id": action.rule_id, "user_id": action.user_id[:100]},
-                    "Metrics": {"count": float(action.count), "sum": float(action.total)},
+                    "Metrics": {"count": metric_value(action.count), "sum": metric_value(action.total)},
                 }
             response, error = self._call(partial(self._put_events, batch))
             if error:

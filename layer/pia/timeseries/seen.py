@@ -4,6 +4,10 @@ The rule poller compares a marketer's rules with it to warn about near misses (`
 the app sends ``greenbutton``). It is bounded so that one day's summary always fits a DynamoDB item,
 whatever the cardinality of the attributes: a value that arrives once a cap is reached is left out,
 which at worst costs a warning, never a rule.
+
+The byte budget is counted as the item stores it, UTF-8 JSON: a name of 50 four-byte characters
+costs 202 bytes, a control character six (``\u0001``). Counting characters let 4-byte names build
+an 813 KB item, twice DynamoDB's limit, and the evaluator failed at the end of every run.
 """
 
 from __future__ import annotations
@@ -21,10 +25,21 @@ MAX_VALUES_PER_ATTRIBUTE = 100
 MAX_BYTES = 300_000
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def _stored_bytes(text: str) -> int:
+    """The bytes ``dumps`` writes for a string: quoted, escaped, UTF-8."""
+    return len(_ENCODER.encode(text).encode())
+
+
 @dataclass
 class SeenSummary:
+    """``size`` is an upper bound on the UTF-8 bytes of :meth:`dumps`: each name is charged its quoted
+    text plus ``:``, its brackets and a comma; each value its quoted text and a comma."""
+
     events: dict[str, dict[str, set[str]]] = field(default_factory=dict)
-    size: int = 0
+    size: int = 2
 
     def add(self, event: Event) -> None:
         self.add_values(event.event_type, event.attributes)
@@ -32,20 +47,22 @@ class SeenSummary:
     def add_values(self, event_name: str, attributes: Mapping[str, str]) -> None:
         names = self.events.get(event_name)
         if names is None:
-            if len(self.events) >= MAX_EVENT_NAMES or self.size + len(event_name) + 8 > MAX_BYTES:
+            cost = _stored_bytes(event_name) + 4
+            if len(self.events) >= MAX_EVENT_NAMES or self.size + cost > MAX_BYTES:
                 return
             names = self.events[event_name] = {}
-            self.size += len(event_name) + 8
+            self.size += cost
         for attribute, value in attributes.items():
             values = names.get(attribute)
             if values is None:
-                if len(names) >= MAX_ATTRIBUTES_PER_EVENT or self.size + len(attribute) + 8 > MAX_BYTES:
+                cost = _stored_bytes(attribute) + 4
+                if len(names) >= MAX_ATTRIBUTES_PER_EVENT or self.size + cost > MAX_BYTES:
                     continue
                 values = names[attribute] = set()
-                self.size += len(attribute) + 8
+                self.size += cost
             if value in values or len(values) >= MAX_VALUES_PER_ATTRIBUTE:
                 continue
-            cost = len(value.encode()) + 4
+            cost = _stored_bytes(value) + 1
             if self.size + cost > MAX_BYTES:
                 continue
             values.add(value)

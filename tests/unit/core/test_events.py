@@ -80,12 +80,6 @@ def test_non_custom_events_and_users_without_id_are_skipped(
             "finite",
         ),
         (
-            json.dumps(pinpoint(attributes={"note": "x" * 10_000})).encode(),
-            "attributes.note",
-            "over the limit",
-        ),
-        (json.dumps(pinpoint(event_type="e" * 51)).encode(), "event_type", "over the limit"),
-        (
             json.dumps(pinpoint(endpoint={"User": {"UserId": "u" * 300}})).encode(),
             "endpoint.User.UserId",
             "limit",
@@ -116,3 +110,14 @@ def test_metric_for_picks_the_named_or_only_metric() -> None:
     assert two.metric_for(None) is None
     assert two.metric_for("items") == 2
     assert two.metric_for("absent") is None
+
+
+def test_a_pinpoint_event_attribute_up_to_pinpoints_200_character_limit_is_read() -> None:
+    url = "https://example.com/" + "p" * 130
+    event = parse(pinpoint(attributes={"page": url}))
+    assert isinstance(event, Event) and event.attributes["page"] == url
+
+
+def test_an_attribute_value_no_rule_could_match_is_ignored_and_the_event_still_counts() -> None:
+    event = parse(pinpoint(attributes={"note": "x" * 10_000, "plan": "gold"}))
+    assert isinstance(event, Event) and event.attributes == {"plan": "gold"}
