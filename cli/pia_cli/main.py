@@ -20,9 +20,11 @@ import boto3
 from pia.rules.model import TableError, parse_table
 from pia.rules.s3source import RuleBucket, normalize_prefix, report_key_for
 from pia.rules.sheets import (
+    MAX_FILE_BYTES,
     SheetError,
     ValidationReport,
     build_report,
+    printable,
     read_table,
     render_csv,
     render_json,
@@ -55,7 +57,9 @@ def validate_file(path: Path) -> ValidationReport:
     """The same report the poller writes next to the file, without the near-miss warnings (those
     need the engine's recent events)."""
     try:
-        table = read_table(path.name, path.read_bytes())
+        with path.open("rb") as source:
+            data = source.read(MAX_FILE_BYTES + 1)  # enough for read_table to refuse a larger file
+        table = read_table(path.name, data)
         return build_report(path.name, parse_table(table))
     except (SheetError, TableError) as exc:
         return table_failure_report(path.name, str(exc))
@@ -68,13 +72,13 @@ def _file_argument(parser: argparse.ArgumentParser) -> None:
 def rules_template(args: argparse.Namespace) -> int:
     path: Path = args.file
     if path.suffix.lower() != ".xlsx":
-        print(f"pia: {path} must end in .xlsx", file=sys.stderr)
+        print(f"pia: {printable(str(path))} must end in .xlsx", file=sys.stderr)
         return 2
     if path.exists() and not args.overwrite:
-        print(f"pia: {path} exists; pass --overwrite to replace it", file=sys.stderr)
+        print(f"pia: {printable(str(path))} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     write_template(path)
-    print(f"wrote {path}: the rule table with dropdowns and the three example rules")
+    print(f"wrote {printable(str(path))}: the rule table with dropdowns and the three example rules")
     return 0
 
 
@@ -114,13 +118,15 @@ def rules_push(args: argparse.Namespace) -> int:
     report = validate_file(path)
     sys.stdout.write(render_text(report))
     if report.has_errors and not args.force:
-        print(f"pia: not pushed: {path.name} has errors (fix them, or pass --force)", file=sys.stderr)
+        print(
+            f"pia: not pushed: {printable(path.name)} has errors (fix them, or pass --force)", file=sys.stderr
+        )
         return 1
     bucket = RuleBucket(_s3_client(), bucket_name, args.prefix)
     key = bucket.prefix + path.name
     location = bucket.put(key, path.read_bytes())
-    print(f"pushed {location}; the rule poller publishes it within a minute")
-    print(f"its report will be {bucket.uri(report_key_for(key))}")
+    print(f"pushed {printable(location)}; the rule poller publishes it within a minute")
+    print(f"its report will be {printable(bucket.uri(report_key_for(key)))}")
     return 0
 
 

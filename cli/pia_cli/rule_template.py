@@ -38,7 +38,8 @@ HEADER_HELP = {
     "FinishDate": DATE_HELP,
     "MetricName": "The metric to sum; empty for the event's only metric.",
     "Enabled": "no pauses the rule; its counts are kept.",
-    "OutputName": "Overrides the trk_ name written to Pinpoint.",
+    "OutputName": "Overrides the name written to Pinpoint: starts with trk_, at most 50 characters, "
+    "none of # : ? \\ /.",
     "Window": 'Date rules only: "last N days" instead of StartDate and FinishDate.',
 }
 # Case 1, 2 and 3 of the README, one row each.

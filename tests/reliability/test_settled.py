@@ -1,4 +1,4 @@
-"""Scenario 13: counters that settled are never written again, whatever arrives after them."""
+"""Scenario 15: counters that settled are never written again, whatever arrives after them."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_events_after_a_counter_settled_cost_no_write_and_send_nothing_around_cr
     deploy: Callable[..., Deployment], ledger: ReliabilityLedger, examples: int
 ) -> None:
     row = ledger.scenario(
-        13,
+        15,
         "Settled counters",
         "Users cross a count rule with reset = no (the attribute is sticky, so the counter settles), "
         "then send 5-40 more events in a batch that is killed after k of its writes up to four times, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -39,6 +40,9 @@ NO_FILTER = frozenset({"na", "999", ""})
 PLACEHOLDER_DATE = "9999-99-99"
 MAX_WINDOW_DAYS = 366
 OUTPUT_PREFIX = "trk_"
+MAX_METRIC_NAME = 256
+"""Events keep metric names of any length, so this bound is not about matching: it keeps every cell,
+and so the ruleset of a full table, bounded."""
 
 
 def normalize_header(name: str) -> str:
@@ -106,12 +110,22 @@ class Condition:
                 return value != self.target
 
 
+_SERIES_SEPARATORS = re.compile(r"([\\|=#*])")
+
+
+def _series_part(name: str) -> str:
+    return _SERIES_SEPARATORS.sub(r"\\\1", name)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One live row of the table, compiled.
 
-    ``rule_id`` hashes every cell that changes what is counted or when it fires, so editing a
-    threshold starts a new counter rather than silently reinterpreting the old one.
+    ``rule_id`` hashes every cell that changes what is counted, when it fires or what it writes, so
+    editing a threshold or an output starts a new counter rather than silently reinterpreting the old
+    one, and two rows that differ in one cell never share a counter or an action id. The default
+    output is implied by the other cells, so it is left out of the hash: a rule that never named an
+    output kept its id when outputs joined the hash.
     """
 
     rule_id: str
@@ -133,13 +147,15 @@ class Rule:
     def series(self) -> str:
         """The time series a date rule reads: the event, narrowed by its attribute filter, and for a sum
         rule the metric it sums (``*``: the event's only metric), since rollups of different metrics
-        differ."""
-        base = self.event_name
+        differ. Each name is escaped, so the key names one series only: a filter ``tag = vip#price``
+        and a filter ``tag = vip`` summing ``price`` read different rollups. Only a name holding a
+        backslash, ``|``, ``=``, ``#`` or ``*`` has a key that differs from the unescaped one."""
+        base = _series_part(self.event_name)
         if self.attribute_name is not None:
-            base = f"{base}|{self.attribute_name}={self.attribute_value}"
+            base = f"{base}|{_series_part(self.attribute_name)}={_series_part(self.attribute_value or '')}"
         if self.sum_condition is None:
             return base
-        return f"{base}#{self.metric_name or '*'}"
+        return f"{base}#{_series_part(self.metric_name) if self.metric_name else '*'}"
 
     @property
     def needs_sum(self) -> bool:
@@ -279,6 +295,15 @@ class _RowReader:
     def warn(self, column: str, message: str) -> None:
         self.issues.append(RowIssue(self.row, column, message, Severity.WARNING))
 
+    @property
+    def failed(self) -> bool:
+        return any(issue.severity is Severity.ERROR for issue in self.issues)
+
+    def failed_in(self, *columns: str) -> bool:
+        return any(i.severity is Severity.ERROR and i.column in columns for i in self.issues) or bool(
+            self.silenced.intersection(columns)
+        )
+
 
 def _cell_text(value: object) -> str:
     """Cells are data, never formulas: ``=HYPERLINK(...)`` stays the literal text it is."""
@@ -323,6 +348,27 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 """``1,000`` is a thousands separator; ``1,5`` is a decimal comma and must not silently become 15."""
 
 
+MAX_TARGET_DIGITS = 38
+MIN_TARGET_MAGNITUDE = Decimal("1E-130")
+MAX_TARGET_MAGNITUDE = Decimal("1E+126")
+"""DynamoDB's number type, which holds the sums targets are compared with. A count or sum never
+leaves it, and a target far outside it (``1e5000000``) only makes the comparison slow."""
+
+
+def _storable(value: Decimal) -> bool:
+    if value.is_zero():
+        return True
+    significant = len("".join(map(str, value.as_tuple().digits)).rstrip("0"))
+    return (
+        significant <= MAX_TARGET_DIGITS and MIN_TARGET_MAGNITUDE <= value.copy_abs() < MAX_TARGET_MAGNITUDE
+    )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """Cell text quoted in a message, cut short so one huge cell cannot flood the report."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _parse_target(reader: _RowReader, column: str, op: Comparison | None, integral: bool) -> Decimal | None:
     raw = reader.text(column)
     if op is None:
@@ -334,7 +380,15 @@ def _parse_target(reader: _RowReader, column: str, op: Comparison | None, integr
         value = None
     if value is None or not value.is_finite():
         reader.error(
-            column, f'"{raw}" is not a number' if raw else "a number is required when the operator is set"
+            column,
+            f'"{_shown(raw)}" is not a number' if raw else "a number is required when the operator is set",
+        )
+        return None
+    if not _storable(value):
+        reader.error(
+            column,
+            f'"{_shown(raw)}" is out of range: a target has at most {MAX_TARGET_DIGITS} significant digits '
+            f"and lies between {MIN_TARGET_MAGNITUDE} and {MAX_TARGET_MAGNITUDE} (or is 0)",
         )
         return None
     if integral and value != value.to_integral_value():
@@ -401,7 +455,7 @@ _FORMULA_EXEMPT = frozenset({"Key", "Operator-C", "Operator-V"})
 """Key is derived (often a formula) and ignored; operators have their own check, where ``=`` is valid."""
 
 
-def _reject_formulas(reader: _RowReader) -> set[str]:
+def _reject_formulas(reader: _RowReader) -> None:
     """A cell starting with ``=`` is a spreadsheet formula that was never evaluated: the engine would
     otherwise count an event, or write a Pinpoint attribute, literally named ``=HYPERLINK(...)``.
     Such a cell gets this one message; later checks of it stay silent."""
@@ -409,158 +463,218 @@ def _reject_formulas(reader: _RowReader) -> set[str]:
     for column, value in reader.cells.items():
         text = value.strip()
         if column not in _FORMULA_EXEMPT and text.startswith("="):
-            shown = text if len(text) <= 60 else text[:57] + "..."
             reader.error(
                 column,
-                f'"{shown}" looks like a spreadsheet formula; cells are read as plain text and never '
+                f'"{_shown(text)}" looks like a spreadsheet formula; cells are read as plain text and never '
                 "evaluated, so type the value itself",
             )
             flagged.add(column)
     reader.silenced |= flagged
-    return flagged
 
 
-def _parse_row(reader: _RowReader) -> Rule | None:
-    formulas = _reject_formulas(reader)
-    ok = not formulas
-    raw_type = reader.text("RuleType").lower()
-    rule_type: RuleType | None = None
-    if raw_type in ("aggregator", "aggregate"):
-        rule_type = RuleType.AGGREGATOR
-    elif raw_type == "date":
-        rule_type = RuleType.DATE
-    else:
-        reader.error("RuleType", f'"{reader.text("RuleType")}" must be aggregator or date')
-        ok = False
+@dataclass(frozen=True)
+class _Conditions:
+    count: Condition | None
+    sum: Condition | None
+    metric_name: str | None
 
+
+@dataclass(frozen=True)
+class _Timing:
+    reset: bool
+    start: date | None
+    finish: date | None
+    window: int | None
+
+
+def _rule_type(reader: _RowReader) -> RuleType | None:
+    raw = reader.text("RuleType").lower()
+    if raw in ("aggregator", "aggregate"):
+        return RuleType.AGGREGATOR
+    if raw == "date":
+        return RuleType.DATE
+    reader.error("RuleType", f'"{reader.text("RuleType")}" must be aggregator or date')
+    return None
+
+
+def _event_name(reader: _RowReader) -> str:
     event_name = reader.text("EventName")
     if not event_name:
         reader.error("EventName", "empty; write the event name exactly as the app records it")
-        ok = False
     elif event_name.startswith("_") or event_name.startswith(OUTPUT_PREFIX):
         reader.error(
             "EventName", f'"{event_name}" is a system or output event; only custom events are counted'
         )
-        ok = False
     elif len(event_name) > MAX_EVENT_TYPE:
         reader.error("EventName", f"longer than {MAX_EVENT_TYPE} characters")
-        ok = False
+    return event_name
 
-    attr_name_raw = reader.text("AttributeName")
-    attr_value_raw = reader.text("AttributeValue")
-    attribute_name = None if attr_name_raw.lower() in NO_FILTER else attr_name_raw
-    attribute_value = None if attr_value_raw.lower() in NO_FILTER else attr_value_raw
-    if (attribute_name is None) != (attribute_value is None):
-        missing = "AttributeValue" if attribute_value is None else "AttributeName"
+
+def _attribute_filter(reader: _RowReader) -> tuple[str | None, str | None]:
+    name_raw = reader.text("AttributeName")
+    value_raw = reader.text("AttributeValue")
+    name = None if name_raw.lower() in NO_FILTER else name_raw
+    value = None if value_raw.lower() in NO_FILTER else value_raw
+    if (name is None) != (value is None):
+        missing = "AttributeValue" if value is None else "AttributeName"
         reader.error(
             missing, "an attribute filter needs both AttributeName and AttributeValue (or na in both)"
         )
-        ok = False
-    if attribute_name is not None and len(attribute_name) > MAX_ATTRIBUTE_NAME:
+    if name is not None and len(name) > MAX_ATTRIBUTE_NAME:
         reader.error("AttributeName", f"longer than {MAX_ATTRIBUTE_NAME} characters")
-        ok = False
-    if attribute_value is not None and len(attribute_value) > MAX_ATTRIBUTE_VALUE:
+    if value is not None and len(value) > MAX_ATTRIBUTE_VALUE:
         reader.error("AttributeValue", f"longer than {MAX_ATTRIBUTE_VALUE} characters")
-        ok = False
+    return name, value
 
+
+def _conditions(reader: _RowReader) -> _Conditions:
+    """Operator-C/Target-C on the count, Operator-V/Target-V on the sum, and MetricName, which only
+    a sum reads."""
     ok_c, op_c = _parse_operator(reader, "Operator-C")
     ok_v, op_v = _parse_operator(reader, "Operator-V")
-    ok = ok and ok_c and ok_v
     target_c = _parse_target(reader, "Target-C", op_c, integral=True) if ok_c else None
     target_v = _parse_target(reader, "Target-V", op_v, integral=False) if ok_v else None
     if ok_c and ok_v and op_c is None and op_v is None:
         reader.error(
             "Operator-C", "both Operator-C and Operator-V are na; a rule needs at least one condition"
         )
-        ok = False
-    if (op_c is not None and target_c is None) or (op_v is not None and target_v is None):
-        ok = False
-
     metric_name = reader.text("MetricName") or None
     if metric_name is not None and metric_name.lower() == "na":
         metric_name = None
+    if metric_name is not None and len(metric_name) > MAX_METRIC_NAME:
+        reader.error("MetricName", f"longer than {MAX_METRIC_NAME} characters")
     if op_v is None and metric_name is not None:
         reader.warn("MetricName", "ignored: Operator-V is na, so no metric is summed")
+    return _Conditions(
+        Condition(op_c, target_c) if op_c is not None and target_c is not None else None,
+        Condition(op_v, target_v) if op_v is not None and target_v is not None else None,
+        metric_name,
+    )
 
-    reset: bool | None = False
+
+def _timing(reader: _RowReader, rule_type: RuleType | None) -> _Timing:
+    """ResetWhenReachTarget, StartDate/FinishDate and Window, read as the rule type uses them."""
     ok_start, start = _parse_date(reader, "StartDate")
     ok_finish, finish = _parse_date(reader, "FinishDate")
     window = _parse_window(reader) if "Window" in reader.cells else None
     window_given = "Window" in reader.cells and reader.text("Window").lower() not in ("", "na")
-    if window_given and window is None:
-        ok = False
-    ok = ok and ok_start and ok_finish
-
     if rule_type is RuleType.AGGREGATOR:
         reset = _yes_no(reader, "ResetWhenReachTarget", default=None)
-        if reset is None:
-            ok = False
         if start is not None or finish is not None:
             reader.warn(
                 "StartDate", "ignored for aggregator rules, which count from the moment the rule is live"
             )
         if window is not None:
             reader.warn("Window", "ignored for aggregator rules")
-        start = finish = None
-        window = None
-    elif rule_type is RuleType.DATE:
+        return _Timing(bool(reset), None, None, None)
+    if rule_type is RuleType.DATE:
         if reader.text("ResetWhenReachTarget").lower() in ("yes", "y", "true"):
             reader.warn("ResetWhenReachTarget", "ignored for date rules; their attribute follows the window")
-        reset = False
         if window is not None:
             if start is not None or finish is not None:
                 reader.error("Window", "give either a Window or StartDate/FinishDate, not both")
-                ok = False
         elif ok_start and ok_finish and not window_given:
+            needed = "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
             if start is None:
-                reader.error(
-                    "StartDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
-                )
-                ok = False
+                reader.error("StartDate", needed)
             if finish is None:
-                reader.error(
-                    "FinishDate", "a date rule needs StartDate and FinishDate (YYYY-MM-DD) or a Window"
-                )
-                ok = False
+                reader.error("FinishDate", needed)
             if start is not None and finish is not None and start > finish:
                 reader.error("StartDate", f"{start} is after FinishDate {finish}")
-                ok = False
+    return _Timing(False, start, finish, window)
 
-    output_name = reader.text("OutputName")
-    if output_name.lower() in ("", "na"):
-        output_name = ""
+
+PINPOINT_NAME_FORBIDDEN = "#:?\\/"
+"""Characters Pinpoint's attribute names must avoid (its console cannot show them)."""
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _name_problem(name: str) -> tuple[str, str] | None:
+    """What makes ``name`` unusable as an output, and the character at fault (empty when none is)."""
+    if not name.startswith(OUTPUT_PREFIX):
+        return (
+            f"must start with {OUTPUT_PREFIX}, so a rule never overwrites an attribute the app owns "
+            "(such as plan) and never writes an event that is counted",
+            "",
+        )
+    if len(name) == len(OUTPUT_PREFIX):
+        return f"needs a name after {OUTPUT_PREFIX}", ""
+    for char in name:
+        if char in PINPOINT_NAME_FORBIDDEN:
+            return f'contains "{char}", which Pinpoint attribute names avoid (# : ? \\ /)', char
+        if unicodedata.category(char) in _INVISIBLE:
+            return f"contains the control character U+{ord(char):04X}", char
+    return None
+
+
+def _output_name(
+    reader: _RowReader, rule_type: RuleType | None, event_name: str, attribute_value: str | None
+) -> str:
+    """The name the rule writes: OutputName, or the default built from EventName and AttributeValue.
+    Either way it must be a ``trk_`` name Pinpoint accepts; a default that is not names the cell
+    it came from."""
+    given = reader.text("OutputName")
+    output_name = "" if given.lower() in ("", "na") else given
     if rule_type is not None and event_name and not output_name:
         output_name = default_output_name(rule_type, event_name, attribute_value)
+        given = ""
     if output_name and len(output_name) > MAX_OUTPUT_NAME:
         reader.error(
-            "OutputName" if reader.text("OutputName") else "EventName",
+            "OutputName" if given else "EventName",
             f'output name "{output_name[:60]}" is longer than {MAX_OUTPUT_NAME} characters '
             "(a Pinpoint limit); set a shorter OutputName",
         )
-        ok = False
+        return output_name
+    problem = _name_problem(output_name) if output_name else None
+    if problem is None or reader.failed_in("EventName", "AttributeValue", "OutputName"):
+        return output_name
+    reason, char = problem
+    if given:
+        reader.error("OutputName", f'output name "{_shown(output_name)}" {reason}')
+    else:
+        column = "AttributeValue" if attribute_value and char and char in attribute_value else "EventName"
+        reader.error(
+            column, f'the output name "{_shown(output_name)}" made from it {reason}; set an OutputName'
+        )
+    return output_name
 
-    if not ok or rule_type is None:
+
+def _parse_row(reader: _RowReader) -> Rule | None:
+    """One parser per column group; each records its errors on the reader, and a row with any error
+    gives no rule."""
+    _reject_formulas(reader)
+    rule_type = _rule_type(reader)
+    event_name = _event_name(reader)
+    attribute_name, attribute_value = _attribute_filter(reader)
+    conditions = _conditions(reader)
+    timing = _timing(reader, rule_type)
+    output_name = _output_name(reader, rule_type, event_name, attribute_value)
+    if reader.failed or rule_type is None:
         return None
-    count_condition = Condition(op_c, target_c) if op_c is not None and target_c is not None else None
-    sum_condition = Condition(op_v, target_v) if op_v is not None and target_v is not None else None
     if (
         rule_type is RuleType.AGGREGATOR
-        and reset
-        and count_condition is not None
-        and count_condition.holds(Decimal(1))
-        and sum_condition is None
+        and timing.reset
+        and conditions.count is not None
+        and conditions.count.holds(Decimal(1))
+        and conditions.sum is None
     ):
         reader.warn("Operator-C", "met by every single event, so it fires and resets on every event")
+
+    def condition(c: Condition | None) -> list[object]:
+        return [None, None] if c is None else [c.op, str(c.target)]
+
     identity = {
         "type": rule_type.value,
         "event": event_name,
         "attr": [attribute_name, attribute_value],
-        "c": [op_c, str(target_c) if target_c is not None else None],
-        "v": [op_v, str(target_v) if target_v is not None else None],
-        "reset": reset,
-        "dates": [start, finish, window],
-        "metric": metric_name,
+        "c": condition(conditions.count),
+        "v": condition(conditions.sum),
+        "reset": timing.reset,
+        "dates": [timing.start, timing.finish, timing.window],
+        "metric": conditions.metric_name,
     }
+    if output_name != default_output_name(rule_type, event_name, attribute_value):
+        identity["output"] = output_name
     return Rule(
         rule_id=rule_id_for(identity),
         row=reader.row,
@@ -568,13 +682,13 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         event_name=event_name,
         attribute_name=attribute_name,
         attribute_value=attribute_value,
-        count_condition=count_condition,
-        sum_condition=sum_condition,
-        reset=bool(reset),
-        start_date=start,
-        finish_date=finish,
-        window_days=window,
-        metric_name=metric_name,
+        count_condition=conditions.count,
+        sum_condition=conditions.sum,
+        reset=timing.reset,
+        start_date=timing.start,
+        finish_date=timing.finish,
+        window_days=timing.window,
+        metric_name=conditions.metric_name,
         output_name=output_name,
     )
 

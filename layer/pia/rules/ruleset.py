@@ -3,6 +3,12 @@
 The poller publishes version N+1 only when the rules' content changed; the aggregator reads one
 small pointer item at most once a minute and keeps the parsed rules in memory, so rule lookups cost
 nothing per event.
+
+A DynamoDB item holds at most 400 KB, and a rule table holds up to 10,000 rows (about 3 MB of JSON,
+and more with long Unicode cells). A ruleset body up to ``INLINE_BODY_BYTES`` lives in the pointer
+item itself, as it always has. A larger one is compressed and split into immutable chunk items,
+each under its own partition key named by the digest of the compressed body; they are written
+first, and the pointer that names them is swapped in the same conditional transaction as before.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +30,10 @@ if TYPE_CHECKING:
 
 RULESET_PK = "RULESET"
 CURRENT_SK = "CURRENT"
+CHUNK_SK = "BODY"
+INLINE_BODY_BYTES = 300_000
+CHUNK_BYTES = 350_000
+"""Both leave room under DynamoDB's 400 KB item limit for the keys and the other attributes."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +107,13 @@ class RulesetUnavailable(RuntimeError):
 
 
 class RulesetTable:
-    """Adapter for the ruleset table: a CURRENT pointer item plus one immutable item per version."""
+    """Adapter for the ruleset table: a CURRENT pointer item plus one immutable item per version,
+    and for a large body its immutable chunks."""
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
         self._table = table_name
+        self._chunked: tuple[str, Ruleset] | None = None
 
     def current(self) -> Ruleset:
         try:
@@ -116,15 +129,32 @@ class RulesetTable:
         item = response.get("Item")
         if not item:
             return EMPTY_RULESET
-        return Ruleset.from_json(json.loads(item["body"]["S"]))
+        if "body" in item:
+            return Ruleset.from_json(json.loads(item["body"]["S"]))
+        digest = item["digest"]["S"]
+        if self._chunked is None or self._chunked[0] != digest:
+            self._chunked = (digest, self._read_chunks(digest, int(item["chunks"]["N"])))
+        return self._chunked[1]
+
+    def _read_chunks(self, digest: str, count: int) -> Ruleset:
+        parts = []
+        for index in range(count):
+            response = self._client.get_item(
+                TableName=self._table, Key=_chunk_key(digest, index), ConsistentRead=True
+            )
+            parts.append(response["Item"]["data"]["B"])
+        blob = b"".join(parts)
+        if hashlib.sha256(blob).hexdigest()[: len(digest)] != digest:
+            raise ValueError(f"ruleset body {digest} does not match its digest")
+        return Ruleset.from_json(json.loads(zlib.decompress(blob)))
 
     def publish(self, ruleset: Ruleset, expected_version: int) -> None:
         body = json.dumps(ruleset.to_json(), separators=(",", ":"), sort_keys=True)
         common = {
             "version": {"N": str(ruleset.version)},
             "hash": {"S": ruleset.content_hash},
-            "body": {"S": body},
             "published_at": {"S": ruleset.published_at},
+            **self._store_body(body.encode()),
         }
         pointer: Any = {
             "TableName": self._table,
@@ -158,6 +188,25 @@ class RulesetTable:
                     f"ruleset version {ruleset.version} was published concurrently"
                 ) from exc
             raise
+
+    def _store_body(self, body: bytes) -> dict[str, Any]:
+        """The body's attributes for the pointer: the body itself, or the chunks it was written to.
+        Chunks are named by content, so a publisher that loses the race leaves nothing the winner
+        reads, and two that publish the same body write the same items."""
+        if len(body) <= INLINE_BODY_BYTES:
+            return {"body": {"S": body.decode()}}
+        blob = zlib.compress(body, 9)
+        digest = hashlib.sha256(blob).hexdigest()[:32]
+        pieces = [blob[start : start + CHUNK_BYTES] for start in range(0, len(blob), CHUNK_BYTES)]
+        for index, piece in enumerate(pieces):
+            self._client.put_item(
+                TableName=self._table, Item={**_chunk_key(digest, index), "data": {"B": piece}}
+            )
+        return {"digest": {"S": digest}, "chunks": {"N": str(len(pieces))}}
+
+
+def _chunk_key(digest: str, index: int) -> dict[str, Any]:
+    return {"pk": {"S": f"{RULESET_PK}#{digest}#{index:04d}"}, "sk": {"S": CHUNK_SK}}
 
 
 def _error_code(exc: Exception) -> str:

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pia.rules.model import RuleTable
-from pia.rules.sheets import SheetError, ValidationReport, read_table, render_report, table_failure_report
+from pia.rules.sheets import (
+    MAX_FILE_BYTES,
+    SheetError,
+    ValidationReport,
+    read_table,
+    render_report,
+    table_failure_report,
+)
 from pia.rules.source import SourceFailure
 
 if TYPE_CHECKING:
@@ -30,7 +37,6 @@ CONTENT_TYPES = {
     ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
-MAX_RULE_FILE_BYTES = 10 * 1024 * 1024
 DIGEST_KEY = "report-sha256"
 log = logging.getLogger(__name__)
 
@@ -89,10 +95,10 @@ class RuleBucket:
 
     def get(self, key: str) -> bytes:
         response = self._client.get_object(Bucket=self.bucket, Key=key)
-        if response.get("ContentLength", 0) > MAX_RULE_FILE_BYTES:
+        if response.get("ContentLength", 0) > MAX_FILE_BYTES:
             response["Body"].close()
             raise SheetError(
-                f"{key} is over {MAX_RULE_FILE_BYTES // (1024 * 1024)} MB; a rule table is far smaller"
+                f"{key} is over {MAX_FILE_BYTES // (1024 * 1024)} MB; a rule table is far smaller"
             )
         return response["Body"].read()
 

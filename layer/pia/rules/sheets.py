@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
+from xml.parsers import expat
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
@@ -24,6 +26,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from pia.rules.model import ParseResult, RuleTable, Severity
 
 MAX_TABLE_ROWS = 10_000
+MAX_FILE_BYTES = 10 * 1024 * 1024
 SHEET_NAME = "Rules"
 CSV_DELIMITERS = (",", ";", "\t")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -49,7 +52,12 @@ def sheet_format(name: str) -> SheetFormat:
 
 def read_table(name: str, data: bytes) -> RuleTable:
     """Read a rule file by its extension; ``name`` is also what the table reports as its source."""
-    if sheet_format(name) is SheetFormat.CSV:
+    kind = sheet_format(name)
+    if len(data) > MAX_FILE_BYTES:
+        raise SheetError(
+            f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MB; a rule table is far smaller"
+        )
+    if kind is SheetFormat.CSV:
         return RuleTable(name, *_numbered(_csv_rows(data)))
     return RuleTable(name, *_numbered(_xlsx_rows(data)))
 
@@ -73,7 +81,123 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, list[object]]]:
         raise SheetError(f"not a readable CSV file: {exc}") from None
 
 
+MAX_XLSX_PART_BYTES = 64 * 1024 * 1024
+MAX_SHEET_ROWS = 5 * MAX_TABLE_ROWS
+MAX_SHEET_COLUMNS = 256
+MAX_SHEET_CELLS = 1_000_000
+MAX_SHARED_STRINGS = 200_000
+"""An XLSX is a zip of XML, and a small file can unpack to a huge one: 280 KB held 2 million blank
+rows, and 203 KB held 5 million shared strings that openpyxl keeps in memory (525 MB). So the zip
+directory and a streaming scan of the XML (which builds nothing) are checked against these bounds
+before openpyxl reads anything. They leave room for a table at MAX_TABLE_ROWS with blank rows and
+note columns around it, in every sheet of the workbook."""
+
+
+class _OverLimit(Exception):
+    pass
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]
+
+
+_CELL_REFERENCE = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d{1,9})")
+
+
+def _reference(text: str) -> tuple[int, int]:
+    """``XFD1048576`` as (column 16384, row 1048576)."""
+    match = _CELL_REFERENCE.fullmatch(text.strip())
+    if match is None:
+        raise _OverLimit(f'cell reference "{text[:20]}" is not one a spreadsheet writes')
+    column = 0
+    for letter in match.group(1).upper():
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return column, int(match.group(2))
+
+
+@dataclass
+class _PartShape:
+    """Follows one XML part's rows, cells and shared strings as openpyxl numbers them, keeping only
+    counters. Every XML part is followed, whatever its name: openpyxl finds the sheets and the
+    shared strings through the package's own pointers, so a renamed part is read all the same."""
+
+    part: str
+    row: int = 0
+    column: int = 0
+    cells: int = 0
+    strings: int = 0
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        name = _local(tag)
+        if name == "si":
+            self.strings += 1
+            if self.strings > MAX_SHARED_STRINGS:
+                raise _OverLimit(
+                    f"{self.part} has more than {MAX_SHARED_STRINGS} shared strings"
+                    "; a rule table has far fewer"
+                )
+        elif name == "dimension":
+            last = attributes.get("ref", "A1").split(":")[-1]
+            self._check(*_reference(last), claimed=True)
+        elif name == "row":
+            self.row = int(attributes["r"]) if attributes.get("r", "").isdigit() else self.row + 1
+            self.column = 0
+            self._check(0, self.row)
+        elif name == "c":
+            reference = attributes.get("r")
+            self.column = _reference(reference)[0] if reference else self.column + 1
+            self.cells += 1
+            self._check(self.column, self.row)
+
+    def _check(self, column: int, row: int, claimed: bool = False) -> None:
+        where = f"{self.part} {'claims' if claimed else 'has'}"
+        if row > MAX_SHEET_ROWS:
+            raise _OverLimit(
+                f"{where} rows down to row {row}; a rule table has at most {MAX_SHEET_ROWS} rows"
+            )
+        if column > MAX_SHEET_COLUMNS:
+            raise _OverLimit(
+                f"{where} {column} columns; a rule table has at most {MAX_SHEET_COLUMNS} columns"
+            )
+        if self.cells > MAX_SHEET_CELLS:
+            raise _OverLimit(f"{where} more than {MAX_SHEET_CELLS} cells")
+
+
+def _scan(stream: IO[bytes], scanner: _PartShape) -> None:
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = scanner.start
+    first = stream.read(1 << 16)
+    if not first.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return  # not XML (an image, say), which openpyxl never parses
+    parser.Parse(first, False)
+    while chunk := stream.read(1 << 16):
+        parser.Parse(chunk, False)
+    parser.Parse(b"", True)
+
+
+def _check_xlsx(data: bytes) -> None:
+    """Refuse a workbook that would unpack, or expand in openpyxl, far beyond any rule table."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = archive.infolist()
+            for info in parts:
+                if info.file_size > MAX_XLSX_PART_BYTES:
+                    raise _OverLimit(
+                        f"{info.filename} unpacks to {info.file_size // (1024 * 1024)} MB; "
+                        f"a rule table's parts are at most {MAX_XLSX_PART_BYTES // (1024 * 1024)} MB"
+                    )
+            for info in parts:
+                if not info.is_dir() and not info.filename.lower().endswith(".vml"):
+                    with archive.open(info) as stream:
+                        _scan(stream, _PartShape(info.filename))
+    except _OverLimit as exc:
+        raise SheetError(f"not read: {exc}") from None
+    except (zipfile.BadZipFile, expat.ExpatError, OSError, ValueError, KeyError) as exc:
+        raise SheetError(f"not a readable XLSX file ({type(exc).__name__})") from None
+
+
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[object]]]:
+    _check_xlsx(data)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
@@ -180,6 +304,25 @@ def table_failure_report(source: str, reason: str) -> ValidationReport:
 REPORT_COLUMNS = ("row", "status", "output_name", "message")
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Controls (a terminal runs ``ESC [ ...`` and ``CSI``), line separators, and the bidirectional
+overrides that make text show other than it reads. Cell text reaches every report through its
+messages, so none of these is ever printed as it is."""
+
+
+_UNPRINTABLE_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as its escape (``ESC`` as ``\\x1b``)."""
+    return _UNPRINTABLE.sub(_visible, text)
+
+
 def escape_cell(text: str) -> str:
     """OWASP's CSV-injection rule: a leading quote makes a spreadsheet show the cell as text."""
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
@@ -187,7 +330,10 @@ def escape_cell(text: str) -> str:
 
 def _report_rows(report: ValidationReport) -> Iterator[list[str]]:
     for line in report.lines:
-        yield [escape_cell(str(v)) for v in (line.row, line.status.value, line.output_name, line.message)]
+        yield [
+            escape_cell(printable(str(v)))
+            for v in (line.row, line.status.value, line.output_name, line.message)
+        ]
 
 
 def render_csv(report: ValidationReport) -> bytes:
@@ -212,7 +358,9 @@ def render_json(report: ValidationReport) -> bytes:
             for line in report.lines
         ],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False).encode()
+    # json escapes C0 controls itself; the rest become \\u escapes, which decode to the same text.
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    return _UNPRINTABLE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def render_text(report: ValidationReport) -> str:
@@ -220,7 +368,7 @@ def render_text(report: ValidationReport) -> str:
     rows: Sequence[list[str]] = [list(REPORT_COLUMNS), *_report_rows(report)]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     body = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
-    return "\n".join([report.summary, *(line.rstrip() for line in body)]) + "\n"
+    return "\n".join([printable(report.summary), *(line.rstrip() for line in body)]) + "\n"
 
 
 def render_report(report: ValidationReport, name: str) -> bytes:

@@ -72,9 +72,14 @@ def rollup_frame(rollups: Sequence[SeriesRollup]) -> RollupFrame:
     return RollupFrame(frame, index, tuple(rollups))
 
 
+COUNT_BEYOND = Decimal(2**63)
+"""Further than any int64 count: a target past it compares like this bound, whatever its size, and is
+never expanded into an integer of its own size (``1e5000000`` took longer than a function timeout)."""
+
+
 def _count_mask(count: pd.Series, condition: Condition) -> pd.Series:
     """``count <op> target`` for integer counts, through the integral threshold it is equivalent to."""
-    target = condition.target
+    target = min(max(condition.target, -COUNT_BEYOND), COUNT_BEYOND)
     floor, ceil = math.floor(target), math.ceil(target)
     match condition.op:
         case Comparison.GT:

@@ -243,10 +243,10 @@ def test_a_disabled_row_is_paused_and_conflicts_with_nothing() -> None:
 
 
 def test_optional_columns_metric_name_output_name_and_window() -> None:
-    row = with_cells(PURCHASE, MetricName="price", OutputName="big_spender", StartDate="", FinishDate="")
+    row = with_cells(PURCHASE, MetricName="price", OutputName="trk_big_spender", StartDate="", FinishDate="")
     row["Window"] = "last 30 days"
     (rule,) = parse(row).rules
-    assert (rule.metric_name, rule.output_name, rule.window_days) == ("price", "big_spender", 30)
+    assert (rule.metric_name, rule.output_name, rule.window_days) == ("price", "trk_big_spender", 30)
     assert rule.window_for(date(2026, 1, 31)) == (date(2026, 1, 2), date(2026, 1, 31))
     bad = dict(row, Window="thirty days")
     assert only_error(parse(bad)).column == "Window"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -207,7 +211,7 @@ def test_report_cells_that_a_spreadsheet_would_run_are_escaped() -> None:
     parsed = list(csv.reader(io.StringIO(render_csv(report).decode("utf-8-sig"))))
     assert parsed[0] == ["row", "status", "output_name", "message"]
     assert [row[2] for row in parsed[1:]] == ['\'=HYPERLINK("http://x")', "'+cmd", "'@SUM(A1)", "trk_ok"]
-    assert [row[3] for row in parsed[1:]] == ["plain", "'-2+3", "'\tTAB", '"=quoted" stays']
+    assert [row[3] for row in parsed[1:]] == ["plain", "'-2+3", "\\x09TAB", '"=quoted" stays']
     assert "'=HYPERLINK" in render_text(report)
 
 
@@ -218,3 +222,139 @@ def test_json_report_keeps_values_as_they_are_and_counts_statuses() -> None:
     assert document["summary"]["error"] == 1 and document["source"] == "honeycode:wb/t"
     assert render_report(report, "rules/x.report.csv") == render_csv(report)
     assert render_json(report) == render_report(report, "x.JSON")
+
+
+# Issue #15: what a hostile file can do to the reader and to the terminal.
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e"
+
+
+def unprintable(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 32 and c not in "\r\n") or 0x7F <= ord(c) <= 0x9F or c == "\u202e"]
+
+
+@pytest.mark.parametrize("output", ["text", "csv", "json"])
+def test_validate_prints_no_terminal_escape_sequence_from_a_cell(
+    output: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pia_cli.main import main
+
+    path = tmp_path / f"rules{ESCAPES}.csv"
+    rows = [RULE_HEADER, (GREEN[0], f"click{ESCAPES}", *GREEN[2:]), (*GREEN[:4], f"big{ESCAPES}", *GREEN[5:])]
+    path.write_text("\n".join(",".join(row) for row in rows), encoding="utf-8")
+    assert main(["rules", "validate", str(path), "--format", output]) == 1
+    printed = capsys.readouterr().out
+    assert unprintable(printed) == []
+    if output == "json":
+        assert any(ESCAPES in row["message"] for row in json.loads(printed)["rows"])
+    else:
+        assert "\\x1b]0;owned\\x07" in printed
+
+
+def with_part(base: bytes, name: str, chunks: Iterable[str], *, before: str | None = None) -> bytes:
+    """``base`` with the part ``name`` replaced or added, written as a stream so the test never
+    holds the unpacked bomb: ``chunks`` go in place of the original, or just before its tag ``before``."""
+    source = zipfile.ZipFile(io.BytesIO(base))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if info.filename != name:
+                target.writestr(info, source.read(info.filename))
+        original = source.read(name).decode() if before else ""
+        cut = original.index(before) if before else 0
+        with target.open(name, "w") as part:
+            part.write(original[:cut].encode())
+            for chunk in chunks:
+                part.write(chunk.encode())
+            part.write(original[cut:].encode())
+    return out.getvalue()
+
+
+def with_shared_strings(base: bytes, part: str, chunks: Iterable[str]) -> bytes:
+    """Declare ``part`` as the workbook's shared strings (openpyxl finds it by content type)."""
+    types = zipfile.ZipFile(io.BytesIO(base)).read("[Content_Types].xml").decode()
+    override = (
+        f'<Override PartName="/{part}" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+    )
+    declared = with_part(
+        base, "[Content_Types].xml", iter([types.replace("</Types>", override + "</Types>")])
+    )
+    return with_part(declared, part, chunks)
+
+
+def repeated(text: str, times: int, then: str) -> Iterator[str]:
+    batch = 100_000
+    for start in range(0, times, batch):
+        yield text * min(batch, times - start)
+    yield then
+
+
+RULES_XLSX = xlsx([list(RULE_HEADER), list(GREEN)], title="Rules")
+
+
+@pytest.mark.parametrize(
+    ("name", "chunks", "reason"),
+    [
+        # A 2 million blank rows bomb (about 30 KB packed): openpyxl walks every row.
+        (
+            "xl/worksheets/sheet1.xml",
+            repeated("<row/>", 2_000_000, ""),
+            "rows",
+        ),
+        # One cell in the last column pads every row to 16,384 values.
+        (
+            "xl/worksheets/sheet1.xml",
+            iter(['<row r="3"><c r="XFD3" t="inlineStr"><is><t>x</t></is></c></row>']),
+            "columns",
+        ),
+    ],
+)
+def test_xlsx_bombs_are_refused_before_they_are_unpacked(
+    name: str, chunks: Iterator[str], reason: str
+) -> None:
+    bomb = with_part(RULES_XLSX, name, chunks, before="</sheetData>")
+    assert len(bomb) < 400_000
+    with pytest.raises(SheetError, match=reason):
+        read_table("rules.xlsx", bomb)
+
+
+def test_five_million_shared_strings_are_refused_before_openpyxl_holds_them() -> None:
+    """About 200 KB packed; openpyxl kept every string and its element in memory (525 MB). The part
+    has an unusual name: openpyxl finds it by its content type, so the guard must too."""
+    strings = repeated("<si><t/></si>", 5_000_000, "</sst>")
+    head = '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    bomb = with_shared_strings(RULES_XLSX, "xl/words.xml", itertools.chain([head], strings))
+    assert len(bomb) < 400_000
+    with pytest.raises(SheetError, match="shared strings"):
+        read_table("rules.xlsx", bomb)
+
+
+def test_a_sheet_claiming_a_huge_used_range_is_refused() -> None:
+    sheet = zipfile.ZipFile(io.BytesIO(RULES_XLSX)).read("xl/worksheets/sheet1.xml").decode()
+    claimed = re.sub(r'<dimension ref="[^"]*"', '<dimension ref="A1:P2000000"', sheet)
+    bomb = with_part(RULES_XLSX, "xl/worksheets/sheet1.xml", iter([claimed]))
+    with pytest.raises(SheetError, match="rows"):
+        read_table("rules.xlsx", bomb)
+
+
+def test_a_part_that_unpacks_beyond_the_limit_is_refused_unread() -> None:
+    bomb = with_part(RULES_XLSX, "docProps/app.xml", repeated(" ", 70_000_000, ""))
+    with pytest.raises(SheetError, match=r"docProps/app\.xml unpacks to"):
+        read_table("rules.xlsx", bomb)
+
+
+def test_a_table_at_the_row_limit_with_blank_rows_around_it_still_reads() -> None:
+    rows: list[list[object]] = [list(RULE_HEADER)]
+    rows += [[*GREEN[:5], str(n), *GREEN[6:]] for n in range(6, 6 + 10_000)]
+    data = xlsx(rows, title="Rules")
+    padded = with_part(
+        data, "xl/worksheets/sheet1.xml", repeated("<row/>", 20_000, ""), before="</sheetData>"
+    )
+    assert len(read_table("rules.xlsx", padded).rows) == 10_000
+
+
+def test_a_file_over_10_mb_is_refused_by_validate_as_by_the_poller() -> None:
+    big = (",".join(RULE_HEADER) + "\n" + "#" * (10 * 1024 * 1024)).encode()
+    with pytest.raises(SheetError, match="over 10 MB"):
+        read_table("rules.csv", big)

@@ -243,3 +243,47 @@ def test_seen_summary_is_bounded_and_survives_a_round_trip() -> None:
     again = SeenSummary.loads(summary.dumps())
     assert len(again.events["greenbutton"]["color"]) == MAX_VALUES_PER_ATTRIBUTE
     assert again.events["greenbutton"]["size"] == {"L"}
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "met"),
+    [
+        ("greater", "1E+5000000", False),
+        ("greater_or_equal", "1E+5000000", False),
+        ("equal", "1E+5000000", False),
+        ("smaller", "1E+5000000", True),
+        ("less_or_equal", "1E+5000000", True),
+        ("not_equal", "1E+5000000", True),
+        ("greater", "-1E+5000000", True),
+        ("smaller", "-1E+5000000", False),
+    ],
+)
+def test_a_count_target_beyond_any_count_is_decided_without_expanding_it(
+    op: str, target: str, met: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ruleset published before targets were bounded can hold ``1e5000000``: turning it into an
+    integer took longer than the evaluator's timeout, on every run."""
+    import math
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from pia.rules.model import Comparison, Condition
+    from pia.timeseries import evaluation
+
+    def bounded(function: Any) -> Any:
+        def call(value: Decimal) -> int:
+            assert value.copy_abs().adjusted() < 19, f"expanded a count target of {value}"
+            return int(function(value))
+
+        return call
+
+    monkeypatch.setattr(
+        evaluation, "math", SimpleNamespace(floor=bounded(math.floor), ceil=bounded(math.ceil))
+    )
+    words = {"greater": ">", "greater_or_equal": ">=", "equal": "=", "smaller": "<", "less_or_equal": "<="}
+    rule = replace(
+        date_rule("greater", "1"),
+        count_condition=Condition(Comparison(words.get(op, "!=")), Decimal(target)),
+    )
+    state = rollup("u1", {date(2026, 3, 5): (3, "1")})
+    assert list(changes(rule, rollup_frame([state]), TODAY)["value"]) == ([READY] if met else [])
