@@ -27,6 +27,7 @@ from pia_cli.local_lambda import prepare_process
 prepare_process()
 
 from bench import cpu, imports, memory, report  # noqa: E402
+from bench.backfill_paths import run_backfill_paths  # noqa: E402
 from bench.cost import PRICES_AS_OF, per_million  # noqa: E402
 from bench.evaluator_run import EvaluatorUnavailable, run_evaluator  # noqa: E402
 from bench.runs import Run, run_aggregator, run_baseline  # noqa: E402
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except EvaluatorUnavailable as exc:
         log(f"  evaluator: not yet available ({exc})")
         details["evaluator"] = {"available": 0}
+
+    log("backfill: in-Lambda scan against the Athena query (DuckDB) at 1k, 10k and 100k archived events")
+    details["backfill_paths"] = [paths.figures() for paths in run_backfill_paths()]
 
     record_bytes = len(CANONICAL.records()[0].data)
     costs = {

@@ -132,6 +132,8 @@ def run_demo(
     with log_path.open("w", encoding="utf-8") as logs, running_emulator() as emulator:
         progress(f"emulator: moto server on {emulator.endpoint_url} (function logs: {log_path})")
         parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
+        # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
+        parameters["BackfillLambdaMaxObjects"] = "0"
         if "eventbridge" in targets:
             parameters["EventBusName"] = LOCAL_EVENT_BUS
         if "customer-profiles" in targets:
@@ -192,6 +194,9 @@ def run_demo(
             }
             evaluation = stack.run_scheduled("evaluator")
             progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
+            if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
+                backfilled = len(evaluation["backfilled"])
+                progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
             if stack.has_function("action_relay"):
                 relayed = stack.run_scheduled("action_relay")
                 progress(f"action relay: {_brief(relayed)}")

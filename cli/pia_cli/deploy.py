@@ -63,6 +63,9 @@ _SKIPPED_TYPES = {
     "AWS::CloudWatch::Dashboard": "a dashboard has nothing to show locally",
     "AWS::Pinpoint::EventStream": "moto has no Pinpoint; the demo puts events on the stream itself",
     "AWS::Scheduler::Schedule": "moto has no EventBridge Scheduler; local runs invoke scheduled functions",
+    "AWS::Glue::Database": "moto cannot run Athena queries; local backfills run the same SQL on DuckDB",
+    "AWS::Glue::Table": "moto cannot run Athena queries; local backfills run the same SQL on DuckDB",
+    "AWS::Athena::WorkGroup": "moto cannot run Athena queries; local backfills run the same SQL on DuckDB",
 }
 
 

@@ -37,6 +37,9 @@ MAX_PUT_RECORDS = 500
 MAX_PUT_RECORDS_BYTES = 4 * 1024 * 1024
 LOCAL_EVENT_BUS = "pia-local-actions"
 LOCAL_PROFILES_DOMAIN = "pia-local-profiles"
+LOCAL_STAND_INS = {"BACKFILL_QUERY_ENGINE": "duckdb"}
+"""Settings that put a local engine where the emulator has no AWS one: moto cannot run Athena
+queries, so a large backfill runs the same SQL on DuckDB over the archive's objects."""
 
 
 @dataclass
@@ -115,7 +118,7 @@ class LocalStack:
             deployed = self.deployment.function(source)
             local = LocalFunction(
                 source,
-                environment=deployed.environment,
+                environment={**deployed.environment, **LOCAL_STAND_INS},
                 name=deployed.name,
                 arn=deployed.arn,
                 timeout=deployed.timeout,

@@ -45,6 +45,11 @@ class Settings:
     timezone: str = "UTC"
     timeseries_table: str = ""
     raw_event_retention_days: int = 400
+    backfill_query_engine: str = "athena"
+    athena_workgroup: str = ""
+    glue_database: str = ""
+    backfill_results_bucket: str = ""
+    backfill_lambda_max_objects: int = 2_000
     field_mapping: FieldMapping | None = None
 
     @property
@@ -73,5 +78,10 @@ class Settings:
             timezone=e.get("TIMEZONE", "UTC") or "UTC",
             timeseries_table=e.get("TIMESERIES_TABLE", ""),
             raw_event_retention_days=int(e.get("RAW_EVENT_RETENTION_DAYS", "400") or 400),
+            backfill_query_engine=(e.get("BACKFILL_QUERY_ENGINE", "athena") or "athena").lower(),
+            athena_workgroup=e.get("ATHENA_WORKGROUP", ""),
+            glue_database=e.get("GLUE_DATABASE", ""),
+            backfill_results_bucket=e.get("BACKFILL_RESULTS_BUCKET", ""),
+            backfill_lambda_max_objects=int(e.get("BACKFILL_LAMBDA_MAX_OBJECTS", "2000") or 2_000),
             field_mapping=FieldMapping.declared({k: e.get(v, "") for k, v in MAPPING_ENV.items()}),
         )

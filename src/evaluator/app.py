@@ -19,6 +19,9 @@ from pia.rules.ruleset import RulesetTable
 from pia.settings import Settings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
+from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
+from pia.timeseries.backfill import BackfillEngine
+from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.rollups import load_zone
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
@@ -33,6 +36,29 @@ def _client(service: str, region_name: str | None = None) -> Any:
 def _now() -> datetime:
     """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
     return datetime.now(UTC)
+
+
+def _backfill(settings: Settings, archive: RawEventArchive) -> BackfillEngine:
+    """The in-Lambda scan up to the threshold, one Athena query above it. Local runs (moto has no
+    Athena) set ``BACKFILL_QUERY_ENGINE=duckdb`` and get DuckDB in Athena's place, same SQL."""
+    small = ArchiveScan(archive)
+    large: BackfillEngine
+    if settings.backfill_query_engine == "duckdb":
+        from pia.timeseries.duckdb_backfill import DuckDbBackfill  # noqa: PLC0415 (not in the Lambda package)
+
+        large = DuckDbBackfill(archive)
+    elif settings.athena_workgroup and settings.glue_database and settings.backfill_results_bucket:
+        large = AthenaBackfill(
+            _client("athena"),
+            _client("s3"),
+            workgroup=settings.athena_workgroup,
+            database=settings.glue_database,
+            results_bucket=settings.backfill_results_bucket,
+            ledger=PendingQueryTable(_client("dynamodb"), settings.timeseries_table),
+        )
+    else:
+        return small
+    return SizedBackfill(archive, small, large, LambdaLimit(objects=settings.backfill_lambda_max_objects))
 
 
 @cache
@@ -54,6 +80,7 @@ def runtime() -> Evaluator:
         zone=zone,
         retention_days=retention,
         archive=archive,
+        backfill=_backfill(settings, archive) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
         hand_over_seconds=settings.outbox_min_age_seconds,
     )

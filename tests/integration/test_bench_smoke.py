@@ -71,3 +71,14 @@ def test_meter_sees_every_call_including_those_the_pinpoint_recorder_answers(run
         "pinpoint.UpdateEndpoint": SMOKE.holds(),
     }
     assert theirs.usage.write_units == SMOKE.events, "one small item per PutItem is one write unit"
+
+
+def test_the_athena_path_hands_the_evaluator_one_row_per_user_however_many_events() -> None:
+    from bench.backfill_paths import USERS, measure
+
+    small, larger = measure(500), measure(2_000)
+
+    assert small.identical == larger.identical == 1
+    assert larger.in_lambda_get_requests == larger.archive_objects > small.in_lambda_get_requests
+    assert larger.athena_objects_scanned == larger.archive_objects and larger.athena_queries == 1
+    assert small.athena_result_rows == larger.athena_result_rows == USERS + 1

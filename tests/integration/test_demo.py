@@ -35,6 +35,8 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{endpoint.group(1)}/moto-api/data.json", timeout=2)
     assert "AWS_ENDPOINT_URL" not in os.environ
+    # The sample's date rules take the large-backfill path: Athena's query, run by DuckDB locally.
+    assert "backfill path: athena-sql-on-duckdb (2 series)" in progress
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert result.events_put == len(events)

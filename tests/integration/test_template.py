@@ -6,6 +6,7 @@ import copy
 import re
 import tomllib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def test_every_table_is_on_demand_recoverable_encrypted_and_retained(source: dic
 def test_buckets_are_private_encrypted_and_tls_only(source: dict[str, Any]) -> None:
     resources = source["Resources"]
     buckets = {n for n, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
-    assert buckets == {"RawEventsBucket", "RulesBucket"}
+    assert buckets == {"RawEventsBucket", "RulesBucket", "BackfillResultsBucket"}
     tls_only = {
         r["Properties"]["Bucket"]["Ref"]
         for r in resources.values()
@@ -301,6 +302,54 @@ def test_every_checkov_skip_is_justified(source: dict[str, Any]) -> None:
     assert skips
     unjustified = [(name, s["id"]) for name, s in skips if len(str(s.get("comment", "")).split()) < 8]
     assert unjustified == []
+
+
+def test_the_glue_table_reads_the_archive_as_written_and_as_the_backfill_query_expects(
+    source: dict[str, Any],
+) -> None:
+    from pia.timeseries.archive import hour_prefix
+    from pia.timeseries.backfill_sql import ARCHIVE_COLUMNS, PARTITION, RAW_EVENTS_TABLE
+
+    table = source["Resources"]["RawEventsTable"]["Properties"]["TableInput"]
+    columns = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    assert (table["Name"], columns) == (RAW_EVENTS_TABLE, dict(ARCHIVE_COLUMNS))
+    assert [k["Name"] for k in table["PartitionKeys"]] == [PARTITION]
+    parameters = table["Parameters"]
+    location = parameters["storage.location.template"]["Fn::Sub"]
+    assert location == "s3://${RawEventsBucket}/raw/${!datehour}/"
+    projected = datetime(2026, 3, 1, 5, tzinfo=UTC).strftime(
+        parameters["projection.datehour.format"]
+        .replace("yyyy", "%Y")
+        .replace("MM", "%m")
+        .replace("dd", "%d")
+        .replace("HH", "%H")
+    )
+    assert f"raw/{projected}/" == hour_prefix(datetime(2026, 3, 1, 5, tzinfo=UTC))
+    assert parameters["projection.datehour.interval.unit"] == "HOURS"
+
+
+def test_the_evaluator_may_query_only_its_own_workgroup_catalog_table_and_results(
+    source: dict[str, Any],
+) -> None:
+    statements = {
+        s["Sid"]: s
+        for policy in source["Resources"]["EvaluatorRole"]["Properties"]["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+    }
+    assert statements["BackfillQueries"]["Resource"]["Fn::Sub"].endswith(
+        ":workgroup/${AWS::StackName}-backfill"
+    )
+    assert not any(
+        a.startswith("glue:") and not a.startswith("glue:Get")
+        for a in statements["BackfillCatalog"]["Action"]
+    )
+    environment = source["Resources"]["EvaluatorFunction"]["Properties"]["Environment"]["Variables"]
+    workgroup = source["Resources"]["BackfillWorkGroup"]["Properties"]["Name"]
+    assert environment["ATHENA_WORKGROUP"] == workgroup
+    assert (
+        environment["GLUE_DATABASE"]
+        == source["Resources"]["RawEventsDatabase"]["Properties"]["DatabaseInput"]["Name"]
+    )
 
 
 TARGETS_AVAILABLE_TODAY = {"eventbridge", "customer-profiles"}

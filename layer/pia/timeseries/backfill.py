@@ -14,9 +14,10 @@ the final backfill (a device that was offline that long). It is archived, but no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pia.core.events import Event
@@ -70,10 +71,76 @@ def backfill_tasks(
     return tasks
 
 
+def listing_day(tasks: Sequence[BackfillTask]) -> date:
+    """The first UTC day whose archive hours can hold an event of any task's window."""
+    return min(t.first_day for t in tasks) - LISTING_MARGIN
+
+
 @dataclass
 class UserHistory:
     days: dict[date, DayTotal] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
+
+
+class BackfillFailed(RuntimeError):
+    """An engine could not compute the history this run: its series wait for the next run rather than
+    being evaluated on part of their history."""
+
+
+DEFAULT_UNIT_USERS = 1_000
+"""Users merged into rollups per unit of a backfill: one unit is at most this many conditional writes
+(ten 100-item transactions), whichever engine computed the history."""
+
+
+@dataclass(frozen=True)
+class HistoryUnit:
+    """Part of one series' history: at most a unit's worth of users, each whole (all their days)."""
+
+    series: str
+    histories: Mapping[str, UserHistory]
+
+
+@dataclass
+class BackfillStats:
+    """What a backfill cost and found, in counts that do not depend on the machine: ``*_read`` is what
+    the evaluator itself fetched from S3, ``*_scanned`` what a query engine read on its behalf."""
+
+    path: str = ""
+    events: int = 0
+    duplicates: int = 0
+    bad_lines: int = 0
+    objects_read: int = 0
+    bytes_read: int = 0
+    queries: int = 0
+    objects_scanned: int = 0
+    bytes_scanned: int = 0
+
+
+class BackfillEngine(Protocol):
+    """Computes the tasks' histories from the raw event archive and hands them over in units.
+
+    Two implementations share this port: a scan inside the evaluator for small histories, and one SQL
+    query on a distributed engine (Athena; DuckDB locally) for large ones. Both follow the same rules:
+    each stream position counted once, each producer ``event_id`` once per user, events dated in the
+    stack's zone, only what was stamped before the series' activation and within its first day.
+    """
+
+    def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]: ...
+
+    @property
+    def stats(self) -> BackfillStats: ...
+
+
+def in_units(histories: Iterable[tuple[str, str, UserHistory]], size: int) -> Iterator[HistoryUnit]:
+    """Group (series, user, history) into units of at most ``size`` users of one series each."""
+    pending: dict[str, dict[str, UserHistory]] = {}
+    for series, user, history in histories:
+        unit = pending.setdefault(series, {})
+        unit[user] = history
+        if len(unit) >= size:
+            yield HistoryUnit(series, pending.pop(series))
+    for series, unit in pending.items():
+        yield HistoryUnit(series, unit)
 
 
 class Backfill:
@@ -90,7 +157,7 @@ class Backfill:
 
     @property
     def listing_day(self) -> date:
-        return min(t.first_day for t in self.tasks) - LISTING_MARGIN
+        return listing_day(self.tasks)
 
     def add(self, position: Position, event: Event) -> None:
         key = (position.lane, position.sequence)

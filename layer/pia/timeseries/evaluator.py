@@ -25,8 +25,19 @@ from pia.core.state import Change, Pending, commit_loop, owe, send_and_clear
 from pia.counting.counters import utc_seconds
 from pia.rules.ruleset import Ruleset
 from pia.targets.relay import DueItems, relay_due
-from pia.timeseries.archive import RawObject, hour_prefix, listing_start
-from pia.timeseries.backfill import SETTLE, Backfill, BackfillTask, Coverage, UserHistory, backfill_tasks
+from pia.timeseries.archive import RawObject, hour_prefix
+from pia.timeseries.backfill import (
+    DEFAULT_UNIT_USERS,
+    SETTLE,
+    BackfillEngine,
+    BackfillFailed,
+    BackfillTask,
+    Coverage,
+    HistoryUnit,
+    UserHistory,
+    backfill_tasks,
+)
+from pia.timeseries.backfill_engine import ArchiveReader, ArchiveScan
 from pia.timeseries.evaluation import changes, rollup_frame
 from pia.timeseries.rollups import (
     BEGINNING,
@@ -69,7 +80,7 @@ class CoverageStore(Protocol):
     def record_final(self, rule_id: str, now: int) -> None: ...
 
 
-class RawArchive(Protocol):
+class RawArchive(ArchiveReader, Protocol):
     def keys(self, *, start_after: str = "", prefix: str = "raw/") -> Iterable[str]: ...
 
     def read(self, key: str) -> RawObject: ...
@@ -94,6 +105,7 @@ class EvaluationReport:
     backfilled: list[str] = field(default_factory=list)
     backfill_events: int = 0
     backfill_duplicates: int = 0
+    backfill_path: str = ""
     bad_archive_lines: int = 0
     ready: int = 0
     not_ready: int = 0
@@ -106,6 +118,7 @@ class EvaluationReport:
     finalized: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
+        backfill_path = {"backfill_path": self.backfill_path} if self.backfill_path else {}
         return {
             "ruleset_version": self.ruleset_version,
             "series": self.series,
@@ -113,6 +126,7 @@ class EvaluationReport:
             "rollups_read": self.rollups_read,
             "backfilled": list(self.backfilled),
             "backfill_events": self.backfill_events,
+            **backfill_path,
             "ready": self.ready,
             "not_ready": self.not_ready,
             "actions_sent": self.actions_sent,
@@ -147,6 +161,7 @@ class Evaluator:
         zone: ZoneInfo,
         retention_days: int,
         archive: RawArchive | None = None,
+        backfill: BackfillEngine | None = None,
         seen: SeenStore | None = None,
         settle: timedelta = SETTLE,
         max_rounds: int = 6,
@@ -160,6 +175,7 @@ class Evaluator:
         self._zone = zone
         self._retention_days = retention_days
         self._archive = archive
+        self._backfill_engine = backfill or (ArchiveScan(archive) if archive is not None else None)
         self._seen = seen
         self._settle = settle
         self._max_rounds = max_rounds
@@ -180,15 +196,17 @@ class Evaluator:
             for series, plan in plans.items():
                 rollups[series] = [r.under(plan.activation) for r in self._rollups.series_rollups(series)]
                 report.rollups_read += len(rollups[series])
-            if self._archive is not None:
+            waiting: set[str] = set()
+            if self._backfill_engine is not None:
                 oldest = today - timedelta(days=self._retention_days)
                 tasks = backfill_tasks(
                     plans, self._coverage.all(), today, now, oldest=oldest, settle=self._settle
                 )
                 if tasks:
-                    self._backfill(self._archive, tasks, rollups, epoch, report)
+                    waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
             for series, plan in plans.items():
-                self._evaluate(plan, rollups[series], today, now, epoch, report)
+                if series not in waiting:
+                    self._evaluate(plan, rollups[series], today, now, epoch, report)
             self._finalize(plans, closing, epoch, report)
         if self._archive is not None and self._seen is not None:
             self._summarize_seen(self._archive, self._seen, now, report)
@@ -226,45 +244,69 @@ class Evaluator:
 
     def _backfill(
         self,
-        archive: RawArchive,
+        engine: BackfillEngine,
         tasks: list[BackfillTask],
         rollups: dict[str, list[SeriesRollup]],
         epoch: int,
         report: EvaluationReport,
-    ) -> None:
-        backfill = Backfill(tasks, self._zone)
-        for key in archive.keys(start_after=listing_start(backfill.listing_day)):
-            raw = archive.read(key)
-            report.bad_archive_lines += raw.bad_lines
-            for position, event in raw.events:
-                backfill.add(position, event)
-        report.backfill_events += backfill.events
-        report.backfill_duplicates += backfill.duplicates
+    ) -> set[str]:
+        """Merge the engine's histories into rollups unit by unit; the series it could not compute are
+        returned, to be evaluated next run rather than on part of their history."""
+        plans = {task.plan.series: task.plan for task in tasks}
+        current = {series: {r.user_id: r for r in rollups[series]} for series in plans}
+        merged: dict[str, set[str]] = {series: set() for series in plans}
+        failed: set[str] = set()
+        try:
+            for unit in engine.histories(tasks, self._zone):
+                merged[unit.series].update(unit.histories)
+                failed |= self._merge(plans[unit.series], unit, current[unit.series], epoch, report)
+        except BackfillFailed as error:
+            report.failures["backfill"] = str(error)
+            return set(plans)
+        for series, plan in plans.items():
+            gone = [user for user, r in current[series].items() if r.backfill and user not in merged[series]]
+            for n in range(0, len(gone), DEFAULT_UNIT_USERS):
+                cleared = gone[n : n + DEFAULT_UNIT_USERS]
+                failed |= self._merge(plan, HistoryUnit(series, {}), current[series], epoch, report, cleared)
+        stats = engine.stats
+        report.backfill_path = stats.path
+        report.backfill_events += stats.events
+        report.backfill_duplicates += stats.duplicates
+        report.bad_archive_lines += stats.bad_lines
         for task in tasks:
-            plan = task.plan
-            histories = backfill.histories[plan.series]
-            current = {r.user_id: r for r in rollups[plan.series]}
-            users = set(histories) | {user for user, r in current.items() if r.backfill}
-            bases = {
-                SeriesKey(plan.series, user): current.get(user)
-                or SeriesRollup(plan.series, user).under(plan.activation)
-                for user in users
-            }
-
-            def update(
-                state: SeriesRollup, retry: bool, histories: Mapping[str, UserHistory] = histories
-            ) -> tuple[SeriesRollup, list[Action]] | None:
-                new = _with_backfill(state, histories.get(state.user_id))
-                return None if new == state else (new, [])
-
-            committed, failed = self._write(bases, update, plan, epoch, report)
-            current.update({state.user_id: state for state in committed.values()})
-            rollups[plan.series] = list(current.values())
-            if not failed:
+            series = task.plan.series
+            rollups[series] = list(current[series].values())
+            if series not in failed:
                 self._coverage.record(
-                    plan.series, Coverage(plan.activation, task.first_day, task.final), epoch
+                    series, Coverage(task.plan.activation, task.first_day, task.final), epoch
                 )
-                report.backfilled.append(plan.series)
+                report.backfilled.append(series)
+        return set()
+
+    def _merge(
+        self,
+        plan: SeriesPlan,
+        unit: HistoryUnit,
+        current: dict[str, SeriesRollup],
+        epoch: int,
+        report: EvaluationReport,
+        cleared: Sequence[str] = (),
+    ) -> set[str]:
+        """Write one unit's histories (and clear ``cleared`` users' stale ones); the series if any failed."""
+        histories = unit.histories
+        bases = {
+            SeriesKey(plan.series, user): current.get(user)
+            or SeriesRollup(plan.series, user).under(plan.activation)
+            for user in (*histories, *cleared)
+        }
+
+        def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
+            new = _with_backfill(state, histories.get(state.user_id))
+            return None if new == state else (new, [])
+
+        committed, failed = self._write(bases, update, plan, epoch, report)
+        current.update({state.user_id: state for state in committed.values()})
+        return {plan.series} if failed else set()
 
     def _evaluate(
         self,

@@ -317,20 +317,28 @@ class RawEventArchive:
         return key
 
     def keys(self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000) -> Iterator[str]:
-        """Keys in order, following every continuation token (a page holds at most 1,000)."""
+        for key, _ in self.entries(start_after=start_after, prefix=prefix, page_size=page_size):
+            yield key
+
+    def entries(
+        self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000
+    ) -> Iterator[tuple[str, int]]:
+        """Keys and sizes in order, following every continuation token (a page holds at most 1,000)."""
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": page_size}
         if start_after:
             kwargs["StartAfter"] = start_after
         while True:
             page = self._client.list_objects_v2(**kwargs)
             for entry in page.get("Contents", []):
-                yield entry["Key"]
+                yield entry["Key"], entry.get("Size", 0)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
             kwargs.pop("StartAfter", None)
             kwargs["ContinuationToken"] = token
 
+    def body(self, key: str) -> bytes:
+        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+
     def read(self, key: str) -> RawObject:
-        body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        return decode(body)
+        return decode(self.body(key))

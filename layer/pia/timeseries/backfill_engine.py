@@ -1,0 +1,118 @@
+"""Where a backfill runs: inside the evaluator for a small history, on a query engine for a large one.
+
+Reading the archive in the evaluator costs one GET per archived Kinesis batch, one after another in
+one invocation: about 2,000 objects fit comfortably in Lambda's 15 minutes together with the rest of
+the run, 2.6 billion events (30 days at 1,000 events/s) do not. Above the limit the same computation
+runs as one SQL query on Athena, which scans the archive in parallel and returns only one row per
+(series, user). The choice is made per run from a listing of the window's archive, which stops as
+soon as the limit is passed, so deciding costs at most ``limit / 1,000`` List requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from pia.timeseries.archive import RawObject, listing_start
+from pia.timeseries.backfill import (
+    DEFAULT_UNIT_USERS,
+    Backfill,
+    BackfillEngine,
+    BackfillStats,
+    BackfillTask,
+    HistoryUnit,
+    in_units,
+    listing_day,
+)
+
+IN_LAMBDA = "in-lambda"
+DEFAULT_LAMBDA_MAX_OBJECTS = 2_000
+DEFAULT_LAMBDA_MAX_BYTES = 256 * 1024 * 1024
+
+
+class ArchiveReader(Protocol):
+    def entries(self, *, start_after: str = "", prefix: str = "raw/") -> Iterator[tuple[str, int]]: ...
+
+    def read(self, key: str) -> RawObject: ...
+
+
+class ArchiveListing(Protocol):
+    def entries(self, *, start_after: str = "", prefix: str = "raw/") -> Iterator[tuple[str, int]]: ...
+
+
+class ArchiveScan:
+    """The in-Lambda path: every archived object of the window, read and deduplicated in memory."""
+
+    def __init__(self, archive: ArchiveReader, *, unit_users: int = DEFAULT_UNIT_USERS) -> None:
+        self._archive = archive
+        self._unit_users = unit_users
+        self._stats = BackfillStats(IN_LAMBDA)
+
+    @property
+    def stats(self) -> BackfillStats:
+        return self._stats
+
+    def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
+        stats = self._stats = BackfillStats(IN_LAMBDA)
+        backfill = Backfill(list(tasks), zone)
+        for key, size in self._archive.entries(start_after=listing_start(backfill.listing_day)):
+            raw = self._archive.read(key)
+            stats.objects_read += 1
+            stats.bytes_read += size
+            stats.bad_lines += raw.bad_lines
+            for position, event in raw.events:
+                backfill.add(position, event)
+        stats.events, stats.duplicates = backfill.events, backfill.duplicates
+        yield from in_units(
+            (
+                (series, user, history)
+                for series, users in backfill.histories.items()
+                for user, history in users.items()
+            ),
+            self._unit_users,
+        )
+
+
+@dataclass(frozen=True)
+class LambdaLimit:
+    """The largest window of archive the evaluator reads itself (both bounds must hold)."""
+
+    objects: int = DEFAULT_LAMBDA_MAX_OBJECTS
+    bytes: int = DEFAULT_LAMBDA_MAX_BYTES
+
+
+class SizedBackfill:
+    """The in-Lambda path up to ``limit``, the query engine beyond it (when one is configured)."""
+
+    def __init__(
+        self,
+        listing: ArchiveListing,
+        small: BackfillEngine,
+        large: BackfillEngine | None,
+        limit: LambdaLimit = LambdaLimit(),
+    ) -> None:
+        self._listing = listing
+        self._small = small
+        self._large = large
+        self._limit = limit
+        self._chosen: BackfillEngine = small
+
+    @property
+    def stats(self) -> BackfillStats:
+        return self._chosen.stats
+
+    def fits_in_lambda(self, tasks: Sequence[BackfillTask]) -> bool:
+        size = 0
+        listing = self._listing.entries(start_after=listing_start(listing_day(tasks)))
+        for objects, (_, length) in enumerate(listing, start=1):
+            size += length
+            if objects > self._limit.objects or size > self._limit.bytes:
+                return False
+        return True
+
+    def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
+        large = self._large
+        self._chosen = self._small if large is None or self.fits_in_lambda(tasks) else large
+        yield from self._chosen.histories(tasks, zone)

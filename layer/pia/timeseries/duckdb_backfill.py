@@ -1,0 +1,119 @@
+"""Athena's stand-in for local runs and tests: the same backfill query, run by DuckDB.
+
+moto cannot execute Athena queries. This adapter copies the window's archive objects (the same
+listing the evaluator reads from) into a temporary folder, declares over them a view shaped like the
+Glue table (the archive's columns, ``"$path"``, and the ``datehour`` partition taken from the key),
+and runs the query text written for Athena, transpiled from Trino's dialect to DuckDB's by sqlglot.
+
+Only local runs import it: ``duckdb`` and ``sqlglot`` are development dependencies, not the
+evaluator's layer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import duckdb
+import sqlglot
+
+from pia.timeseries.archive import PREFIX, listing_start
+from pia.timeseries.backfill import (
+    DEFAULT_UNIT_USERS,
+    BackfillStats,
+    BackfillTask,
+    HistoryUnit,
+    listing_day,
+)
+from pia.timeseries.backfill_sql import (
+    ARCHIVE_COLUMNS,
+    PARTITION,
+    RAW_EVENTS_TABLE,
+    backfill_query,
+    units_from_rows,
+)
+
+DUCKDB_PATH = "athena-sql-on-duckdb"
+FETCH_ROWS = 1_000
+_DUCKDB_TYPES = {"string": "VARCHAR", "map<string,string>": "MAP(VARCHAR, VARCHAR)"}
+
+
+class ArchiveFiles(Protocol):
+    def entries(self, *, start_after: str = "", prefix: str = "raw/") -> Iterator[tuple[str, int]]: ...
+
+    def body(self, key: str) -> bytes: ...
+
+
+def to_duckdb(trino_sql: str) -> str:
+    return str(sqlglot.transpile(trino_sql, read="trino", write="duckdb")[0])
+
+
+def _columns() -> str:
+    return ", ".join(f"'{name}': '{_DUCKDB_TYPES[kind]}'" for name, kind in ARCHIVE_COLUMNS.items())
+
+
+def declare_archive(connection: Any, root: Path, objects: int) -> None:
+    """The Glue table's shape over local files; an empty window is an empty table, not an error."""
+    columns = ", ".join(f"{name} {_DUCKDB_TYPES[kind]}" for name, kind in ARCHIVE_COLUMNS.items())
+    if not objects:
+        connection.execute(
+            f'CREATE TABLE {RAW_EVENTS_TABLE} ({columns}, "$path" VARCHAR, {PARTITION} VARCHAR)'
+        )
+        return
+    pattern = (root / PREFIX / "*" / "*" / "*" / "*" / "*").as_posix()
+    connection.execute(
+        f"""CREATE VIEW {RAW_EVENTS_TABLE} AS
+        SELECT * EXCLUDE (filename), filename AS "$path",
+          regexp_extract(filename, '{PREFIX}([0-9]{{4}}/[0-9]{{2}}/[0-9]{{2}}/[0-9]{{2}})/', 1) AS {PARTITION}
+        FROM read_json('{pattern}', format = 'newline_delimited', compression = 'gzip',
+          ignore_errors = true, filename = true, columns = {{{_columns()}}})"""
+    )
+
+
+class DuckDbBackfill:
+    def __init__(self, archive: ArchiveFiles, *, unit_users: int = DEFAULT_UNIT_USERS) -> None:
+        self._archive = archive
+        self._unit_users = unit_users
+        self._stats = BackfillStats(DUCKDB_PATH)
+        self.last_query = ""
+
+    @property
+    def stats(self) -> BackfillStats:
+        return self._stats
+
+    def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
+        stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
+        yield from units_from_rows(self._rows(tasks, zone, stats), stats, self._unit_users)
+
+    def rows(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[dict[str, object]]:
+        """The query's result rows, as Athena's ``UNLOAD`` would write them."""
+        stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
+        return self._rows(tasks, zone, stats)
+
+    def _rows(
+        self, tasks: Sequence[BackfillTask], zone: ZoneInfo, stats: BackfillStats
+    ) -> Iterator[dict[str, object]]:
+        self.last_query = backfill_query(tasks, zone)
+        with tempfile.TemporaryDirectory(prefix="pia-archive-") as folder:
+            root = Path(folder)
+            for key, size in self._archive.entries(start_after=listing_start(listing_day(tasks))):
+                path = root / key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(self._archive.body(key))
+                stats.objects_scanned += 1
+                stats.bytes_scanned += size
+            connection = duckdb.connect()
+            try:
+                connection.execute("SET TimeZone = 'UTC'")
+                connection.execute("SET enable_progress_bar = false")
+                declare_archive(connection, root, stats.objects_scanned)
+                cursor = connection.execute(to_duckdb(self.last_query))
+                names = [d[0] for d in cursor.description or ()]
+                while batch := cursor.fetchmany(FETCH_ROWS):
+                    for values in batch:
+                        yield dict(zip(names, values, strict=True))
+            finally:
+                connection.close()

@@ -1,0 +1,124 @@
+"""The backfill query's text and the reading of its rows, without an engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import sqlglot
+
+from pia.rules.model import parse_rules
+from pia.timeseries.backfill import BackfillStats, BackfillTask, HistoryUnit
+from pia.timeseries.backfill_engine import LambdaLimit, SizedBackfill
+from pia.timeseries.backfill_sql import backfill_query, histories_from_rows
+from pia.timeseries.rollups import DayTotal, SeriesPlan
+from tests.conftest import rule_row
+
+HOSTILE = "x' OR '1'='1"
+
+
+def _task(attribute_value: str = HOSTILE) -> BackfillTask:
+    row = rule_row(
+        "date",
+        "purchase",
+        "category",
+        attribute_value,
+        "greater",
+        "1",
+        "na",
+        "999",
+        "no",
+        "2026-03-01",
+        "2026-03-31",
+    )
+    (rule,) = parse_rules(enumerate([row], start=2)).rules
+    plan = SeriesPlan(rule.series, (rule,), "2026-03-10", datetime(2026, 3, 10, tzinfo=UTC))
+    return BackfillTask(plan, date(2026, 3, 1), final=True)
+
+
+def test_a_rule_cell_with_quotes_stays_inside_its_string_literal() -> None:
+    task = _task()
+    query = backfill_query([task], ZoneInfo("Europe/Paris"))
+
+    (statement,) = sqlglot.parse(query, read="trino")
+    assert statement is not None
+    literals = {node.this for node in statement.find_all(sqlglot.exp.Literal) if node.is_string}
+    assert HOSTILE in literals and task.plan.series in literals and "'" in task.plan.series
+    assert "datehour >= '2026/02/27/00'" in query
+
+
+def test_a_day_adds_the_values_sql_could_not_hold_exactly_and_reads_like_the_in_lambda_sum() -> None:
+    rows = [
+        {
+            "series": "s",
+            "user_id": "amy",
+            "days": ["2026-03-01 3 12.500000000 1E+2 0.1234567891234"],
+            "endpoints": ["b", "a"],
+        },
+        {
+            "series": "s",
+            "user_id": "bob",
+            "days": ["2026-03-02 2 0", "2026-03-03 1 1200.000000000"],
+            "endpoints": None,
+        },
+        {"series": "", "user_id": None, "days": ["10", "7", "1"], "endpoints": None},
+    ]
+    counts: list = []
+
+    found = {user: history for _, user, history in histories_from_rows(rows, counts)}
+
+    assert found["amy"].days == {date(2026, 3, 1): DayTotal(3, Decimal("112.6234567891234"))}
+    assert str(found["bob"].days[date(2026, 3, 3)].total) == "1200"
+    assert found["amy"].endpoints == ("b", "a") and found["bob"].endpoints == ()
+    assert (counts[0].events, counts[0].duplicates, counts[0].bad_lines) == (7, 2, 1)
+
+
+class _Listing:
+    def __init__(self, objects: int, size: int = 10) -> None:
+        self.objects, self.size, self.listed = objects, size, 0
+
+    def entries(self, *, start_after: str = "", prefix: str = "raw/") -> Iterator[tuple[str, int]]:
+        for n in range(self.objects):
+            self.listed += 1
+            yield f"raw/2026/03/01/00/{n:06d}", self.size
+
+
+class _Engine:
+    def __init__(self, path: str) -> None:
+        self.stats = BackfillStats(path)
+
+    def histories(self, tasks: object, zone: object) -> Iterator[HistoryUnit]:
+        yield HistoryUnit("s", {})
+
+
+def test_the_threshold_picks_the_path_and_stops_listing_once_it_is_passed() -> None:
+    tasks = [_task("books")]
+    for objects, size, path in ((3, 10, "in-lambda"), (4, 10, "athena"), (2, 200, "athena")):
+        listing = _Listing(objects, size)
+        engine = SizedBackfill(
+            listing, _Engine("in-lambda"), _Engine("athena"), LambdaLimit(objects=3, bytes=300)
+        )
+        list(engine.histories(tasks, ZoneInfo("UTC")))
+        assert engine.stats.path == path, (objects, size)
+        assert listing.listed <= 4
+    many = _Listing(1_000_000)
+    list(
+        SizedBackfill(many, _Engine("in-lambda"), _Engine("athena"), LambdaLimit(objects=3)).histories(
+            tasks, ZoneInfo("UTC")
+        )
+    )
+    assert many.listed == 4
+    alone = SizedBackfill(_Listing(10), _Engine("in-lambda"), None, LambdaLimit(objects=3))
+    list(alone.histories(tasks, ZoneInfo("UTC")))
+    assert alone.stats.path == "in-lambda"
+
+
+def test_the_backfill_threshold_setting_defaults_to_2000_and_zero_means_always_athena() -> None:
+    from pia.settings import Settings
+
+    assert Settings.from_env({}).backfill_lambda_max_objects == 2_000
+    assert Settings.from_env({"BACKFILL_LAMBDA_MAX_OBJECTS": ""}).backfill_lambda_max_objects == 2_000
+    assert Settings.from_env({"BACKFILL_LAMBDA_MAX_OBJECTS": "0"}).backfill_lambda_max_objects == 0
+    assert Settings.from_env({}).backfill_query_engine == "athena"
