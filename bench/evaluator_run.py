@@ -131,8 +131,8 @@ def _check_available() -> None:
         raise EvaluatorUnavailable(
             f"src/evaluator/app.py does not import: {type(exc).__name__}: {exc}"
         ) from exc
-    if not hasattr(module, "runtime") or not hasattr(module, "_now"):
-        raise EvaluatorUnavailable("src/evaluator/app.py has no runtime() and _now() yet")
+    if not hasattr(module, "container"):
+        raise EvaluatorUnavailable("src/evaluator/app.py has no container yet")
 
 
 def run_evaluator() -> EvaluatorRun:

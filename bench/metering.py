@@ -2,7 +2,7 @@
 
 The hooks go on a boto3 session's event emitter. Every client created from that session afterwards
 inherits them (botocore copies the session's emitter into each client), which is how the handler's
-own ``runtime()`` clients, and the Pinpoint recorder's, are metered without changing either.
+own container clients, and the Pinpoint recorder's, are metered without changing either.
 
 - A call starts at ``before-parameter-build`` (which no handler can answer, unlike ``before-call``,
   where the Pinpoint recorder answers locally) and ends at ``after-call``.

@@ -1,6 +1,6 @@
 """One path (the real aggregator handler, or the naive baseline) through one scenario, metered.
 
-A run starts cold (a fresh ``runtime()``), so its one read of the ruleset pointer is in the counts;
+A run starts cold (a fresh container), so its one read of the ruleset pointer is in the counts;
 that read happens once per container and then once a minute, whatever the traffic, so it is shown
 apart from the reads that grow with events.
 """

@@ -17,9 +17,9 @@ from moto import mock_aws
 from bench.metering import Meter
 from bench.moto_support import REGION, MotoItems
 from bench.scenario import APP_ID, bench_ruleset
+from pia.aws.clients import AwsClients
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table, one_backup_per_transaction
-from pia_cli.local_lambda import handler_module
 
 AGGREGATES_TABLE = "pia-bench-aggregates"
 RULESET_TABLE = "pia-bench-ruleset"
@@ -56,8 +56,7 @@ class World:
 
     def metered_client(self, service: str) -> Any:
         """Metered, configured like the handler's own clients."""
-        config = handler_module("aggregator").SDK_CONFIG
-        return boto3.client(service, region_name=REGION, config=config)  # type: ignore[call-overload]
+        return AwsClients()(service, region_name=REGION)
 
 
 @contextmanager

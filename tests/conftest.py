@@ -11,8 +11,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pia.aws.clients import ClientFactory
+from pia.aws.wiring import Wiring
 from pia.rules.model import REQUIRED_COLUMNS
 from pia_cli.emulator import create_table
+from pia_cli.local_clients import LocalClients
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "src", ROOT / "layer", ROOT / "cli"):
@@ -149,6 +152,17 @@ def publish_rows(client: Any, rows: list[dict[str, str]], table: str = RULESET_T
     return parsed
 
 
+def moto_client(service: str, region_name: str | None = None) -> Any:
+    return boto3.client(service, region_name=region_name or "us-east-1")  # type: ignore[call-overload]
+
+
+def handler_clients(recorder: Any = None, base: ClientFactory = moto_client) -> LocalClients:
+    """A handler's clients in tests: moto, AWS's request limits enforced, Pinpoint answered by the
+    validating recorder when one is given."""
+    overrides = {"pinpoint": lambda _region: recorder.client()} if recorder is not None else {}
+    return LocalClients("pia-test", base=base, overrides=overrides)
+
+
 @pytest.fixture
 def recorder() -> Any:
     from pia_cli.recorder import PinpointRecorder
@@ -163,15 +177,8 @@ def aggregator_app(
     """The aggregator handler module, wired to moto and a validating Pinpoint recorder."""
     from aggregator import app
 
-    def client(service: str, region_name: str | None = None) -> Any:
-        if service == "pinpoint":
-            return recorder.client()
-        return boto3.client(service, region_name=region_name or "us-east-1")  # type: ignore[call-overload]
-
-    monkeypatch.setattr(app, "_client", client)
-    app.runtime.cache_clear()
-    yield app
-    app.runtime.cache_clear()
+    with app.container.wired(Wiring(handler_clients(recorder))):
+        yield app
 
 
 RULES_BUCKET = "pia-rules-123456789012-us-east-1"
@@ -193,9 +200,8 @@ def rule_poller_app(dynamodb: Any, function_env: dict[str, str], monkeypatch: py
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    app.runtime.cache_clear()
-    yield app
-    app.runtime.cache_clear()
+    with app.container.wired(Wiring(handler_clients())):
+        yield app
 
 
 @pytest.fixture

@@ -37,7 +37,9 @@ from pia_cli.local_stack import (
     LOCAL_PROFILES_DOMAIN,
     TOOLING,
     LocalStack,
+    TargetView,
 )
+from pia_cli.runner import KinesisMappingRunner, RunnerStats
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULES = DATA / "demo-rules.csv"
@@ -119,6 +121,7 @@ def run_demo(
     rules: Path = SAMPLE_RULES,
     output_dir: Path = Path("demo-output"),
 ) -> DemoResult:
+    """Deploy, publish the rules, stream the events, run the scheduled functions, read the targets."""
     unknown = sorted(set(targets) - set(SUPPORTED_TARGETS))
     if unknown:
         raise SystemExit(
@@ -131,58 +134,14 @@ def run_demo(
     log_path = output_dir / "functions.log"
     with log_path.open("w", encoding="utf-8") as logs, running_emulator() as emulator:
         progress(f"emulator: moto server on {emulator.endpoint_url} (function logs: {log_path})")
-        parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
-        # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
-        parameters["BackfillLambdaMaxObjects"] = "0"
-        if "eventbridge" in targets:
-            parameters["EventBusName"] = LOCAL_EVENT_BUS
-        if "customer-profiles" in targets:
-            parameters.update(ProfilesDomainName=LOCAL_PROFILES_DOMAIN, ProfilesCreateMissing="true")
-        stack = LocalStack.deploy(
-            STACK_NAME, parameters, region=emulator.region, clock=lambda: clock_time, log_stream=logs
-        )
-        deployment = stack.deployment
-        progress(
-            f"deployed template.yaml as stack {STACK_NAME}: {len(deployment.resources)} resources, "
-            f"{len(deployment.skipped)} skipped locally (alarms, dashboard, Pinpoint event stream, policies)"
-        )
+        stack = _deploy(emulator.region, targets, clock_time, logs, progress)
         with stack:
             if "eventbridge" in targets:
                 stack.capture_eventbridge()
-            reported = [0]
-
-            def on_batch(shard: str, size: int, stats: Any) -> None:
-                if stats.records_read - reported[0] >= max(1000, result.events_put // 5) or (
-                    stats.records_read >= result.events_put
-                ):
-                    reported[0] = stats.records_read
-                    done = f"{stats.records_read}/{result.events_put}"
-                    progress(f"aggregator: {done} records, {stats.invocations} invocations")
-
-            runner = stack.mapping_runner("aggregator", on_batch=on_batch)
-            mapping = runner.settings
-            destination = (mapping.on_failure_destination or "none").rsplit(":", 1)[-1]
-            progress(
-                f"event source mapping: batch size {mapping.batch_size}, {mapping.starting_position}, "
-                f"{mapping.maximum_retry_attempts} retries, "
-                f"bisect {str(mapping.bisect_on_function_error).lower()}, on failure -> {destination}"
-            )
-            outcome = stack.publish_rules(rules)
-            parsed = parse_table(read_table(rules.name, rules.read_bytes()))
-            result.rejected = [str(issue) for issue in parsed.errors]
-            progress(
-                f"rule poller: {rules.name} uploaded -> ruleset v{outcome['version']}, "
-                f"{outcome['rules']} rules live, {outcome['errors']} row(s) rejected"
-            )
-            events = generate(users=users, days=days, end=clock_time, seed=seed)
-            write_jsonl(output_dir / "events.jsonl", events)
-            result.users = len(
-                {e.document.get("endpoint", {}).get("User", {}).get("UserId") for e in events} - {None}
-            )
-            result.events_put = stack.put_records((e.data, e.partition_key) for e in events)
-            progress(
-                f"generated {result.events_put} Pinpoint events ({result.users} signed-in users, "
-                f"{days} days) and put them on the stream (also in {output_dir / 'events.jsonl'})"
+            runner = _event_source_mapping(stack, result, progress)
+            _publish_rules(stack, rules, result, progress)
+            _stream_events(
+                stack, result, progress, users=users, days=days, seed=seed, end=clock_time, to=output_dir
             )
             stats = runner.drain()
             result.mapping = {
@@ -192,46 +151,131 @@ def run_demo(
                 "records": stats.records_read,
                 "discarded": stats.records_discarded,
             }
-            evaluation = stack.run_scheduled("evaluator")
-            progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
-            if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
-                backfilled = len(evaluation["backfilled"])
-                progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
-            if stack.has_function("action_relay"):
-                relayed = stack.run_scheduled("action_relay")
-                progress(f"action relay: {_brief(relayed)}")
-            view = stack.targets_view()
-            result.attributes, result.fired, result.received = view.attributes, view.fired, view.received
-            result.failures = stack.failure_messages("aggregator")
-            ruleset = RulesetTable(
-                stack.counter.watch(boto3.client("dynamodb", region_name=emulator.region), TOOLING),
-                deployment.function("aggregator").environment["RULESET_TABLE"],
-            ).current()
-            for rule in sorted(ruleset.rules, key=lambda r: r.row):
-                holders = [
-                    u for u, attrs in view.attributes.items() if attrs.get(rule.output_name) == "ready"
-                ]
-                fired = {u: n for (u, name), n in view.fired.items() if name == rule.output_name}
-                last_fire_only = rule.reset and not fired
-                if last_fire_only:
-                    # Profiles hold state, not events: a reset rule leaves the time it last fired.
-                    fired = {u: 1 for u, attrs in view.attributes.items() if rule.output_name in attrs}
-                result.rules.append(
-                    RuleOutcome(
-                        rule.row,
-                        rule.output_name,
-                        _describe(rule),
-                        rule.reset,
-                        len(fired) if rule.reset else len(holders),
-                        sum(fired.values()),
-                        last_fire_only,
-                    )
-                )
-            for caller in stack.counter.callers():
-                result.calls[caller] = stack.counter.by_service(caller)
+            _run_schedules(stack, clock_time, progress)
+            _read_targets(stack, result)
     result.seconds = progress.elapsed
     progress("emulator stopped")
     return result
+
+
+def _deploy(
+    region: str, targets: Sequence[str], clock_time: datetime, logs: TextIO, progress: Progress
+) -> LocalStack:
+    parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
+    # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
+    parameters["BackfillLambdaMaxObjects"] = "0"
+    if "eventbridge" in targets:
+        parameters["EventBusName"] = LOCAL_EVENT_BUS
+    if "customer-profiles" in targets:
+        parameters.update(ProfilesDomainName=LOCAL_PROFILES_DOMAIN, ProfilesCreateMissing="true")
+    stack = LocalStack.deploy(
+        STACK_NAME, parameters, region=region, clock=lambda: clock_time, log_stream=logs
+    )
+    deployment = stack.deployment
+    progress(
+        f"deployed template.yaml as stack {STACK_NAME}: {len(deployment.resources)} resources, "
+        f"{len(deployment.skipped)} skipped locally (alarms, dashboard, Pinpoint event stream, policies)"
+    )
+    return stack
+
+
+def _event_source_mapping(stack: LocalStack, result: DemoResult, progress: Progress) -> KinesisMappingRunner:
+    """The aggregator's mapping, reporting progress about five times over the run."""
+    reported = [0]
+
+    def on_batch(shard: str, size: int, stats: RunnerStats) -> None:
+        if stats.records_read - reported[0] >= max(1000, result.events_put // 5) or (
+            stats.records_read >= result.events_put
+        ):
+            reported[0] = stats.records_read
+            done = f"{stats.records_read}/{result.events_put}"
+            progress(f"aggregator: {done} records, {stats.invocations} invocations")
+
+    runner = stack.mapping_runner("aggregator", on_batch=on_batch)
+    mapping = runner.settings
+    destination = (mapping.on_failure_destination or "none").rsplit(":", 1)[-1]
+    progress(
+        f"event source mapping: batch size {mapping.batch_size}, {mapping.starting_position}, "
+        f"{mapping.maximum_retry_attempts} retries, "
+        f"bisect {str(mapping.bisect_on_function_error).lower()}, on failure -> {destination}"
+    )
+    return runner
+
+
+def _publish_rules(stack: LocalStack, rules: Path, result: DemoResult, progress: Progress) -> None:
+    outcome = stack.publish_rules(rules)
+    parsed = parse_table(read_table(rules.name, rules.read_bytes()))
+    result.rejected = [str(issue) for issue in parsed.errors]
+    progress(
+        f"rule poller: {rules.name} uploaded -> ruleset v{outcome['version']}, "
+        f"{outcome['rules']} rules live, {outcome['errors']} row(s) rejected"
+    )
+
+
+def _stream_events(
+    stack: LocalStack,
+    result: DemoResult,
+    progress: Progress,
+    *,
+    users: int,
+    days: int,
+    seed: int,
+    end: datetime,
+    to: Path,
+) -> None:
+    events = generate(users=users, days=days, end=end, seed=seed)
+    write_jsonl(to / "events.jsonl", events)
+    result.users = len(
+        {e.document.get("endpoint", {}).get("User", {}).get("UserId") for e in events} - {None}
+    )
+    result.events_put = stack.put_records((e.data, e.partition_key) for e in events)
+    progress(
+        f"generated {result.events_put} Pinpoint events ({result.users} signed-in users, "
+        f"{days} days) and put them on the stream (also in {to / 'events.jsonl'})"
+    )
+
+
+def _run_schedules(stack: LocalStack, clock_time: datetime, progress: Progress) -> None:
+    evaluation = stack.run_scheduled("evaluator")
+    progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
+    if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
+        backfilled = len(evaluation["backfilled"])
+        progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
+    if stack.has_function("action_relay"):
+        relayed = stack.run_scheduled("action_relay")
+        progress(f"action relay: {_brief(relayed)}")
+
+
+def _read_targets(stack: LocalStack, result: DemoResult) -> None:
+    """What the targets hold, per rule of the live ruleset, and every caller's AWS calls."""
+    view = stack.targets_view()
+    result.attributes, result.fired, result.received = view.attributes, view.fired, view.received
+    result.failures = stack.failure_messages("aggregator")
+    ruleset = RulesetTable(
+        stack.counter.watch(boto3.client("dynamodb", region_name=stack.deployment.region), TOOLING),
+        stack.deployment.function("aggregator").environment["RULESET_TABLE"],
+    ).current()
+    result.rules = [_outcome(rule, view) for rule in sorted(ruleset.rules, key=lambda r: r.row)]
+    for caller in stack.counter.callers():
+        result.calls[caller] = stack.counter.by_service(caller)
+
+
+def _outcome(rule: Any, view: TargetView) -> RuleOutcome:
+    holders = [u for u, attrs in view.attributes.items() if attrs.get(rule.output_name) == "ready"]
+    fired = {u: n for (u, name), n in view.fired.items() if name == rule.output_name}
+    last_fire_only = rule.reset and not fired
+    if last_fire_only:
+        # Profiles hold state, not events: a reset rule leaves the time it last fired.
+        fired = {u: 1 for u, attrs in view.attributes.items() if rule.output_name in attrs}
+    return RuleOutcome(
+        rule.row,
+        rule.output_name,
+        _describe(rule),
+        rule.reset,
+        len(fired) if rule.reset else len(holders),
+        sum(fired.values()),
+        last_fire_only,
+    )
 
 
 def _brief(response: Any) -> str:

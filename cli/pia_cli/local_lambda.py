@@ -1,18 +1,16 @@
 """A function of this repository (``src/<name>/app.py``) run in-process, the way Lambda would run it.
 
 Local runs call the real handlers with their deployed environment and a Lambda context. Each
-handler builds its AWS clients in ``runtime()`` through its module-level ``_client(service,
-region_name)`` and reads the time through ``_now()``; this is the one place that replaces them:
+handler module keeps its runtime in a :class:`pia.aws.wiring.Container` built from a wiring (the
+clients and the clock); this is the one place that wires it for a local run:
 
-- services the emulator lacks (Pinpoint) get a stand-in client (the validating recorder), every
-  other service gets the handler's own client, which ``AWS_ENDPOINT_URL`` or moto's in-process mock
-  points at the emulator;
-- every client is watched by the call counter;
-- ``_now`` follows the run's clock when one is given (``pia replay --now``).
+- clients come from :class:`pia_cli.local_clients.LocalClients`: stand-ins for services the
+  emulator lacks, the function's IAM role and AWS's request limits enforced, every call counted;
+- the clock follows the run's clock when one is given (``pia replay --now``).
 
-``runtime()`` is cleared on entry and exit, so a function starts cold and leaves nothing wired
-behind. Powertools writes logs and metrics to stdout; here they go to ``log_stream``, so a command
-whose stdout is a JSON document keeps it clean.
+The container starts cold on entry and is put back, cold, on exit, so nothing wired stays behind.
+Powertools writes logs and metrics to stdout; here they go to ``log_stream``, so a command whose
+stdout is a JSON document keeps it clean.
 """
 
 from __future__ import annotations
@@ -23,16 +21,20 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from pia.aws.wiring import Container, Wiring
 from pia_cli.calls import AwsCallCounter
 from pia_cli.environment import scoped_environment
+from pia_cli.local_clients import ClientOverride, LocalClients
+from pia_cli.request_checks import RequestCheck
+from pia_cli.service_limits import ServiceLimits
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 POWERTOOLS_DEFAULTS = {
@@ -40,8 +42,6 @@ POWERTOOLS_DEFAULTS = {
     "POWERTOOLS_METRICS_NAMESPACE": "PinpointIncrementalAnalytics",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
-
-ClientOverride = Callable[[str | None], Any]
 
 
 class LocalRunError(RuntimeError):
@@ -97,6 +97,7 @@ class LocalFunction:
         overrides: Mapping[str, ClientOverride] | None = None,
         counter: AwsCallCounter | None = None,
         clock: Callable[[], datetime] | None = None,
+        checks: Sequence[RequestCheck] | None = None,
         log_stream: TextIO | None = None,
         log_level: str | None = None,
     ) -> None:
@@ -109,32 +110,36 @@ class LocalFunction:
         self._overrides = dict(overrides or {})
         self._counter = counter
         self._clock = clock
+        self._checks: Sequence[RequestCheck] = (ServiceLimits(),) if checks is None else checks
+        self._exit = ExitStack()
+        self._wiring: Any = None
         self._log_stream = log_stream or sys.stderr
         self._log_level = log_level
         self._module: ModuleType | None = None
-        self._saved: dict[str, Any] = {}
         self._saved_level: int | None = None
         self.invocations = 0
 
     def __enter__(self) -> LocalFunction:
         module = handler_module(self.source)
-        if not hasattr(module, "_client") or not hasattr(module, "runtime"):
-            raise LocalRunError(f"src/{self.source}/app.py has no _client() and runtime() to wire locally")
-        if self._clock is not None and not hasattr(module, "_now"):
+        container = getattr(module, "container", None)
+        if not isinstance(container, Container):
             raise LocalRunError(
-                f"src/{self.source}/app.py has no _now() clock, so a run clock cannot reach it"
+                f"src/{self.source}/app.py has no container (pia.aws.wiring.Container) to wire"
             )
-        patches: dict[str, Any] = {"_client": self._client_factory(module._client)}
-        if self._clock is not None:
-            patches["_now"] = self._clock
-        self._saved = {name: getattr(module, name) for name in patches}
-        for name, value in patches.items():
-            setattr(module, name, value)
+        clients = LocalClients(
+            self.name,
+            base=container.wiring.clients,
+            overrides=self._overrides,
+            checks=self._checks,
+            counter=self._counter,
+        )
+        self._wiring = self._exit.enter_context(
+            container.wired(Wiring(clients, self._clock or container.wiring.clock))
+        )
         logger = getattr(module, "logger", None)
         if self._log_level is not None and logger is not None:
             self._saved_level = logger.log_level
             logger.setLevel(self._log_level)
-        module.runtime.cache_clear()
         self._module = module
         return self
 
@@ -142,23 +147,11 @@ class LocalFunction:
         module = self._module
         if module is None:
             return
-        module.runtime.cache_clear()
-        for attribute, value in self._saved.items():
-            setattr(module, attribute, value)
+        self._exit.close()
         if self._saved_level is not None:
             module.logger.setLevel(self._saved_level)
             self._saved_level = None
         self._module = None
-
-    def _client_factory(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def client(service: str, region_name: str | None = None) -> Any:
-            override = self._overrides.get(service)
-            made = (
-                override(region_name) if override is not None else original(service, region_name=region_name)
-            )
-            return self._counter.watch(made, self.name) if self._counter is not None else made
-
-        return client
 
     def invoke(self, event: Mapping[str, Any]) -> Any:
         """Call the handler as Lambda would: its environment set, a fresh context, logs captured."""

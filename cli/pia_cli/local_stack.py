@@ -24,10 +24,14 @@ import boto3
 from pia.targets.eventbridge import SOURCE
 from pia_cli.calls import AwsCallCounter
 from pia_cli.deploy import Deployment, deploy
+from pia_cli.iam import RoleCheck, RolePolicies
 from pia_cli.lambda_events import s3_object_created_event, schedule_event
-from pia_cli.local_lambda import ClientOverride, LocalFunction
+from pia_cli.local_clients import ClientOverride
+from pia_cli.local_lambda import LocalFunction
 from pia_cli.recorder import PinpointRecorder, ProfilesRecorder
+from pia_cli.request_checks import RequestCheck, check_first
 from pia_cli.runner import KinesisMappingRunner, MappingSettings, RunnerStats, function_errors
+from pia_cli.service_limits import ServiceLimits
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TEMPLATE = REPOSITORY / "template.yaml"
@@ -57,7 +61,11 @@ def _iso(moment: datetime) -> str:
 
 class LocalStack:
     """Use as a context manager: a function is wired on first use (a cold start) and every one is
-    unwired on exit, so the handler modules are left as they were found."""
+    unwired on exit, so the handler modules are left as they were found.
+
+    Each function acts under its execution role as CloudFormation created it: a call the role does
+    not allow fails with AccessDenied, as it would in Lambda. So does the event source mapping's
+    reading of the stream, which Lambda also does with the function's role."""
 
     def __init__(
         self,
@@ -82,6 +90,7 @@ class LocalStack:
         self.s3 = self.counter.watch(boto3.client("s3", region_name=region), TOOLING)
         self.kinesis = self.counter.watch(boto3.client("kinesis", region_name=region), TOOLING)
         self.sqs = self.counter.watch(boto3.client("sqs", region_name=region), TOOLING)
+        self._iam = boto3.client("iam", region_name=region)
 
     @staticmethod
     def deploy(
@@ -112,6 +121,14 @@ class LocalStack:
             "customer-profiles": lambda region: self.profiles.client(),
         }
 
+    def role_check(self, source: str) -> RoleCheck:
+        """The function's execution role, as deployed, checked on every call made under it."""
+        deployed = self.deployment.function(source)
+        return RoleCheck(RolePolicies.of_role(self._iam, deployed.role_arn), deployed.name)
+
+    def checks(self, source: str) -> tuple[RequestCheck, ...]:
+        return (self.role_check(source), ServiceLimits())
+
     def function(self, source: str) -> LocalFunction:
         """The deployed function ``src/<source>/``, wired to the emulator (cold on first use, then warm)."""
         if source not in self._functions:
@@ -126,6 +143,7 @@ class LocalStack:
                 overrides=self.overrides,
                 counter=self.counter,
                 clock=self.clock,
+                checks=self.checks(source),
                 log_stream=self.log_stream,
                 log_level=self.log_level,
             )
@@ -213,10 +231,13 @@ class LocalStack:
     ) -> KinesisMappingRunner:
         """The local event source mapping for a function, attached (its starting position taken)."""
         function = self.function(source)
+        kinesis = check_first(
+            boto3.client("kinesis", region_name=self.deployment.region), [self.role_check(source)]
+        )
         runner = KinesisMappingRunner(
             settings or self.deployment.mapping_for(source),
             function_errors(function.invoke),
-            kinesis=self.kinesis,
+            kinesis=self.counter.watch(kinesis, TOOLING),
             sqs=self.sqs,
             role_arn=self.deployment.function(source).role_arn,
             on_batch=on_batch,

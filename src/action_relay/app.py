@@ -1,57 +1,55 @@
-"""Scheduled action relay: retries outbox entries a target refused or a crash left unsent."""
+"""Scheduled action relay: delivers what state items still owe (a target refused it, or the evaluator
+published it), in bounded pages, and parks what a target keeps refusing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from pia.aws.wiring import Clock, Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.counting.store import CounterStore
-from pia.settings import Settings
+from pia.settings import RelaySettings
 from pia.targets.factory import build_targets
 from pia.targets.relay import RelayReport, relay_due
 from pia.telemetry import logger, metrics, tracer
 
-SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: RelaySettings
+    tables: list[Any]
+    targets: list[ActionTarget]
+    clock: Clock
 
 
-def _client(service: str, region_name: str | None = None) -> Any:
-    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
-
-
-def _now() -> datetime:
-    """The function's clock; local runs replace it, as they replace ``_client``."""
-    return datetime.now(UTC)
-
-
-@cache
-def runtime() -> tuple[Settings, list[Any], list[ActionTarget]]:
+def build(wiring: Wiring) -> Runtime:
     """The tables whose items may owe actions: counters, and rollups when date rules are deployed."""
-    settings = Settings.from_env()
-    dynamodb = _client("dynamodb")
+    settings = RelaySettings.from_env()
+    dynamodb = wiring.clients("dynamodb")
     tables: list[Any] = [CounterStore(dynamodb, settings.aggregates_table)]
     if settings.timeseries_table:
         from pia.timeseries.store import RollupStore  # noqa: PLC0415 (only stacks with date rules)
 
         tables.append(RollupStore(dynamodb, settings.timeseries_table))
-    return settings, tables, build_targets(settings, _client)
+    return Runtime(settings, tables, build_targets(settings.targets, wiring.clients), wiring.clock)
+
+
+container = Container(build)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _, tables, targets = runtime()
-    now = int(_now().timestamp())
+    rt = container.runtime()
+    now = int(rt.clock().timestamp())
     report = RelayReport()
-    for table in tables:
-        report.add(relay_due(table, targets, now, table.partitions()))
+    for table in rt.tables:
+        report.add(relay_due(table, rt.targets, now, table.partitions()))
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
     metrics.add_metric("ActionsParked", MetricUnit.Count, len(report.parked))

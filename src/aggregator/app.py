@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from functools import cache
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from pia.aws.wiring import Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.core.events import RecordRejected, Skipped
 from pia.core.state import StateCache, cache_capacity
@@ -22,20 +21,15 @@ from pia.counting.counters import Position
 from pia.counting.processor import Decoded, decode_record, process_batch
 from pia.counting.store import CounterStore
 from pia.rules.ruleset import Ruleset, RulesetCache, RulesetTable
-from pia.settings import Settings
+from pia.settings import AggregatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
 
-SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 
-
-def _client(service: str, region_name: str | None = None) -> Any:
-    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
-
-
-def _now() -> datetime:
-    """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
-    return datetime.now(UTC)
+@dataclass(frozen=True)
+class Runtime:
+    settings: AggregatorSettings
+    aggregator: Aggregator
 
 
 class TimeSeriesOnDemand:
@@ -43,10 +37,14 @@ class TimeSeriesOnDemand:
     or raw events to archive): a stack with only aggregate rules never loads it."""
 
     def __init__(
-        self, settings: Settings, dynamodb: Any, targets: Sequence[ActionTarget], state: StateCache
+        self,
+        settings: AggregatorSettings,
+        clients: Callable[[str], Any],
+        targets: Sequence[ActionTarget],
+        state: StateCache,
     ) -> None:
         self._settings = settings
-        self._dynamodb = dynamodb
+        self._clients = clients
         self._targets = targets
         self._state = state
         self._path: Any = None
@@ -57,53 +55,52 @@ class TimeSeriesOnDemand:
             if not settings.raw_events_bucket and not (settings.timeseries_table and ruleset.date_rules):
                 return ExtensionOutcome()
             from pia.timeseries.realtime import TimeSeriesPath  # noqa: PLC0415 (cold start: only when needed)
-            from pia.timeseries.rollups import load_zone  # noqa: PLC0415
             from pia.timeseries.store import RawEventArchive, RollupStore  # noqa: PLC0415
 
             retention = settings.raw_event_retention_days
             self._path = TimeSeriesPath(
-                RawEventArchive(_client("s3"), settings.raw_events_bucket)
+                RawEventArchive(self._clients("s3"), settings.raw_events_bucket)
                 if settings.raw_events_bucket
                 else None,
-                RollupStore(self._dynamodb, settings.timeseries_table, retention_days=retention)
+                RollupStore(self._clients("dynamodb"), settings.timeseries_table, retention_days=retention)
                 if settings.timeseries_table
                 else None,
                 self._targets,
-                zone=load_zone(settings.timezone),
+                zone=settings.zone,
                 retention_days=retention,
                 lane_retention_seconds=settings.lane_retention_seconds,
                 cache=self._state,
-                hand_over_seconds=settings.outbox_min_age_seconds,
             )
         outcome: ExtensionOutcome = self._path.process(records, ruleset, now)
         return outcome
 
 
-@cache
-def runtime() -> tuple[Settings, Aggregator]:
-    settings = Settings.from_env()
-    dynamodb = _client("dynamodb")
+def build(wiring: Wiring) -> Runtime:
+    settings = AggregatorSettings.from_env()
+    clients = wiring.clients
+    dynamodb = clients("dynamodb")
     rulesets = RulesetCache(
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
-    targets = build_targets(settings, _client)
+    targets = build_targets(settings.targets, clients)
     state = StateCache(cache_capacity(int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))))
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
         targets,
-        clock=_now,
+        clock=wiring.clock,
         lane_retention_seconds=settings.lane_retention_seconds,
         cache=state,
-        extensions=[TimeSeriesOnDemand(settings, dynamodb, targets, state)],
-        hand_over_seconds=settings.outbox_min_age_seconds,
+        extensions=[TimeSeriesOnDemand(settings, clients, targets, state)],
     )
-    return settings, aggregator
+    return Runtime(settings, aggregator)
+
+
+container = Container(build)
 
 
 def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
-    _, aggregator = runtime()
-    report = aggregator.process(records)
+    report = container.runtime().aggregator.process(records)
     metrics.add_metric("EventsCounted", MetricUnit.Count, report.applied)
     metrics.add_metric("DuplicatesIgnored", MetricUnit.Count, report.duplicates)
     metrics.add_metric("RulesMet", MetricUnit.Count, len(report.actions))
@@ -126,7 +123,7 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
 
 
 def handle_record(record: KinesisStreamRecord) -> Decoded:
-    settings, _ = runtime()
+    settings = container.runtime().settings
     decoded = decode_record(record, settings.parallelization_factor, settings.field_mapping)
     if isinstance(decoded, RecordRejected):
         metrics.add_metric("RecordsRejected", MetricUnit.Count, 1)

@@ -6,39 +6,31 @@ pandas layer; this is the only function that loads it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from pia.aws.clients import SDK_CONFIG, AwsClients, ClientFactory
+from pia.aws.wiring import Container, Wiring
 from pia.rules.ruleset import RulesetTable
-from pia.settings import Settings
+from pia.settings import EvaluatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
 from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.evaluator import Evaluator
-from pia.timeseries.rollups import load_zone
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
 
-SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20)
+READ_TIMEOUT_SECONDS = 20
+"""Longer than the other functions': one query reads a whole series' rollups."""
 
 
-def _client(service: str, region_name: str | None = None) -> Any:
-    return boto3.client(service, region_name=region_name, config=SDK_CONFIG)  # type: ignore[call-overload]
-
-
-def _now() -> datetime:
-    """The function's clock; local runs (``pia replay --now``) replace it, as they replace ``_client``."""
-    return datetime.now(UTC)
-
-
-def _backfill(settings: Settings, archive: RawEventArchive) -> BackfillEngine:
+def _backfill(
+    settings: EvaluatorSettings, archive: RawEventArchive, clients: ClientFactory
+) -> BackfillEngine:
     """The in-Lambda scan up to the threshold, one Athena query above it. Local runs (moto has no
     Athena) set ``BACKFILL_QUERY_ENGINE=duckdb`` and get DuckDB in Athena's place, same SQL."""
     small = ArchiveScan(archive)
@@ -49,48 +41,47 @@ def _backfill(settings: Settings, archive: RawEventArchive) -> BackfillEngine:
         large = DuckDbBackfill(archive)
     elif settings.athena_workgroup and settings.glue_database and settings.backfill_results_bucket:
         large = AthenaBackfill(
-            _client("athena"),
-            _client("s3"),
+            clients("athena"),
+            clients("s3"),
             workgroup=settings.athena_workgroup,
             database=settings.glue_database,
             results_bucket=settings.backfill_results_bucket,
-            ledger=PendingQueryTable(_client("dynamodb"), settings.timeseries_table),
+            ledger=PendingQueryTable(clients("dynamodb"), settings.timeseries_table),
         )
     else:
         return small
     return SizedBackfill(archive, small, large, LambdaLimit(objects=settings.backfill_lambda_max_objects))
 
 
-@cache
-def runtime() -> Evaluator:
-    settings = Settings.from_env()
-    if not settings.timeseries_table:
-        raise ValueError("TIMESERIES_TABLE is required: the evaluator reads its rollups there")
-    zone = load_zone(settings.timezone)
-    dynamodb = _client("dynamodb")
+def build(wiring: Wiring) -> Evaluator:
+    settings = EvaluatorSettings.from_env()
+    clients = wiring.clients
+    dynamodb = clients("dynamodb")
     retention = settings.raw_event_retention_days
     archive = (
-        RawEventArchive(_client("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None
+        RawEventArchive(clients("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None
     )
     return Evaluator(
         RulesetTable(dynamodb, settings.ruleset_table).current,
         RollupStore(dynamodb, settings.timeseries_table, retention_days=retention),
         CoverageTable(dynamodb, settings.timeseries_table),
-        build_targets(settings, _client),
-        zone=zone,
+        build_targets(settings.targets, clients),
+        zone=settings.zone,
         retention_days=retention,
         archive=archive,
-        backfill=_backfill(settings, archive) if archive is not None else None,
+        backfill=_backfill(settings, archive, clients) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
-        hand_over_seconds=settings.outbox_min_age_seconds,
     )
+
+
+container = Container(build, Wiring(AwsClients(SDK_CONFIG.merge(Config(read_timeout=READ_TIMEOUT_SECONDS)))))
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
-    report = runtime().run(_now())
+    report = container.runtime().run(container.now())
     metrics.add_metric("DateRulesReady", MetricUnit.Count, report.ready)
     metrics.add_metric("DateRulesNotReady", MetricUnit.Count, report.not_ready)
     metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)

@@ -100,7 +100,7 @@ def test_redelivered_whole_batch_counts_once_and_acts_once(
     }
     calls = dict(recorder.calls)
     fired = recorder.fired()
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(event, lambda_context)
     second = {
         (r.rule_id, u): counter(dynamodb, r.rule_id, u)
@@ -123,7 +123,7 @@ def test_partial_redelivery_from_a_checkpoint_counts_the_rest_exactly_once(
     first_half = {"Records": full["Records"][:6]}
     from_checkpoint = {"Records": full["Records"][3:]}
     aggregator_app.lambda_handler(first_half, lambda_context)
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(from_checkpoint, lambda_context)
     assert counter(dynamodb, parsed.rules[0].rule_id, "bob").count == 10
 
@@ -194,8 +194,7 @@ def test_throttled_writes_are_reported_for_retry_and_lose_nothing(
     aggregator_app: Any, dynamodb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
-    aggregator_app.runtime()
-    _settings, agg = aggregator_app.runtime()
+    agg = aggregator_app.container.runtime().aggregator
     store = agg._store
     real = store.client.put_item
 
@@ -242,7 +241,7 @@ def test_a_record_the_producer_sent_twice_counts_once(
 
     docs = [generic(i, f"evt-{i}") for i in range(4)] + [generic(9, "evt-2")]
     assert aggregator_app.lambda_handler(batch(docs), lambda_context) == {"batchItemFailures": []}
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(batch([generic(3, "evt-3")], start=50), lambda_context)
     assert counter(dynamodb, parsed.rules[0].rule_id, "gina").count == 4
 
@@ -257,7 +256,7 @@ def test_lane_marks_stay_bounded_under_parallelization_with_random_partition_key
     from pia.counting.store import counter_key, item_size
 
     monkeypatch.setenv("PARALLELIZATION_FACTOR", "4")
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     parsed = publish_rows(dynamodb, [{**GREEN_GT_50, "Target-C": "100000"}])
     rule_id = parsed.rules[0].rule_id
     sizes = []
@@ -275,7 +274,7 @@ def test_lane_marks_stay_bounded_under_parallelization_with_random_partition_key
         sizes.append(item_size(item))
     assert max(sizes) < 2_048, f"the counter item grew: {sizes} bytes"
     assert aggregator_app.lambda_handler(last, lambda_context) == {"batchItemFailures": []}
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     assert aggregator_app.lambda_handler(last, lambda_context) == {"batchItemFailures": []}
     assert counter(dynamodb, rule_id, "kai").count == 500, "a redelivered batch still counts once"
 
@@ -286,9 +285,9 @@ def test_lane_recovery_matches_lanes_exactly_not_by_prefix(
     """Defect 5: recovery on lane ``<shard>/acct`` also found what lane ``<shard>/acct#7`` owed, so two
     invocations could send the same actions."""
     monkeypatch.setenv("PARALLELIZATION_FACTOR", "2")
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     publish_rows(dynamodb, [GREEN_GT_5])
-    target = type(aggregator_app.runtime()[1]._targets[0])
+    target = type(aggregator_app.container.runtime().aggregator._targets[0])
     send = target.send
 
     def killed(*_: Any) -> None:

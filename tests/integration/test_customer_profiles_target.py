@@ -14,9 +14,9 @@ import pytest
 from botocore.stub import Stubber
 
 from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
-from pia.settings import Settings
+from pia.settings import SettingsError, TargetSettings
 from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey
-from pia.targets.factory import MissingSetting, build_targets
+from pia.targets.factory import build_targets
 from pia_cli.recorder import ProfilesRecorder, model_violations
 
 DOMAIN = "pia-customers"
@@ -249,10 +249,10 @@ def test_build_targets_needs_a_domain_and_passes_the_key_and_flag() -> None:
         client.meta.events.register("before-parameter-build.customer-profiles", _check_limits)
         return client
 
-    with pytest.raises(MissingSetting, match="PROFILES_DOMAIN"):
-        build_targets(Settings(action_targets=("customer-profiles",)), factory)
+    with pytest.raises(SettingsError, match="PROFILES_DOMAIN is required"):
+        TargetSettings.from_env({"ACTION_TARGETS": "customer-profiles"})
 
-    settings = Settings.from_env(
+    settings = TargetSettings.from_env(
         {
             "ACTION_TARGETS": "eventbridge, customer-profiles",
             "PROFILES_DOMAIN": DOMAIN,
@@ -273,13 +273,13 @@ def test_build_targets_needs_a_domain_and_passes_the_key_and_flag() -> None:
 def test_creating_profiles_is_refused_for_a_key_create_profile_cannot_fill(client: Any, key: str) -> None:
     with pytest.raises(UnfillableKey, match="could never be found again"):
         CustomerProfilesTarget(client, DOMAIN, key, create_missing=True)
-    settings = Settings(
+    settings = TargetSettings(
         action_targets=("customer-profiles",),
         profiles_domain=DOMAIN,
         profiles_key_name=key,
         profiles_create_missing=True,
     )
-    with pytest.raises(MissingSetting, match="ProfilesCreateMissing=true needs a ProfilesKeyName"):
+    with pytest.raises(SettingsError, match="ProfilesCreateMissing=true needs a ProfilesKeyName"):
         build_targets(settings, lambda service, region_name=None: client)
 
 

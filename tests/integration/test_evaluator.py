@@ -197,14 +197,14 @@ def _seed_rollups(dynamodb: Any, rule: Rule, users: int, days: int, buckets: int
 
 def _evaluator(stack: Any, buckets: int = 16) -> Evaluator:
     from pia.rules.ruleset import RulesetTable
-    from pia.settings import Settings
+    from pia.settings import TargetSettings
 
     dynamodb = stack.calls("dynamodb")
     return Evaluator(
         RulesetTable(dynamodb, RULESET_TABLE).current,
         RollupStore(dynamodb, TIMESERIES_TABLE, buckets=buckets),
         CoverageTable(dynamodb, TIMESERIES_TABLE),
-        build_targets(Settings.from_env(), stack.calls),
+        build_targets(TargetSettings.from_env(), stack.calls),
         zone=load_zone("UTC"),
         retention_days=400,
     )
@@ -258,7 +258,7 @@ def test_one_evaluation_reads_one_item_per_user_however_many_events(timeseries_s
     (rule,) = stack.publish(
         [date_row("greater", "500", start="2026-03-01", finish="2026-03-30")], activation="2026-02-20"
     ).rules
-    _, aggregator = stack.aggregator.runtime()
+    aggregator = stack.aggregator.container.runtime().aggregator
     sequence = 0
     for day in range(30):
         stack.clock.now = MARCH[day]

@@ -15,7 +15,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
-from pia.settings import Settings
+from pia.settings import TargetSettings
 from pia.targets.eventbridge import MAX_ENTRIES_PER_CALL, SOURCE, EventBridgeTarget, entry_size
 from pia.targets.factory import build_targets
 from tests.conftest import publish_rows, rule_row
@@ -233,7 +233,7 @@ def test_a_missing_bus_fails_every_action_with_the_service_reason(bus: Bus) -> N
 
 
 def test_build_targets_sends_to_the_configured_bus(bus: Bus) -> None:
-    settings = Settings(action_targets=("eventbridge",), event_bus_name=BUS)
+    settings = TargetSettings(action_targets=("eventbridge",), event_bus_name=BUS)
     [target] = build_targets(settings, lambda service, region_name=None: boto3.client(service, "us-east-1"))
 
     assert target.name == "eventbridge"

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from pia.aws.state_table import PARKED_PK, query_partition
+from pia.aws.wiring import Wiring
 from pia.core.state import MAX_ATTEMPTS
 from pia.counting.store import CounterStore
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
-from tests.conftest import AGGREGATES_TABLE, publish_rows, rule_row
+from tests.conftest import AGGREGATES_TABLE, handler_clients, publish_rows, rule_row
 from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, pin_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -46,18 +46,13 @@ def relay_app(
 ) -> Any:
     from action_relay import app
 
-    def client(service: str, region_name: str | None = None) -> Any:
-        return recorder.client() if service == "pinpoint" else boto3.client(service, region_name="us-east-1")
-
-    monkeypatch.setattr(app, "_client", client)
-    app.runtime.cache_clear()
-    yield app
-    app.runtime.cache_clear()
+    with app.container.wired(Wiring(handler_clients(recorder))):
+        yield app
 
 
 def later(app: Any, monkeypatch: pytest.MonkeyPatch, minutes: int) -> None:
     moment = datetime.now(UTC) + timedelta(minutes=minutes)
-    monkeypatch.setattr(app, "_now", lambda: moment)
+    app.container.rewire(Wiring(app.container.wiring.clients, lambda: moment))
 
 
 def test_pinpoint_outage_after_commit_is_delivered_later_without_recounting(
@@ -110,7 +105,7 @@ def test_crash_between_two_writes_then_redelivery_counts_exactly_once_and_acts_o
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     docs = [pin_event(f"user{i % 150:03d}", n=i) for i in range(900)]
     event = kinesis_event([StreamRecord(record_data(d), sequence(i + 1)) for i, d in enumerate(docs)])
-    _, agg = aggregator_app.runtime()
+    agg = aggregator_app.container.runtime().aggregator
     client = agg._store.client
     calls = {"n": 0}
 
@@ -126,7 +121,7 @@ def test_crash_between_two_writes_then_redelivery_counts_exactly_once_and_acts_o
     partial = CounterStore(dynamodb, AGGREGATES_TABLE).counters_for_rule(parsed.rules[0].rule_id)
     assert len(partial) == 75 and owed(dynamodb) == 75, "committed, owing their actions, never sent"
 
-    aggregator_app.runtime.cache_clear()
+    aggregator_app.container.cold_start()
     assert aggregator_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
     states = CounterStore(dynamodb, AGGREGATES_TABLE).counters_for_rule(parsed.rules[0].rule_id)
     assert sorted(s.count for s in states) == [6] * 150
@@ -143,7 +138,7 @@ def test_one_user_crossing_more_often_than_a_transaction_holds_commits_and_sends
     parsed = publish_rows(dynamodb, [EVERY_EVENT])
     docs = [pin_event("hal", "course_completed", i) for i in range(150)]
     event = kinesis_event([StreamRecord(record_data(d), sequence(i + 1)) for i, d in enumerate(docs)])
-    _, agg = aggregator_app.runtime()
+    agg = aggregator_app.container.runtime().aggregator
     refused: list[int] = []
 
     def at_most_100_items(params: dict[str, Any], **_: Any) -> None:
@@ -204,12 +199,12 @@ def test_the_relay_works_in_bounded_pages_and_sends_as_it_goes(
     assert owed(dynamodb) == 120
     recorder.fail_next = 0
     order: list[str] = []
-    _, tables, _ = relay_app.runtime()
+    later(relay_app, monkeypatch, 2)
+    tables = relay_app.container.runtime().tables
     client = tables[0].client
     client.meta.events.register("before-call.dynamodb.Query", lambda **_: order.append("read"))
     client.meta.events.register("before-call.dynamodb.PutItem", lambda **_: order.append("write"))
     monkeypatch.setattr("pia.targets.relay.PAGE_SIZE", 10)
-    later(relay_app, monkeypatch, 2)
     result = relay_app.lambda_handler({}, lambda_context)
     assert result["delivered"] == 120 and owed(dynamodb) == 0
     assert sum(recorder.calls.values()) >= 12, "one send per page of ten"

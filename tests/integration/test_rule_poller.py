@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,8 @@ def s3() -> Any:
 @pytest.fixture
 def clock(rule_poller_app: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(rule_poller_app, "_now", clock)
-    rule_poller_app.runtime.cache_clear()
+    container = rule_poller_app.container
+    container.rewire(replace(container.wiring, clock=clock))
     return clock
 
 
@@ -84,7 +85,8 @@ def clock(rule_poller_app: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
 def sdk_calls(rule_poller_app: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """Every request the handler's clients send, as (operation, parameters)."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    real_client = rule_poller_app._client
+    container = rule_poller_app.container
+    real_client = container.wiring.clients
 
     def record(model: Any, params: dict[str, Any], **_: Any) -> None:
         calls.append((model.name, dict(params)))
@@ -94,8 +96,7 @@ def sdk_calls(rule_poller_app: Any, monkeypatch: pytest.MonkeyPatch) -> list[tup
         client.meta.events.register("before-parameter-build.*.*", record)
         return client
 
-    monkeypatch.setattr(rule_poller_app, "_client", recording_client)
-    rule_poller_app.runtime.cache_clear()
+    container.rewire(replace(container.wiring, clients=recording_client))
     return calls
 
 
@@ -155,12 +156,12 @@ def report_rows(s3: Any, key: str) -> list[list[str]]:
 
 
 def use_honeycode_client(app: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = app._client
+    real = app.container.wiring.clients
 
     def factory(service: str, region_name: str | None = None) -> Any:
         return client if service == "honeycode" else real(service, region_name)
 
-    monkeypatch.setattr(app, "_client", factory)
+    app.container.rewire(replace(app.container.wiring, clients=factory))
 
 
 def test_the_sample_s3_event_publishes_the_uploaded_file_and_writes_its_report(
@@ -268,7 +269,7 @@ def test_honeycode_source_through_the_handler(
     )
     stub.activate()
     use_honeycode_client(rule_poller_app, client, monkeypatch)
-    rule_poller_app.runtime.cache_clear()
+    rule_poller_app.container.cold_start()
 
     summary = poll(sample("poller-schedule.json"))
 
@@ -315,7 +316,7 @@ def test_outage_keeps_the_ruleset_and_every_aggregate(
     stub.add_client_error("list_table_columns", "ThrottlingException", "Rate exceeded", http_status_code=429)
     stub.activate()
     use_honeycode_client(rule_poller_app, client, monkeypatch)
-    rule_poller_app.runtime.cache_clear()
+    rule_poller_app.container.cold_start()
     with pytest.raises(SourceFailure, match="ThrottlingException"):
         poll(sample("poller-schedule.json"))
 

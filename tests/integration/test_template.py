@@ -359,7 +359,7 @@ TARGETS_AVAILABLE_TODAY = {"eventbridge", "customer-profiles"}
 def test_deployed_with_no_overrides_every_default_target_exists_today() -> None:
     """A new user's first deploy must work: the defaults alone give a target that exists in every
     account, and the resource it needs (the default event bus) is there."""
-    from pia.settings import Settings
+    from pia.settings import AggregatorSettings
     from pia.targets.factory import build_targets
     from pia_cli.deploy import deploy
     from pia_cli.emulator import embedded_emulator
@@ -367,7 +367,7 @@ def test_deployed_with_no_overrides_every_default_target_exists_today() -> None:
     with embedded_emulator() as emulator:
         deployment = deploy(TEMPLATE, "pia-defaults", {}, region=emulator.region)
         environment = deployment.function("aggregator").environment
-        settings = Settings.from_env(environment)
+        settings = AggregatorSettings.from_env(environment).targets
         targets = build_targets(
             settings,
             lambda service, region_name=None: boto3.client(

@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from pia.aws.wiring import Wiring
 from pia.core.events import Event
 from pia.counting.counters import Position
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.realtime import TimeSeriesPath
 from pia.timeseries.rollups import DayTotal, load_zone
 from pia.timeseries.store import RollupStore
+from pia_cli.local_clients import LocalClients
 from tests.conftest import CASE_GREENBUTTON, ROOT, TIMESERIES_TABLE, rule_row
 from tests.integration.timeseries_support import RAW_EVENTS_BUCKET, _Context, date_row, doc
 
@@ -217,9 +219,7 @@ def test_a_refused_older_value_never_overwrites_a_newer_one_at_the_target(
     stack = timeseries_stack
     stack.clock.now = datetime(2026, 3, 10, 9, tzinfo=UTC)
     (rule,) = stack.publish([date_row("smaller", "3")], activation="2026-03-01").rules
-    monkeypatch.setattr(relay_app, "_client", stack.calls)
-    monkeypatch.setattr(relay_app, "_now", stack.clock)
-    relay_app.runtime.cache_clear()
+    saved = relay_app.container.rewire(Wiring(LocalClients("pia-test", base=stack.calls), stack.clock))
     stack.recorder.fail_next = 10
     assert stack.aggregate([doc("zoe", stack.clock.now)], start=1) == {"batchItemFailures": []}
     assert stack.attributes() == {}, "the target refused ready"
@@ -231,7 +231,7 @@ def test_a_refused_older_value_never_overwrites_a_newer_one_at_the_target(
     for minutes in (10, 30, 90):
         stack.clock.now += timedelta(minutes=minutes)
         relay_app.lambda_handler({}, _Context())
-    relay_app.runtime.cache_clear()
+    relay_app.container.rewire(saved)
     assert stack.rollups().load(rule.series, "zoe").sent == {rule.rule_id: "not-ready"}
     assert stack.attributes() == {"zoe": {rule.output_name: "not-ready"}}
     assert [value for (_, _, value) in stack.calls.sent] == ["not-ready"], (

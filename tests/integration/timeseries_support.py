@@ -13,10 +13,12 @@ from typing import Any
 
 import boto3
 
+from pia.aws.wiring import Wiring
 from pia.rules.model import ParseResult, parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import one_backup_per_transaction
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
+from pia_cli.local_clients import LocalClients
 from tests.conftest import RULESET_TABLE, rule_row
 
 
@@ -91,7 +93,7 @@ class Clock:
 
 @dataclass
 class Calls:
-    """A client factory for a handler's ``_client``: Pinpoint goes to the validating recorder, and
+    """A client factory for a handler's wiring: Pinpoint goes to the validating recorder, and
     every call is counted, with the DynamoDB items each call returned and the Pinpoint attribute
     values sent per user."""
 
@@ -190,18 +192,17 @@ class Stack:
         self.monkeypatch.setenv("RAW_EVENT_RETENTION_DAYS", "400")
         self.monkeypatch.setenv("TIMEZONE", "UTC")
         self.aggregator, self.evaluator = aggregator_app, evaluator_app
-        for app in (aggregator_app, evaluator_app):
-            self.monkeypatch.setattr(app, "_client", self.calls)
-            self.monkeypatch.setattr(app, "_now", self.clock)
-        self.restart()
+        wiring = Wiring(LocalClients("pia-test", base=self.calls), self.clock)
+        self._saved = [app.container.rewire(wiring) for app in (aggregator_app, evaluator_app)]
 
     def restart(self) -> None:
         """New containers: every in-memory cache (rules, counters, rollups) starts empty."""
-        self.aggregator.runtime.cache_clear()
-        self.evaluator.runtime.cache_clear()
+        self.aggregator.container.cold_start()
+        self.evaluator.container.cold_start()
 
     def close(self) -> None:
-        self.restart()
+        for app, saved in zip((self.aggregator, self.evaluator), self._saved, strict=True):
+            app.container.rewire(saved)
         self._fast_transactions.__exit__(None, None, None)
 
     def set_zone(self, zone: str) -> None:

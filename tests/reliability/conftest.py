@@ -14,14 +14,19 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import botocore.endpoint
 import pytest
 
+from pia_cli.deploy import deploy as deploy_template
 from pia_cli.emulator import one_backup_per_transaction
+from pia_cli.iam import TemplateRoles
+from pia_cli.local_stack import TEMPLATE
 from tests.reliability.deployment import Deployment
 from tests.reliability.ledger import ReliabilityLedger
 
 DEFAULT_EXAMPLES = 25
+PINPOINT_APP = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 LEDGER = pytest.StashKey[ReliabilityLedger]()
 STARTED = pytest.StashKey[float]()
 
@@ -83,6 +88,14 @@ def botocore_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
+def template_roles() -> TemplateRoles:
+    """The functions' roles from template.yaml, deployed once on this test's moto: every run then
+    acts under them, pointed at its own tables (``pia_cli.iam``)."""
+    parameters = {"PinpointApplicationId": PINPOINT_APP, "ActionTargets": "pinpoint"}
+    stack = deploy_template(TEMPLATE, "pia-reliability", parameters)
+    return TemplateRoles.of(stack, boto3.client("iam", region_name="us-east-1"))
+
+
 @pytest.fixture
 def deploy(
     aws: None,
@@ -97,10 +110,16 @@ def deploy(
     made: list[Deployment] = []
     fast = one_backup_per_transaction()
     fast.__enter__()
+    roles = template_roles()
 
     def make(rng: random.Random, **environment: str) -> Deployment:
         deployment = Deployment(
-            aggregator=aggregator, relay=relay, context=lambda_context, rng=rng, environment=environment
+            aggregator=aggregator,
+            relay=relay,
+            context=lambda_context,
+            rng=rng,
+            environment=environment,
+            roles=roles,
         )
         made.append(deployment)
         return deployment

@@ -4,11 +4,13 @@ Each scenario run gets fresh tables, a fresh stream and a fresh Pinpoint recorde
 see each other's state. The aggregator and relay are the real handler modules; what is replaced is
 what Lambda itself provides:
 
-- a *container*: ``runtime()`` builds the caches and adapters once per container; a crashed
+- a *container*: a handler's runtime (caches and adapters) is built once per container; a crashed
   container is gone, and the next invocation starts cold, as in Lambda. Two containers can be alive
   at once (two shards), each with its own counter cache;
 - the clock of the relay, which runs "later" each time so claim leases have expired;
-- sleeping: backoff waits are skipped.
+- sleeping: backoff waits are skipped;
+- the execution role: each function's clients act under its role from template.yaml, and AWS's
+  request limits are enforced on them (``pia_cli.local_clients``).
 
 ``compare`` checks the deployment against the sequential model: every counter, every Pinpoint
 attribute and event, and an empty outbox.
@@ -30,15 +32,20 @@ from typing import Any
 
 import boto3
 
+from pia.aws.clients import AwsClients, ClientFactory
+from pia.aws.wiring import Clock, Wiring, system_clock
 from pia.core.actions import action_id_for
 from pia.counting.counters import CounterState
 from pia.counting.store import counter_from_item
 from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table
+from pia_cli.iam import TemplateRoles
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
 from pia_cli.recorder import PinpointRecorder
+from pia_cli.request_checks import RequestCheck, check_first
 from pia_cli.runner import FunctionError, KinesisMappingRunner, MappingSettings
+from pia_cli.service_limits import ServiceLimits
 from tests.reliability.faults import (
     AttributeSends,
     CommitLog,
@@ -78,12 +85,6 @@ class Comparison:
     resends: int
 
 
-@dataclass(frozen=True)
-class Container:
-    settings: Any
-    aggregator: Any
-
-
 class Deployment:
     def __init__(
         self,
@@ -93,6 +94,7 @@ class Deployment:
         context: Any,
         rng: random.Random,
         environment: Mapping[str, str] | None = None,
+        roles: TemplateRoles | None = None,
     ) -> None:
         suffix = next(_numbers)
         self.aggregates = f"rel-aggregates-{suffix}"
@@ -109,8 +111,7 @@ class Deployment:
         }
         self.app = aggregator
         self.relay_app = relay
-        self._build_aggregator = aggregator.runtime.__wrapped__
-        self._build_relay = relay.runtime.__wrapped__
+        self.roles = roles
         self.context = context
         self.rng = rng
         self.dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -125,8 +126,8 @@ class Deployment:
         self.timeout = LandThenTimeout(random.Random(rng.random()), self._write_is_stored)
         self.commits = CommitLog()
         self.extra_hooks: list[tuple[str, Callable[..., Any]]] = []
-        self._clients: dict[tuple[str, str | None], Any] = {}
-        self.current: Container | None = None
+        self._clients: dict[tuple[str, str, str | None], Any] = {}
+        self.current: Any = None
         self.relay_clock = datetime.now(UTC)
         self.relay_runtime: Any = None
         self.rule_ids: dict[str, str] = {}
@@ -145,22 +146,37 @@ class Deployment:
     def _env(self) -> AbstractContextManager[None]:
         return _environment(self.environment)
 
-    def _client(self, service: str, region_name: str | None = None) -> Any:
-        """The clients every container of this deployment gets, faults attached. One per service and
-        region, shared by containers: a container's state is its caches, not its HTTP clients, and
-        building a botocore client costs more than most invocations here."""
-        key = (service, region_name)
-        if key not in self._clients:
-            self._clients[key] = self._new_client(service, region_name)
-        return self._clients[key]
+    def clients(self, function: str, environment: Mapping[str, str] | None = None) -> ClientFactory:
+        """The clients every container of ``src/<function>/`` gets, faults attached. One per service
+        and region, shared by that function's containers: a container's state is its caches, not
+        its HTTP clients, and building a botocore client costs more than most invocations here."""
+
+        def client(service: str, region_name: str | None = None) -> Any:
+            key = (function, service, region_name)
+            if key not in self._clients:
+                made = self._new_client(service, region_name)
+                self._clients[key] = check_first(made, self.checks(function, environment))
+            return self._clients[key]
+
+        return client
+
+    def checks(self, function: str, environment: Mapping[str, str] | None = None) -> list[RequestCheck]:
+        """The function's role (when the template's roles are known), over the resources its
+        environment names, and AWS's request limits."""
+        checks: list[RequestCheck] = [ServiceLimits()]
+        if self.roles is not None:
+            names = environment if environment is not None else self.environment
+            checks.insert(0, self.roles.check(function, f"rel-{function}", names))
+        return checks
+
+    def wiring(self, function: str, clock: Clock = system_clock) -> Wiring:
+        return Wiring(self.clients(function), clock)
 
     def _new_client(self, service: str, region_name: str | None) -> Any:
         if service == "pinpoint":
             client = self.recorder.client()
         else:
-            client = boto3.client(  # type: ignore[call-overload]
-                service, region_name=region_name or REGION, config=self.app.SDK_CONFIG
-            )
+            client = AwsClients()(service, region_name=region_name or REGION)
         self.crash.attach(client)
         if service == "pinpoint":
             self.attribute_sends.attach(client)
@@ -179,24 +195,21 @@ class Deployment:
                     return answer
         return None
 
-    def new_container(self) -> Container:
+    def new_container(self) -> Any:
         """A cold start: an empty counter cache, the ruleset read afresh."""
-        with self._env(), _patched(self.app, "_client", self._client):
-            settings, aggregator = self._build_aggregator()
-        _no_backoff(aggregator._store, *aggregator._targets)
-        return Container(settings, aggregator)
+        with self._env(), self.app.container.wired(self.wiring("aggregator")) as container:
+            runtime = container.build()
+        _no_backoff(runtime.aggregator._store, *runtime.aggregator._targets)
+        return runtime
 
-    def invoke(self, event: dict[str, Any], container: Container | None = None) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any], container: Any = None) -> dict[str, Any]:
         """One Lambda invocation. A crash kills the container it ran in."""
         if container is None:
             if self.current is None:
                 self.current = self.new_container()
             container = self.current
         try:
-            with (
-                self._env(),
-                _patched(self.app, "runtime", lambda: (container.settings, container.aggregator)),
-            ):
+            with self._env(), self.app.container.running(container):
                 response: dict[str, Any] = self.app.lambda_handler(event, self.context)
         except ProcessKilled:
             if self.current is container:
@@ -306,15 +319,14 @@ class Deployment:
         container stays warm between runs until one is killed. A run that raises is a failed
         scheduled invocation: EventBridge Scheduler simply runs the next one."""
         self.relay_clock += timedelta(minutes=10)
-        clock = self.relay_clock
-        with self._env(), _patched(self.relay_app, "_now", lambda: clock):
+        with (
+            self._env(),
+            self.relay_app.container.wired(self.wiring("action_relay", self._relay_now)) as container,
+        ):
             if self.relay_runtime is None:
-                with _patched(self.relay_app, "_client", self._client):
-                    self.relay_runtime = self._build_relay()
-                _, tables, targets = self.relay_runtime
-                _no_backoff(*tables, *targets)
-            built = self.relay_runtime
-            with _patched(self.relay_app, "runtime", lambda: built):
+                self.relay_runtime = container.build()
+                _no_backoff(*self.relay_runtime.tables, *self.relay_runtime.targets)
+            with container.running(self.relay_runtime):
                 try:
                     result: dict[str, Any] = self.relay_app.lambda_handler({}, self.context)
                 except (ProcessKilled, Exception) as exc:
@@ -322,6 +334,9 @@ class Deployment:
                         self.relay_runtime = None
                     return {"pending": None, "delivered": 0, "error": f"{type(exc).__name__}: {exc}"}
         return result
+
+    def _relay_now(self) -> datetime:
+        return self.relay_clock
 
     def drain_outbox(self, attempts: int = 20) -> int:
         """Runs the relay until a run finds nothing pending; returns how many actions it delivered."""
@@ -466,16 +481,6 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-@contextmanager
-def _patched(module: ModuleType, name: str, value: Any) -> Iterator[None]:
-    saved = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, saved)
 
 
 def _no_backoff(*adapters: Any) -> None:

@@ -16,7 +16,7 @@ from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia.timeseries.rollups import DayTotal, SeriesRollup
 from pia.timeseries.store import RollupStore, rollup_item
-from tests.reliability.deployment import Deployment, _patched
+from tests.reliability.deployment import Deployment
 from tests.reliability.faults import ProcessKilled, Triple
 from tests.reliability.ledger import ReliabilityLedger
 
@@ -91,12 +91,13 @@ class Evaluations:
         self.container: Any = None
 
     def run(self, at: datetime) -> dict[str, Any] | None:
-        with self.stack._env():
+        with (
+            self.stack._env(),
+            self.module.container.wired(self.stack.wiring("evaluator", lambda: at)) as container,
+        ):
             if self.container is None:
-                with _patched(self.module, "_client", self.stack._client):
-                    self.container = self.module.runtime.__wrapped__()
-            built = self.container
-            with _patched(self.module, "runtime", lambda: built), _patched(self.module, "_now", lambda: at):
+                self.container = container.build()
+            with container.running(self.container):
                 try:
                     summary: dict[str, Any] = self.module.lambda_handler({}, self.stack.context)
                 except ProcessKilled:

@@ -501,7 +501,8 @@ def watch_pinpoint_metrics(stack: Deployment) -> list[Any]:
             for event in batch.get("Events", {}).values():
                 seen.extend((event.get("Metrics") or {}).values())
 
-    stack._client("pinpoint").meta.events.register_first("before-call.pinpoint.*", record)
+    for function in ("aggregator", "action_relay"):
+        stack.clients(function)("pinpoint").meta.events.register_first("before-call.pinpoint.*", record)
     return seen
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from pia_cli.lambda_events import sequence
-from tests.reliability.deployment import Container, Deployment, Produced
+from tests.reliability.deployment import Deployment, Produced
 from tests.reliability.ledger import ReliabilityLedger
 from tests.reliability.reference import ReferenceModel, RuleSpec
 from tests.reliability.workload import CATALOG, random_events
@@ -61,7 +61,7 @@ class Lanes:
         self.nested: list[Callable[[], None]] = []
         self.interleavings = 0
         stack.extra_hooks.append(("before-call.dynamodb.PutItem", self._between))
-        self.containers: dict[str, Container] = {lane: stack.new_container() for lane in streams}
+        self.containers: dict[str, Any] = {lane: stack.new_container() for lane in streams}
 
     def _between(self, **_: Any) -> None:
         if self.nested:

@@ -15,9 +15,11 @@ import boto3
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
+from pia.aws.wiring import Wiring
 from pia_cli.lambda_events import sequence
 from pia_cli.recorder import error_response
-from tests.reliability.deployment import REGION, Deployment, Produced, _environment, _patched
+from pia_cli.request_checks import check_first
+from tests.reliability.deployment import REGION, Deployment, Produced, _environment
 from tests.reliability.ledger import ReliabilityLedger
 from tests.reliability.reference import RuleSpec
 from tests.reliability.workload import CATALOG, random_events, reference_for, users
@@ -75,12 +77,16 @@ class RulePoller:
 
     def _client(self, service: str, region_name: str | None = None) -> Any:
         if service != "s3":
-            return self.stack._client(service, region_name)
+            return self.stack.clients("rule_poller", self.environment)(service, region_name)
         if self.s3 is None:
             self.s3 = boto3.client("s3", region_name=region_name or REGION)
             self.s3.meta.events.register_first("before-call.s3.*", self._outage_call)
             self.s3.meta.events.register_first("before-send.s3", self._outage_send)
+            check_first(self.s3, self.stack.checks("rule_poller", self.environment))
         return self.s3
+
+    def _now(self) -> datetime:
+        return self.clock
 
     def _outage_call(self, **kwargs: Any) -> Any:
         return self.call_fault(**kwargs) if self.call_fault else None
@@ -92,16 +98,13 @@ class RulePoller:
         """One scheduled run, in a warm container; None when the run failed (the schedule simply runs
         again later)."""
         self.clock += after
-        clock = self.clock
-        with _environment(self.environment):
+        with (
+            _environment(self.environment),
+            self.module.container.wired(Wiring(self._client, self._now)) as container,
+        ):
             if self.container is None:
-                with _patched(self.module, "_client", self._client):
-                    self.container = self.module.runtime.__wrapped__()
-            built = self.container
-            with (
-                _patched(self.module, "runtime", lambda: built),
-                _patched(self.module, "_now", lambda: clock),
-            ):
+                self.container = container.build()
+            with container.running(self.container):
                 try:
                     result: dict[str, Any] = self.module.lambda_handler({}, self.stack.context)
                 except Exception:

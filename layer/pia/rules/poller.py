@@ -13,13 +13,12 @@ Safety rules, each from an incident in the original solution:
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pia.rules.model import (
     ParseResult,
@@ -36,6 +35,7 @@ from pia.rules.sheets import ValidationReport, build_report, table_failure_repor
 from pia.rules.source import RuleSource, SourceFailure
 
 NEAR_MISS_DAYS = 30
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class RulesetStore(Protocol):
@@ -213,44 +213,6 @@ class PollOutcome:
         }
 
 
-@dataclass(frozen=True)
-class PollerSettings:
-    source: str = "spreadsheet"
-    honeycode_workbook_id: str = ""
-    honeycode_table_id: str = ""
-    rules_bucket: str = ""
-    rules_prefix: str = "rules/"
-    ruleset_table: str = ""
-    aggregates_table: str = ""
-    timeseries_table: str = ""
-    grace: timedelta = timedelta(hours=24)
-    timezone: str = "UTC"
-
-    @staticmethod
-    def from_env(env: Mapping[str, str] | None = None) -> PollerSettings:
-        e = os.environ if env is None else env
-        source = (e.get("RULE_SOURCE", "spreadsheet") or "spreadsheet").strip().lower()
-        if source not in ("spreadsheet", "honeycode"):
-            raise ValueError(f"RULE_SOURCE must be spreadsheet or honeycode, not {source!r}")
-        timezone = e.get("TIMEZONE", "UTC") or "UTC"
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"TIMEZONE {timezone!r} is not an IANA time zone name") from None
-        return PollerSettings(
-            source=source,
-            honeycode_workbook_id=e.get("HONEYCODE_WORKBOOK_ID", ""),
-            honeycode_table_id=e.get("HONEYCODE_TABLE_ID", ""),
-            rules_bucket=e.get("RULES_BUCKET", ""),
-            rules_prefix=e.get("RULES_PREFIX", "rules/") or "",
-            ruleset_table=e.get("RULESET_TABLE", ""),
-            aggregates_table=e.get("AGGREGATES_TABLE", ""),
-            timeseries_table=e.get("TIMESERIES_TABLE", ""),
-            grace=timedelta(hours=float(e.get("REMOVED_RULE_GRACE_HOURS", "24") or 24)),
-            timezone=timezone,
-        )
-
-
 class Poller:
     def __init__(
         self,
@@ -260,14 +222,14 @@ class Poller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         grace: timedelta = timedelta(hours=24),
         seen: SeenValues | None = None,
-        timezone: str = "UTC",
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
         self._rulesets = rulesets
         self._counters = counters
         self._clock = clock
         self._grace = grace
         self._seen = seen
-        self._zone = ZoneInfo(timezone)
+        self._zone = zone
 
     def validate(self, table: RuleTable, now: datetime) -> ParseResult:
         """Row errors from the parser plus near-miss warnings; :class:`TableError` for the header."""

@@ -25,12 +25,11 @@ from pia.rules.sheets import (
     table_failure_report,
 )
 from pia.rules.source import SourceFailure
+from pia.rules.trigger import is_rule_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-RULE_SUFFIXES = (".csv", ".xlsx")
-REPORT_SUFFIXES = (".report.csv", ".report.json")
 CONTENT_TYPES = {
     ".csv": "text/csv; charset=utf-8",
     ".json": "application/json",
@@ -44,15 +43,6 @@ log = logging.getLogger(__name__)
 def normalize_prefix(prefix: str) -> str:
     prefix = prefix.strip().lstrip("/")
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-
-def is_report_key(key: str) -> bool:
-    return key.lower().endswith(REPORT_SUFFIXES)
-
-
-def is_rule_key(key: str, prefix: str = "") -> bool:
-    lowered = key.lower()
-    return key.startswith(prefix) and lowered.endswith(RULE_SUFFIXES) and not is_report_key(key)
 
 
 def report_key_for(key: str) -> str:

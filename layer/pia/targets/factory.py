@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
+from pia.aws.clients import ClientFactory
 from pia.core.actions import ActionTarget
-from pia.settings import Settings
+from pia.settings import SettingsError, TargetSettings
 from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey
 from pia.targets.eventbridge import EventBridgeTarget
 from pia.targets.pinpoint import PinpointTarget
 
-ClientFactory = Callable[..., Any]
-KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 
-
-class UnknownTarget(ValueError):
-    pass
-
-
-class MissingSetting(ValueError):
-    """A target was chosen without the setting it cannot work without; failing at cold start beats
-    failing every action."""
-
-
-def build_targets(settings: Settings, client: ClientFactory) -> list[ActionTarget]:
-    """``client(service_name, region_name=None)`` returns a boto3-compatible client."""
+def build_targets(settings: TargetSettings, client: ClientFactory) -> list[ActionTarget]:
+    """One target per configured name, in the configured order (settings validated the names)."""
     targets: list[ActionTarget] = []
     for name in settings.action_targets:
         if name == "pinpoint":
@@ -33,11 +19,7 @@ def build_targets(settings: Settings, client: ClientFactory) -> list[ActionTarge
             targets.append(PinpointTarget(client("pinpoint", region_name=region), settings.pinpoint_app_id))
         elif name == "eventbridge":
             targets.append(EventBridgeTarget(client("events"), settings.event_bus_name))
-        elif name == "customer-profiles":
-            if not settings.profiles_domain:
-                raise MissingSetting(
-                    "action target 'customer-profiles' needs PROFILES_DOMAIN (ProfilesDomainName)"
-                )
+        else:
             try:
                 profiles = CustomerProfilesTarget(
                     client("customer-profiles"),
@@ -46,8 +28,6 @@ def build_targets(settings: Settings, client: ClientFactory) -> list[ActionTarge
                     create_missing=settings.profiles_create_missing,
                 )
             except UnfillableKey as exc:
-                raise MissingSetting(str(exc)) from None
+                raise SettingsError(str(exc)) from None
             targets.append(profiles)
-        else:
-            raise UnknownTarget(f"unknown action target {name!r}; known: {', '.join(KNOWN_TARGETS)}")
     return targets

@@ -21,8 +21,8 @@ from pia.core.events import (
     detect_format,
     parse_event,
 )
-from pia.core.mapping import FieldMapping, MappingError
-from pia.settings import Settings
+from pia.core.mapping import FieldMapping
+from pia.settings import AggregatorSettings, SettingsError
 
 MAPPING = FieldMapping(
     user_id="detail.user",
@@ -32,6 +32,8 @@ MAPPING = FieldMapping(
     metrics="detail.numbers",
     event_id="id",
 )
+
+TABLES = {"AGGREGATES_TABLE": "agg", "RULESET_TABLE": "rules"}
 
 
 def track(**overrides: Any) -> dict[str, Any]:
@@ -206,12 +208,12 @@ def test_without_a_mapping_unknown_json_is_still_generic() -> None:
 def test_a_bad_mapping_fails_at_cold_start_naming_the_parameter(
     environment: dict[str, str], fragment: str
 ) -> None:
-    with pytest.raises(MappingError, match=fragment.replace("[", r"\[")):
-        Settings.from_env(environment)
+    with pytest.raises(SettingsError, match=fragment.replace("[", r"\[")):
+        AggregatorSettings.from_env({**TABLES, **environment})
 
 
 def test_no_mapping_is_declared_by_default() -> None:
-    assert Settings.from_env({}).field_mapping is None
+    assert AggregatorSettings.from_env(TABLES).field_mapping is None
 
 
 SEGMENT_SCHEMA = json.loads(

@@ -12,7 +12,6 @@ import pytest
 from pia.rules.model import RuleTable, Severity, parse_rules
 from pia.rules.poller import (
     Poller,
-    PollerSettings,
     PollStatus,
     near_miss_warnings,
 )
@@ -338,20 +337,3 @@ def test_no_history_means_no_warnings() -> None:
     (warning,) = near_miss_warnings(rules, far, date(2026, 1, 1))
     assert warning.severity is Severity.WARNING
     assert warning.message.endswith("values must match exactly, case and spaces included")
-
-
-def test_settings_from_env() -> None:
-    settings = PollerSettings.from_env(
-        {
-            "RULE_SOURCE": "Honeycode",
-            "REMOVED_RULE_GRACE_HOURS": "1.5",
-            "RULES_PREFIX": "",
-            "TIMEZONE": "Europe/Paris",
-        }
-    )
-    assert (settings.source, settings.grace, settings.rules_prefix) == ("honeycode", timedelta(hours=1.5), "")
-    assert PollerSettings.from_env({}).grace == timedelta(hours=24)
-    with pytest.raises(ValueError, match="RULE_SOURCE"):
-        PollerSettings.from_env({"RULE_SOURCE": "sheets"})
-    with pytest.raises(ValueError, match="TIMEZONE"):
-        PollerSettings.from_env({"TIMEZONE": "Mars/Olympus"})

@@ -116,9 +116,17 @@ def test_the_threshold_picks_the_path_and_stops_listing_once_it_is_passed() -> N
 
 
 def test_the_backfill_threshold_setting_defaults_to_2000_and_zero_means_always_athena() -> None:
-    from pia.settings import Settings
+    from pia.settings import EvaluatorSettings
 
-    assert Settings.from_env({}).backfill_lambda_max_objects == 2_000
-    assert Settings.from_env({"BACKFILL_LAMBDA_MAX_OBJECTS": ""}).backfill_lambda_max_objects == 2_000
-    assert Settings.from_env({"BACKFILL_LAMBDA_MAX_OBJECTS": "0"}).backfill_lambda_max_objects == 0
-    assert Settings.from_env({}).backfill_query_engine == "athena"
+    tables = {"RULESET_TABLE": "r", "TIMESERIES_TABLE": "t", "AGGREGATES_TABLE": "a"}
+
+    assert EvaluatorSettings.from_env(tables).backfill_lambda_max_objects == 2_000
+    assert (
+        EvaluatorSettings.from_env({**tables, "BACKFILL_LAMBDA_MAX_OBJECTS": ""}).backfill_lambda_max_objects
+        == 2_000
+    )
+    assert (
+        EvaluatorSettings.from_env({**tables, "BACKFILL_LAMBDA_MAX_OBJECTS": "0"}).backfill_lambda_max_objects
+        == 0
+    )
+    assert EvaluatorSettings.from_env(tables).backfill_query_engine == "athena"
