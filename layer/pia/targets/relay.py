@@ -45,6 +45,10 @@ class DueItems(StatePort[K, S], ParkingPort, Protocol):
     def key_for(self, state: S) -> K: ...
 
 
+class RelayFailed(RuntimeError):
+    """The relay could not claim what it found due (the reasons DynamoDB gave)."""
+
+
 @dataclass
 class RelayReport:
     pending: int = 0
@@ -100,6 +104,10 @@ def _relay_page(
         return Change(state.with_outbox(state.pending, now + LEASE_SECONDS))
 
     claimed = commit_loop(states, claim, table, base=lambda key: states[key], now=now)
+    if claimed.failed:
+        # A claim the table refuses for good (not a conflict: access, validation) fails the run
+        # loudly; the scheduler runs the next one, and nothing was sent twice.
+        raise RelayFailed("; ".join(sorted(set(claimed.failed.values()))[:3]))
     owed = {key: state.pending for key, state in claimed.states.items()}
     report.pending += sum(len(p) for p in owed.values())
     sent = send_and_clear(
