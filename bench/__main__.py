@@ -26,12 +26,18 @@ from pia_cli.local_lambda import prepare_process
 
 prepare_process()
 
-from bench import cpu, filters, imports, report  # noqa: E402
+from bench import cpu, filters, imports, memory, report  # noqa: E402
 from bench.backfill_paths import run_backfill_paths  # noqa: E402
 from bench.cost import PRICES_AS_OF, per_million  # noqa: E402
 from bench.evaluator_run import EvaluatorUnavailable, run_evaluator  # noqa: E402
 from bench.runs import Run, run_aggregator, run_baseline  # noqa: E402
-from bench.scenario import CANONICAL, Scenario  # noqa: E402
+from bench.scenario import (  # noqa: E402
+    CANONICAL,
+    DEPLOYED_BATCH_SIZE,
+    DEPLOYED_WINDOW_SECONDS,
+    Scenario,
+    Sessions,
+)
 from bench.world import aws_world  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +53,34 @@ baseline spends about 4 ms of moto per event (10x in full would take 45 s, 100x 
 runs every 5th (10x) or 100th (100x) batch, each on a table seeded, unmetered, with the counts the
 skipped batches would have left: its per-event work depends only on that state."""
 COSTED_SCALE = "100x"
+SESSIONS = (
+    (
+        Sessions(
+            "sessions-quiet",
+            users=1000,
+            batch_size=DEPLOYED_BATCH_SIZE,
+            window_seconds=DEPLOYED_WINDOW_SECONDS,
+            records_per_second=1.0,
+        ),
+        10,
+    ),
+    (
+        Sessions(
+            "sessions-busy",
+            users=1000,
+            batch_size=DEPLOYED_BATCH_SIZE,
+            window_seconds=DEPLOYED_WINDOW_SECONDS,
+            records_per_second=1000.0,
+        ),
+        7,
+    ),
+)
+"""The sessions scenario at a quiet stream and at a busy shard (1,000 records a second), with the
+deployed batching settings; the baseline samples every 10th / 7th batch, seeded as for the scaled
+scenarios."""
+NETWORK_MS = 5.0
+"""As in the cost model: an in-region round trip."""
+SHARD_RECORDS_PER_SECOND = 1_000
 
 
 def log(message: str) -> None:
@@ -100,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     details["filters"] = filter_cost.to_json()
 
+    log("peak RSS of a warm aggregator invocation with a full state cache")
+    rss = memory.measure()
+    details["memory"] = rss.to_json()
+    results["aggregator.peak_rss_mb"] = rss.peak_rss_mb
+
     log("cold import of the handler module against import boto3")
     import_ratio = imports.measure()
     results["aggregator.import_ratio_vs_boto3"] = import_ratio.ratio
@@ -134,6 +173,30 @@ def main(argv: list[str] | None = None) -> int:
             if scenario.name == COSTED_SCALE:
                 costs[f"Aggregator ({scenario.name})"] = per_million(s_ours, record_bytes)
                 costs[f"Baseline ({scenario.name})"] = per_million(s_theirs, record_bytes)
+    if not args.no_scaled:
+        for scenario, every in SESSIONS:
+            log(f"{scenario.name} scenario: {scenario.events:,} events of {scenario.users} users in sessions")
+            s_ours, s_theirs = both_paths(scenario, every)
+            scaled[scenario.name] = path_keys(s_ours, s_theirs)
+            details[scenario.name] = {"aggregator": s_ours.details(), "baseline": s_theirs.details()}
+            sampling[scenario.name] = f"every {every}th batch, seeded"
+            costs[f"Aggregator ({scenario.name})"] = per_million(s_ours, record_bytes)
+            costs[f"Baseline ({scenario.name})"] = per_million(s_theirs, record_bytes)
+    throughput: dict[str, float] = {}
+    for name, figures in {"canonical": results, **scaled}.items():
+        seconds = (
+            cpu_ratio.ours_us_per_record / 1e6 + figures["aggregator.calls_per_event"] * NETWORK_MS / 1000
+        )
+        throughput[name] = 1 / seconds
+    results["aggregator.records_per_second"] = throughput["canonical"]
+    for name, value in throughput.items():
+        if name in scaled:
+            scaled[name]["aggregator.records_per_second"] = value
+    details["throughput"] = {
+        "model": f"1 / (CPU per record with in-memory adapters + calls per event x {NETWORK_MS} ms)",
+        "shard_limit_records_per_second": SHARD_RECORDS_PER_SECOND,
+        **throughput,
+    }
     document = {
         **results,
         "scaled": scaled,

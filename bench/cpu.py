@@ -23,9 +23,10 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 
 from bench.scenario import Scenario, bench_ruleset
 from pia.core.actions import Action, SendResult
+from pia.core.state import Pending, WriteStatus
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.processor import decode_record
-from pia.counting.store import CommitResult, CounterWrite, WriteStatus
+from pia.counting.store import CommitResult, CounterWrite
 from pia.rules.ruleset import Ruleset
 
 LANE_RETENTION_SECONDS = 86_400 + 3_600
@@ -39,16 +40,10 @@ class AcceptingStore:
 
     def commit(self, writes: Sequence[CounterWrite], now: int) -> CommitResult:
         self.writes += len(writes)
-        return CommitResult(status={w.state.key: WriteStatus.COMMITTED for w in writes})
+        return CommitResult(status={w.key: WriteStatus.COMMITTED for w in writes})
 
-    def clear_outbox(self, entries: Sequence[tuple[Action, str]]) -> None:
+    def park(self, entries: Sequence[Pending], now: int) -> None:
         return None
-
-    def pending_outbox_for_lane(self, lane: str) -> list[tuple[Action, str]]:
-        return []
-
-    def claim_outbox(self, entries: Sequence[tuple[Action, str]], now: int) -> list[tuple[Action, str]]:
-        return list(entries)
 
 
 class AcceptingTarget:

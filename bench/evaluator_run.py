@@ -24,7 +24,7 @@ from typing import Any
 from bench.metering import Usage
 from bench.moto_support import REGION
 from bench.scenario import RULE_ROW, endpoint_id, pinpoint_record
-from bench.world import AGGREGATES_TABLE, TIMESERIES_TABLE, World, aws_world, function_environment
+from bench.world import TIMESERIES_TABLE, World, aws_world, function_environment
 from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.store import RollupStore
@@ -184,5 +184,5 @@ def _events_in_window(world: World) -> int:
     """Read back (unmetered) what the rollups hold for the window: every event should be there."""
     dynamodb = world.plain_client("dynamodb")
     rule = world.ruleset.rules[0]
-    store = RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE, retention_days=400)
+    store = RollupStore(dynamodb, TIMESERIES_TABLE, retention_days=400)
     return sum(r.window_total(FIRST_DAY, LAST_DAY).count for r in store.series_rollups(rule.series))

@@ -13,8 +13,10 @@ own container clients, and the Pinpoint recorder's, are metered without changing
   at least 1, doubled inside TransactWriteItems. Read units: ``ceil(size / 4 KB)`` per item for
   Get/BatchGet (a Query or Scan page rounds its total), halved for eventually consistent reads,
   doubled in TransactGetItems. Sizes come from :func:`pia.counting.store.item_size`.
-- Only successful calls are billed here; the canonical scenarios have no failed call, and
-  ``failed_calls`` shows it.
+- A write to an item in the sparse ``pending`` index (it carries ``oq``, before or after) bills the
+  index too: one unit to add or remove the item there, one to change it.
+- A conditional write that fails its condition is billed like the write (DynamoDB charges it);
+  other failed calls are not, and ``failed_calls`` shows how many there were.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pia.counting.store import item_size
+from pia.aws.state_table import item_size
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
@@ -82,6 +84,7 @@ class _Write:
     new_item: dict[str, Any] | None
     before: int
     factor: int
+    before_item: dict[str, Any] | None = None
 
 
 @dataclass
@@ -142,6 +145,9 @@ class Meter:
         usage.round_trips[call.name] += max(1, call.sends)
         if http_response.status_code >= 300:
             usage.failed_calls += 1
+            if parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                for write in call.writes:
+                    usage.write_units += write.factor * _units(write.before, WRITE_UNIT_BYTES)
             return
         if call.name.startswith("dynamodb."):
             self._bill(usage, call, parsed)
@@ -174,10 +180,11 @@ class Meter:
                     planned.append((op.lower(), table, body["Key"], None, 2))
                 else:
                     planned.append(("check", table, body["Key"], None, 2))
-        return [
-            _Write(table, key, kind, new_item, item_size(self._items.current(table, key) or {}), factor)
-            for kind, table, key, new_item, factor in planned
-        ]
+        writes = []
+        for kind, table, key, new_item, factor in planned:
+            current = self._items.current(table, key)
+            writes.append(_Write(table, key, kind, new_item, item_size(current or {}), factor, current))
+        return writes
 
     def _bill(self, usage: Usage, call: _Call, parsed: Mapping[str, Any]) -> None:
         unprocessed = {
@@ -200,6 +207,9 @@ class Meter:
                 after = 0
             usage.items_written += 1
             usage.write_units += write.factor * _units(max(write.before, after), WRITE_UNIT_BYTES)
+            usage.write_units += _index_units(
+                write.before_item, write.new_item if write.kind == "put" else None
+            )
         self._bill_reads(usage, call, parsed)
 
     def _bill_reads(self, usage: Usage, call: _Call, parsed: Mapping[str, Any]) -> None:
@@ -224,6 +234,15 @@ class Meter:
                 item = response.get("Item")
                 usage.reads_by_table[entry["Get"]["TableName"]] += 1 if item else 0
                 usage.read_units += 2 * _units(item_size(item or {}), READ_UNIT_BYTES)
+
+
+def _index_units(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> int:
+    """Write units the sparse ``pending`` index bills (projection ALL, items under 1 KB there)."""
+    if before is not None and after is not None and "oq" in before and "oq" in after:
+        if before == after:
+            return 0
+        return 1 if (before["oq"], before["od"]) == (after["oq"], after["od"]) else 2
+    return int(before is not None and "oq" in before) + int(after is not None and "oq" in after)
 
 
 def _request_item(entry: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,11 +105,7 @@ class Scenario:
 
     @property
     def events(self) -> int:
-        return self.users * self.events_per_user
-
-    @property
-    def batch_count(self) -> int:
-        return -(-self.events // self.batch_size)
+        return len(self.stream())
 
     def stream(self) -> list[int]:
         """The user of each record, in stream order."""
@@ -116,28 +113,122 @@ class Scenario:
         random.Random(self.seed).shuffle(order)
         return order
 
+    def times_ms(self) -> list[int]:
+        """When each record arrived: one a second."""
+        return [START_MS + i * 1_000 for i in range(len(self.stream()))]
+
+    def cuts(self) -> list[tuple[int, int]]:
+        """Where Lambda cuts the stream into batches: every ``batch_size`` records."""
+        n = len(self.stream())
+        return [(start, min(n, start + self.batch_size)) for start in range(0, n, self.batch_size)]
+
     def records(self) -> list[StreamRecord]:
         return [
             StreamRecord(
-                data=pinpoint_record(user, START_MS + i * 1_000),
+                data=pinpoint_record(user, at),
                 sequence_number=sequence(i + 1),
                 partition_key=endpoint_id(user),
             )
-            for i, user in enumerate(self.stream())
+            for i, (user, at) in enumerate(zip(self.stream(), self.times_ms(), strict=True))
         ]
 
     def batches(self) -> Iterator[dict[str, Any]]:
         records = self.records()
-        for start in range(0, len(records), self.batch_size):
-            yield kinesis_event(records[start : start + self.batch_size])
+        for start, end in self.cuts():
+            yield kinesis_event(records[start:end])
+
+    def per_user(self) -> Counter[int]:
+        return Counter(self.stream())
 
     def crossings(self) -> int:
         """Threshold crossings one-at-a-time semantics produce: each user whose count passes the target."""
-        return self.users if self.events_per_user > COUNT_TARGET else 0
+        return sum(1 for n in self.per_user().values() if n > COUNT_TARGET)
 
     def holds(self) -> int:
         """Events after which the rule holds (count > target): what a naive loop sends to Pinpoint."""
-        return self.users * max(0, self.events_per_user - COUNT_TARGET)
+        return sum(max(0, n - COUNT_TARGET) for n in self.per_user().values())
+
+    def expected_counts(self, *, settles: bool) -> dict[str, int]:
+        """Each user's count: every event, or (``settles``) up to the crossing, after which the
+        ``reset = no`` rule's counter is settled and never written again."""
+        return {user_id(u): min(n, COUNT_TARGET + 1) if settles else n for u, n in self.per_user().items()}
 
 
 CANONICAL = Scenario("canonical", users=100, events_per_user=10)
+DEPLOYED_BATCH_SIZE = 500
+DEPLOYED_WINDOW_SECONDS = 60
+"""template.yaml's BatchSize and MaximumBatchingWindowInSeconds defaults (README, parameter table)."""
+
+SESSION_LENGTHS = (5, 30)
+SESSION_MINUTES = (1, 5)
+SESSIONS_PER_USER: tuple[tuple[int, float], ...] = ((0, 0.45), (1, 0.35), (2, 0.15), (3, 0.05))
+"""A day's mix: nearly half the users idle, most of the rest with one session, a few with several."""
+
+
+@dataclass(frozen=True)
+class Sessions(Scenario):
+    """1,000 users in sessions of 5 to 30 events within a few minutes, a day's mix of active and idle
+    users, cut into batches as the event source mapping does (``batch_size`` records or
+    ``window_seconds``, whichever comes first), at a stream rate of ``records_per_second``.
+
+    The quiet level spreads the day's sessions so that a batch of 100 spans minutes and a session
+    mostly falls in one batch. The busy level is a shard at 1,000 records per second: a batch of 100
+    spans a tenth of a second, and a user's next event (seconds later) is always in a later batch."""
+
+    events_per_user: int = 0
+    records_per_second: float = 1.0
+    window_seconds: float = 300.0
+
+    def _sessions(self) -> list[tuple[int, int, float, float]]:
+        """(user, events, start second, seconds between events), one per session."""
+        rng = random.Random(self.seed)
+        counts = [n for n, _ in SESSIONS_PER_USER]
+        weights = [w for _, w in SESSIONS_PER_USER]
+        sessions: list[tuple[int, int, float, float]] = []
+        for user in range(self.users):
+            for _ in range(rng.choices(counts, weights)[0]):
+                length = rng.randint(*SESSION_LENGTHS)
+                minutes = rng.uniform(*SESSION_MINUTES)
+                sessions.append((user, length, rng.random(), minutes * 60.0 / length))
+        return sessions
+
+    def _timeline(self) -> list[tuple[float, int]]:
+        sessions = self._sessions()
+        total = sum(length for _, length, _, _ in sessions)
+        if self.records_per_second >= 100:
+            # Busy shard: thousands of concurrent users, of whom these are a sample; a user's events
+            # are seconds apart, so between two of them the shard carries thousands of records.
+            order: list[tuple[float, int]] = []
+            step = 1 / self.records_per_second
+            for j in range(max(length for _, length, _, _ in sessions)):
+                for user, length, _, _ in sessions:
+                    if j < length:
+                        order.append((len(order) * step, user))
+            return order
+        span = total / self.records_per_second
+        events = [
+            (start * span + k * gap, user) for user, length, start, gap in sessions for k in range(length)
+        ]
+        return sorted(events)
+
+    def stream(self) -> list[int]:
+        return [user for _, user in self._timeline()]
+
+    def times_ms(self) -> list[int]:
+        return [START_MS + int(at * 1000) for at, _ in self._timeline()]
+
+    def cuts(self) -> list[tuple[int, int]]:
+        times = [at for at, _ in self._timeline()]
+        cuts: list[tuple[int, int]] = []
+        start = 0
+        while start < len(times):
+            end = start + 1
+            while (
+                end < len(times)
+                and end - start < self.batch_size
+                and times[end] - times[start] <= self.window_seconds
+            ):
+                end += 1
+            cuts.append((start, end))
+            start = end
+        return cuts

@@ -43,14 +43,27 @@ class Emulator:
 
 
 def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
-    """The project's table shape (``pk``/``sk`` strings, on demand), as template.yaml declares it, for
-    tests and benchmarks that need a table without deploying the stack."""
+    """The project's table shape (``pk``/``sk`` strings, on demand, and the sparse ``pending`` index
+    of items owing actions), as template.yaml declares it, for tests and benchmarks that need a table
+    without deploying the stack."""
     client.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "oq", "AttributeType": "S"},
+            {"AttributeName": "od", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "pending",
+                "KeySchema": [
+                    {"AttributeName": "oq", "KeyType": "HASH"},
+                    {"AttributeName": "od", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
         ],
         BillingMode="PAY_PER_REQUEST",
     )

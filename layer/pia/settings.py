@@ -180,6 +180,8 @@ class RelaySettings:
     aggregates_table: str
     targets: TargetSettings = field(default_factory=TargetSettings)
     outbox_min_age_seconds: int = 300
+    timeseries_table: str = ""
+    """Rollups owe date rules' actions there; empty in a stack without the time-series table."""
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> RelaySettings:
@@ -188,6 +190,7 @@ class RelaySettings:
             aggregates_table=e.required("AGGREGATES_TABLE", "the relay reads the outbox there"),
             targets=TargetSettings.from_env(env),
             outbox_min_age_seconds=e.integer("OUTBOX_MIN_AGE_SECONDS", 300),
+            timeseries_table=e.text("TIMESERIES_TABLE"),
         )
 
 

@@ -1,4 +1,5 @@
-"""Scheduled action relay: retries outbox entries a target refused or a crash left unsent."""
+"""Scheduled action relay: delivers what state items still owe (a target refused it, or the evaluator
+published it), in bounded pages, and parks what a target keeps refusing."""
 
 from __future__ import annotations
 
@@ -13,22 +14,28 @@ from pia.core.actions import ActionTarget
 from pia.counting.store import CounterStore
 from pia.settings import RelaySettings
 from pia.targets.factory import build_targets
-from pia.targets.relay import relay_outbox
+from pia.targets.relay import RelayReport, relay_due
 from pia.telemetry import logger, metrics, tracer
 
 
 @dataclass(frozen=True)
 class Runtime:
     settings: RelaySettings
-    store: CounterStore
+    tables: list[Any]
     targets: list[ActionTarget]
     clock: Clock
 
 
 def build(wiring: Wiring) -> Runtime:
+    """The tables whose items may owe actions: counters, and rollups when date rules are deployed."""
     settings = RelaySettings.from_env()
-    store = CounterStore(wiring.clients("dynamodb"), settings.aggregates_table)
-    return Runtime(settings, store, build_targets(settings.targets, wiring.clients), wiring.clock)
+    dynamodb = wiring.clients("dynamodb")
+    tables: list[Any] = [CounterStore(dynamodb, settings.aggregates_table)]
+    if settings.timeseries_table:
+        from pia.timeseries.store import RollupStore  # noqa: PLC0415 (only stacks with date rules)
+
+        tables.append(RollupStore(dynamodb, settings.timeseries_table))
+    return Runtime(settings, tables, build_targets(settings.targets, wiring.clients), wiring.clock)
 
 
 container = Container(build)
@@ -40,11 +47,20 @@ container = Container(build)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = container.runtime()
     now = int(rt.clock().timestamp())
-    report = relay_outbox(rt.store, rt.targets, now, rt.settings.outbox_min_age_seconds)
+    report = RelayReport()
+    for table in rt.tables:
+        report.add(relay_due(table, rt.targets, now, table.partitions()))
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
+    metrics.add_metric("ActionsParked", MetricUnit.Count, len(report.parked))
     for key, reason in report.failed.items():
         logger.warning("action still undelivered", action=key, reason=reason)
-    if report.unknown_target:
-        logger.error("outbox entries for a target this stack no longer has", count=report.unknown_target)
+    for parked in report.parked:
+        logger.error(
+            "action parked after repeated refusals",
+            action=parked.action.action_id,
+            target=parked.target,
+            attempts=parked.attempts,
+            reason=parked.reason,
+        )
     return {"pending": report.pending, "delivered": report.delivered, "failed": len(report.failed)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -11,23 +13,66 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pia.aws.wiring import Container, Wiring
+from pia.core.actions import ActionTarget
 from pia.core.events import RecordRejected, Skipped
-from pia.counting.aggregator import Aggregator, InboundRecord
+from pia.core.state import StateCache, cache_capacity
+from pia.counting.aggregator import Aggregator, ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position
 from pia.counting.processor import Decoded, decode_record, process_batch
 from pia.counting.store import CounterStore
-from pia.rules.ruleset import RulesetCache, RulesetTable
+from pia.rules.ruleset import Ruleset, RulesetCache, RulesetTable
 from pia.settings import AggregatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
-from pia.timeseries.realtime import TimeSeriesPath
-from pia.timeseries.store import RawEventArchive, RollupStore
 
 
 @dataclass(frozen=True)
 class Runtime:
     settings: AggregatorSettings
     aggregator: Aggregator
+
+
+class TimeSeriesOnDemand:
+    """The time-series path, imported and built on the first batch that needs it (a live date rule,
+    or raw events to archive): a stack with only aggregate rules never loads it."""
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        clients: Callable[[str], Any],
+        targets: Sequence[ActionTarget],
+        state: StateCache,
+    ) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._targets = targets
+        self._state = state
+        self._path: Any = None
+
+    def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
+        settings = self._settings
+        if self._path is None:
+            if not settings.raw_events_bucket and not (settings.timeseries_table and ruleset.date_rules):
+                return ExtensionOutcome()
+            from pia.timeseries.realtime import TimeSeriesPath  # noqa: PLC0415 (cold start: only when needed)
+            from pia.timeseries.store import RawEventArchive, RollupStore  # noqa: PLC0415
+
+            retention = settings.raw_event_retention_days
+            self._path = TimeSeriesPath(
+                RawEventArchive(self._clients("s3"), settings.raw_events_bucket)
+                if settings.raw_events_bucket
+                else None,
+                RollupStore(self._clients("dynamodb"), settings.timeseries_table, retention_days=retention)
+                if settings.timeseries_table
+                else None,
+                self._targets,
+                zone=settings.zone,
+                retention_days=retention,
+                lane_retention_seconds=settings.lane_retention_seconds,
+                cache=self._state,
+            )
+        outcome: ExtensionOutcome = self._path.process(records, ruleset, now)
+        return outcome
 
 
 def build(wiring: Wiring) -> Runtime:
@@ -38,24 +83,15 @@ def build(wiring: Wiring) -> Runtime:
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
     targets = build_targets(settings.targets, clients)
-    retention = settings.raw_event_retention_days
-    timeseries = TimeSeriesPath(
-        RawEventArchive(clients("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None,
-        RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention)
-        if settings.timeseries_table
-        else None,
-        [t.name for t in targets],
-        zone=settings.zone,
-        retention_days=retention,
-        lane_retention_seconds=settings.lane_retention_seconds,
-    )
+    state = StateCache(cache_capacity(int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))))
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
         targets,
         clock=wiring.clock,
         lane_retention_seconds=settings.lane_retention_seconds,
-        extensions=[timeseries],
+        cache=state,
+        extensions=[TimeSeriesOnDemand(settings, clients, targets, state)],
     )
     return Runtime(settings, aggregator)
 
@@ -70,6 +106,10 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
     metrics.add_metric("RulesMet", MetricUnit.Count, len(report.actions))
     metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, report.actions_deferred)
+    if report.settled:
+        metrics.add_metric("SettledEventsSkipped", MetricUnit.Count, report.settled)
+    if report.actions_parked:
+        metrics.add_metric("ActionsParked", MetricUnit.Count, report.actions_parked)
     if report.ambiguous_metric:
         metrics.add_metric("AmbiguousMetric", MetricUnit.Count, report.ambiguous_metric)
         logger.warning(
@@ -77,6 +117,8 @@ def commit(records: Sequence[InboundRecord]) -> dict[Position, str]:
         )
     for key, reason in report.failure_reasons.items():
         logger.error("batch item not committed", item=key, reason=reason)
+    for key, reason in report.deferred.items():
+        logger.warning("action committed, target refused it: the relay retries it", item=key, reason=reason)
     return {p: report.failure_reasons.get(p.token, "not committed") for p in report.failed}
 
 

@@ -14,7 +14,6 @@ from botocore.config import Config
 
 from pia.aws.clients import SDK_CONFIG, AwsClients, ClientFactory
 from pia.aws.wiring import Container, Wiring
-from pia.counting.store import CounterStore
 from pia.rules.ruleset import RulesetTable
 from pia.settings import EvaluatorSettings
 from pia.targets.factory import build_targets
@@ -64,9 +63,8 @@ def build(wiring: Wiring) -> Evaluator:
     )
     return Evaluator(
         RulesetTable(dynamodb, settings.ruleset_table).current,
-        RollupStore(dynamodb, settings.timeseries_table, settings.aggregates_table, retention_days=retention),
+        RollupStore(dynamodb, settings.timeseries_table, retention_days=retention),
         CoverageTable(dynamodb, settings.timeseries_table),
-        CounterStore(dynamodb, settings.aggregates_table),
         build_targets(settings.targets, clients),
         zone=settings.zone,
         retention_days=retention,

@@ -18,6 +18,10 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 GREEN_GT_5 = rule_row(
     "aggregator", "greenbutton", "na", "999", "greater", "5", "na", "999", "no", "9999-99-99", "9999-99-99"
 )
+GREEN_GT_50 = rule_row(
+    "aggregator", "greenbutton", "na", "999", "greater", "50", "na", "999", "no", "9999-99-99", "9999-99-99"
+)
+"""Not met within these tests' events, so it never settles and its count shows every event."""
 COURSE_EVERY_3 = rule_row(
     "aggregator",
     "course_completed",
@@ -113,7 +117,7 @@ def test_redelivered_whole_batch_counts_once_and_acts_once(
 def test_partial_redelivery_from_a_checkpoint_counts_the_rest_exactly_once(
     aggregator_app: Any, dynamodb: Any, lambda_context: Any
 ) -> None:
-    parsed = publish_rows(dynamodb, [GREEN_GT_5])
+    parsed = publish_rows(dynamodb, [GREEN_GT_50])
     docs = [pin_event("bob", n=i) for i in range(10)]
     full = batch(docs)
     first_half = {"Records": full["Records"][:6]}
@@ -192,21 +196,21 @@ def test_throttled_writes_are_reported_for_retry_and_lose_nothing(
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     agg = aggregator_app.container.runtime().aggregator
     store = agg._store
-    real = store._client.transact_write_items
+    real = store.client.put_item
 
     def always_throttled(**_: Any) -> Any:
         raise ClientError(
-            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "Tx"
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "PutItem"
         )
 
     monkeypatch.setattr(store, "_sleep", lambda _s: None)
-    monkeypatch.setattr(store._client, "transact_write_items", always_throttled)
+    monkeypatch.setattr(store.client, "put_item", always_throttled)
     event = batch([pin_event("dave", n=i) for i in range(3)])
     response = aggregator_app.lambda_handler(event, lambda_context)
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
         r["kinesis"]["sequenceNumber"] for r in event["Records"]
     ]
-    monkeypatch.setattr(store._client, "transact_write_items", real)
+    monkeypatch.setattr(store.client, "put_item", real)
     assert aggregator_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
     assert counter(dynamodb, parsed.rules[0].rule_id, "dave").count == 3
 
@@ -240,3 +244,67 @@ def test_a_record_the_producer_sent_twice_counts_once(
     aggregator_app.container.cold_start()
     aggregator_app.lambda_handler(batch([generic(3, "evt-3")], start=50), lambda_context)
     assert counter(dynamodb, parsed.rules[0].rule_id, "gina").count == 4
+
+
+def test_lane_marks_stay_bounded_under_parallelization_with_random_partition_keys(
+    aggregator_app: Any, dynamodb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 3: with ParallelizationFactor > 1 each random partition key added a lane mark, kept 25
+    hours, until the counter item passed 400 KB and its write failed on every delivery."""
+    import uuid
+
+    from pia.counting.store import counter_key, item_size
+
+    monkeypatch.setenv("PARALLELIZATION_FACTOR", "4")
+    aggregator_app.container.cold_start()
+    parsed = publish_rows(dynamodb, [{**GREEN_GT_50, "Target-C": "100000"}])
+    rule_id = parsed.rules[0].rule_id
+    sizes = []
+    last: dict[str, Any] = {}
+    for b in range(5):
+        records = [
+            StreamRecord(
+                record_data(pin_event("kai", n=b * 100 + i)), sequence(b * 100 + i + 1), str(uuid.uuid4())
+            )
+            for i in range(100)
+        ]
+        last = kinesis_event(records)
+        assert aggregator_app.lambda_handler(last, lambda_context) == {"batchItemFailures": []}
+        item = dynamodb.get_item(TableName=AGGREGATES_TABLE, Key=counter_key(rule_id, "kai"))["Item"]
+        sizes.append(item_size(item))
+    assert max(sizes) < 2_048, f"the counter item grew: {sizes} bytes"
+    assert aggregator_app.lambda_handler(last, lambda_context) == {"batchItemFailures": []}
+    aggregator_app.container.cold_start()
+    assert aggregator_app.lambda_handler(last, lambda_context) == {"batchItemFailures": []}
+    assert counter(dynamodb, rule_id, "kai").count == 500, "a redelivered batch still counts once"
+
+
+def test_lane_recovery_matches_lanes_exactly_not_by_prefix(
+    aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 5: recovery on lane ``<shard>/acct`` also found what lane ``<shard>/acct#7`` owed, so two
+    invocations could send the same actions."""
+    monkeypatch.setenv("PARALLELIZATION_FACTOR", "2")
+    aggregator_app.container.cold_start()
+    publish_rows(dynamodb, [GREEN_GT_5])
+    target = type(aggregator_app.container.runtime().aggregator._targets[0])
+    send = target.send
+
+    def killed(*_: Any) -> None:
+        raise SystemExit("killed after the commit, before the send")
+
+    monkeypatch.setattr(target, "send", killed)
+    lane_b = kinesis_event(
+        [StreamRecord(record_data(pin_event("lee", n=i)), sequence(i + 1), "acct#7") for i in range(6)]
+    )
+    with pytest.raises(SystemExit):
+        aggregator_app.lambda_handler(lane_b, lambda_context)
+    monkeypatch.setattr(target, "send", send)
+    lane_a = kinesis_event(
+        [StreamRecord(record_data(pin_event("max", n=i)), sequence(100 + i), "acct") for i in range(2)]
+    )
+    assert aggregator_app.lambda_handler(lane_a, lambda_context) == {"batchItemFailures": []}
+    assert aggregator_app.lambda_handler(lane_a, lambda_context) == {"batchItemFailures": []}, "a redelivery"
+    assert "lee" not in recorder.user_attributes, "lane acct must not send what lane acct#7 owes"
+    assert aggregator_app.lambda_handler(lane_b, lambda_context) == {"batchItemFailures": []}
+    assert recorder.user_attributes["lee"] == {"trk_greenbutton": "ready"}, "its own redelivery sends it"

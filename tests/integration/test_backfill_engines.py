@@ -15,7 +15,6 @@ import pytest
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.counting.store import CounterStore
 from pia.rules.model import parse_rules
 from pia.rules.ruleset import RulesetTable
 from pia.timeseries.backfill import BackfillEngine, BackfillTask, UserHistory
@@ -24,7 +23,7 @@ from pia.timeseries.duckdb_backfill import DuckDbBackfill
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.rollups import SeriesPlan, activation_instant
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore
-from tests.conftest import AGGREGATES_TABLE, RULESET_TABLE, TIMESERIES_TABLE, create_table
+from tests.conftest import RULESET_TABLE, TIMESERIES_TABLE, create_table
 from tests.integration.timeseries_support import date_row, publish
 
 BUCKET = "pia-raw-events-test"
@@ -184,9 +183,8 @@ def _evaluator(
     """The evaluator as the handler wires it, on ``table``, with no action target (nothing is sent)."""
     return Evaluator(
         RulesetTable(dynamodb, RULESET_TABLE).current,
-        RollupStore(dynamodb, table, AGGREGATES_TABLE),
+        RollupStore(dynamodb, table),
         CoverageTable(dynamodb, table),
-        CounterStore(dynamodb, AGGREGATES_TABLE),
         [],
         zone=zone,
         retention_days=400,
@@ -199,7 +197,7 @@ def _evaluate(dynamodb: Any, archive: RawEventArchive, engine: BackfillEngine, t
     evaluator = _evaluator(dynamodb, archive, engine, ZoneInfo("Pacific/Kiritimati"), table)
     report = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
     assert not report.failures
-    store = RollupStore(dynamodb, table, AGGREGATES_TABLE)
+    store = RollupStore(dynamodb, table)
     rollups = {
         r.key: (r.backfill, r.endpoints, r.backfill_activation)
         for task in _tasks(ZoneInfo("UTC"))
@@ -377,7 +375,7 @@ def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(d
     scan = ArchiveScan(archive, unit_users=7)
     expected = _collect(scan, tasks, zone)
     assert second.backfill_events == scan.stats.events
-    store = RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE)
+    store = RollupStore(dynamodb, TIMESERIES_TABLE)
     stored = {
         task.plan.series: {
             r.user_id: (dict(r.backfill), r.endpoints) for r in store.series_rollups(task.plan.series)

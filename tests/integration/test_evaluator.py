@@ -12,13 +12,12 @@ import pytest
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.counting.store import CounterStore
 from pia.rules.model import Rule
 from pia.targets.factory import build_targets
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.rollups import DayTotal, SeriesRollup, load_zone
 from pia.timeseries.store import CoverageTable, RollupStore, SeenValuesTable, rollup_item
-from tests.conftest import AGGREGATES_TABLE, RULESET_TABLE, TIMESERIES_TABLE
+from tests.conftest import RULESET_TABLE, TIMESERIES_TABLE
 from tests.integration.timeseries_support import date_row, doc, publish
 
 MARCH = [datetime(2026, 3, d, 12, tzinfo=UTC) for d in range(1, 32)]
@@ -203,9 +202,8 @@ def _evaluator(stack: Any, buckets: int = 16) -> Evaluator:
     dynamodb = stack.calls("dynamodb")
     return Evaluator(
         RulesetTable(dynamodb, RULESET_TABLE).current,
-        RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE, buckets=buckets),
+        RollupStore(dynamodb, TIMESERIES_TABLE, buckets=buckets),
         CoverageTable(dynamodb, TIMESERIES_TABLE),
-        CounterStore(dynamodb, AGGREGATES_TABLE),
         build_targets(TargetSettings.from_env(), stack.calls),
         zone=load_zone("UTC"),
         retention_days=400,
@@ -228,27 +226,29 @@ def test_a_crash_halfway_then_a_rerun_sends_each_change_once(timeseries_stack: A
     (rule,) = publish(stack.dynamodb, [date_row("greater", "100")], "2026-01-01", MARCH[0]).rules
     _seed_rollups(stack.dynamodb, rule, users=300, days=6, buckets=16)
     evaluator = _evaluator(stack)
-    client = evaluator._rollups._client  # type: ignore[attr-defined]
-    real = client.transact_write_items
+    client = evaluator._rollups.client  # type: ignore[attr-defined]
+    real = client.put_item
     calls = Counter[str]()
 
-    def crash_on_second(**kwargs: Any) -> Any:
+    def crash_after_fifty(**kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 51:
             raise RuntimeError("the evaluator's container died")
         return real(**kwargs)
 
-    client.transact_write_items = crash_on_second
+    client.put_item = crash_after_fifty
     with pytest.raises(RuntimeError):
         evaluator.run(MARCH[10])
-    client.transact_write_items = real
+    client.put_item = real
     assert stack.calls.count("pinpoint") == 0
 
-    report = _evaluator(stack).run(MARCH[10])
+    # The next run comes an hour later on its schedule; anything after the hand-over will do.
+    report = _evaluator(stack).run(MARCH[10] + timedelta(minutes=10))
     assert (report.recovered, report.ready) == (50, 100)
     assert set(stack.calls.sent.values()) == {1} and len(stack.calls.sent) == 150
     stack.calls.reset()
-    assert _evaluator(stack).run(MARCH[10]).actions_sent == 0 and stack.calls.count("pinpoint") == 0
+    later = MARCH[10] + timedelta(minutes=20)
+    assert _evaluator(stack).run(later).actions_sent == 0 and stack.calls.count("pinpoint") == 0
 
 
 def test_one_evaluation_reads_one_item_per_user_however_many_events(timeseries_stack: Any) -> None:

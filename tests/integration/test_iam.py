@@ -15,10 +15,12 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from pia.core.actions import Action, ActionKind
-from pia.counting.store import outbox_put
+from pia.core.state import Pending
+from pia.counting.counters import CounterState
+from pia.counting.store import counter_item
+from pia.targets.relay import RelayFailed
 from pia_cli.emulator import embedded_emulator
 from pia_cli.iam import Request, RolePolicies, authorizations
 from pia_cli.local_stack import LOCAL_PINPOINT_APP, TEMPLATE, LocalStack
@@ -53,7 +55,8 @@ def _template_without(tmp_path: Path, role: str, action: str) -> Path:
 
 
 def _refused_action(stack: LocalStack) -> None:
-    """An outbox entry a target refused long ago: the next relay run claims it, then sends it."""
+    """An action a target refused long ago, still owed by its counter and due for the relay: the next
+    relay run claims it (a conditional Put), then sends it."""
     table = stack.deployment.function("action_relay").environment["AGGREGATES_TABLE"]
     action = Action(
         "act-1",
@@ -68,12 +71,26 @@ def _refused_action(stack: LocalStack) -> None:
         NOW - timedelta(hours=1),
         lane="shardId-000000000000",
     )
-    put = outbox_put(table, action, "pinpoint", int((NOW - timedelta(hours=1)).timestamp()))
-    boto3.client("dynamodb", region_name=stack.deployment.region).put_item(**put)
+    due = int((NOW - timedelta(hours=1)).timestamp())
+    state = CounterState(
+        "rule-1",
+        "user-1",
+        version=1,
+        count=6,
+        ready=True,
+        fired=1,
+        settled=True,
+        endpoints=("ep-user-1",),
+        pending=(Pending(action, "pinpoint", attempts=1),),
+        due=due,
+    )
+    item = counter_item(state, due)
+    boto3.client("dynamodb", region_name=stack.deployment.region).put_item(TableName=table, Item=item)
 
 
 def test_the_action_relay_delivers_a_refused_action_under_its_role() -> None:
-    """Defect 1 of issue #15: the relay claims with UpdateItem, which ActionRelayRole did not grant."""
+    """Defect 1 of issue #15: the relay could not claim under its role. It claims with a conditional
+    Put now, and reads the sparse pending index."""
     for stack in _stack(TEMPLATE):
         _refused_action(stack)
 
@@ -84,20 +101,17 @@ def test_the_action_relay_delivers_a_refused_action_under_its_role() -> None:
 
 
 def test_a_role_without_an_action_its_code_calls_fails_the_run(tmp_path: Path) -> None:
-    template = _template_without(tmp_path, "ActionRelayRole", "dynamodb:UpdateItem")
+    template = _template_without(tmp_path, "ActionRelayRole", "dynamodb:PutItem")
     for stack in _stack(template):
         _refused_action(stack)
 
-        with pytest.raises(ClientError) as refused:
+        with pytest.raises(RelayFailed) as refused:
             stack.run_scheduled("action_relay")
 
-        error = refused.value.response["Error"]
-        assert error["Code"] == "AccessDeniedException"
-        assert "assumed-role/pia-iam-ActionRelayRole-" in error["Message"]
-        assert (
-            "is not authorized to perform: dynamodb:UpdateItem on resource: arn:aws:dynamodb:"
-            in (error["Message"])
-        )
+        message = str(refused.value)
+        assert message.startswith("AccessDeniedException")
+        assert "assumed-role/pia-iam-ActionRelayRole-" in message
+        assert "is not authorized to perform: dynamodb:PutItem on resource: arn:aws:dynamodb:" in message
         assert stack.pinpoint.calls == {}
 
 

@@ -140,7 +140,9 @@ def seed_counters(dynamodb: Any, rule_id: str, users: list[str], endpoints: int 
         )
         for user in users
     ]
-    result = CounterStore(dynamodb, AGGREGATES_TABLE).commit([CounterWrite(s, 0) for s in states], now=0)
+    result = CounterStore(dynamodb, AGGREGATES_TABLE).commit(
+        [CounterWrite(s.key, s, 0) for s in states], now=0
+    )
     assert len(result.status) == len(states) and all(s.value == "committed" for s in result.status.values())
 
 

@@ -12,16 +12,29 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from pia.aws.wiring import Wiring
 from pia.core.events import Event
 from pia.counting.counters import Position
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.realtime import TimeSeriesPath
 from pia.timeseries.rollups import DayTotal, load_zone
 from pia.timeseries.store import RollupStore
-from tests.conftest import AGGREGATES_TABLE, CASE_GREENBUTTON, ROOT, TIMESERIES_TABLE, rule_row
-from tests.integration.timeseries_support import RAW_EVENTS_BUCKET, date_row, doc
+from pia_cli.local_clients import LocalClients
+from tests.conftest import CASE_GREENBUTTON, ROOT, TIMESERIES_TABLE, rule_row
+from tests.integration.timeseries_support import RAW_EVENTS_BUCKET, _Context, date_row, doc
 
 TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+class AcceptingTarget:
+    name = "pinpoint"
+
+    def send(self, actions: Any) -> Any:
+        from pia.core.actions import SendResult
+
+        return SendResult()
 
 
 def test_the_aggregator_never_imports_pandas() -> None:
@@ -60,8 +73,10 @@ def test_without_date_rules_a_batch_costs_one_put_object_and_nothing_in_the_time
     ]
     assert len(lines) == 1000 and {line["e"] for line in lines} == {"greenbutton"}
     assert all(key.startswith("raw/2026/03/10/00/shardId-000000000000-") for key in keys)
-    round_trips = sum(stack.calls.operations.values()) - stack.calls.count("dynamodb", "GetItem")
+    puts = stack.calls.count("dynamodb", "PutItem")
+    round_trips = sum(stack.calls.operations.values()) - stack.calls.count("dynamodb", "GetItem") - puts
     assert round_trips / 1000 <= 0.1
+    assert puts <= 100 * 10 + 100, "one conditional Put per changed counter and batch, one clear per crossing"
 
 
 def test_a_user_is_marked_within_the_batch_using_inclusive_local_days(timeseries_stack: Any) -> None:
@@ -126,14 +141,14 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
 
     (rule,) = parse_rules([(2, parsed_rule)]).rules
     ruleset = Ruleset(version=1, rules=(rule,), series_activation={rule.series: "2026-03-01"})
-    store = RollupStore(dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE)
+    store = RollupStore(dynamodb, TIMESERIES_TABLE)
     now = datetime(2026, 3, 10, tzinfo=UTC)
 
     def container() -> TimeSeriesPath:
         return TimeSeriesPath(
             None,
             store,
-            ["pinpoint"],
+            [AcceptingTarget()],
             zone=load_zone("UTC"),
             retention_days=400,
             lane_retention_seconds=90_000,
@@ -152,7 +167,8 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
     assert a.process([record("s0", 2), record("s0", 3)], ruleset, now).actions == ()
     state = store.load(rule.series, "kim")
     assert state.days == {now.date() - timedelta(days=1): DayTotal(5, Decimal(0))}
-    assert (state.version, state.sent) == (3, {rule.rule_id: "ready"})
+    assert (state.version, state.sent) == (4, {rule.rule_id: "ready"}), "b's send cleared its outbox"
+    assert state.pending == ()
 
 
 def test_the_archive_is_listed_page_by_page_from_a_day_on(timeseries_stack: Any) -> None:
@@ -191,3 +207,33 @@ def test_an_archive_outage_fails_the_batch_for_retry_and_loses_nothing(timeserie
     assert stack.aggregate(docs, start=1) == {"batchItemFailures": []}
     assert stack.rollups().load(rule.series, "lea").window_total(rule.start_date, rule.finish_date).count == 2
     assert stack.attributes() == {"lea": {"trk_date_purchase": "ready"}}
+
+
+def test_a_refused_older_value_never_overwrites_a_newer_one_at_the_target(
+    timeseries_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 2: a target refused ``ready``, the next batch delivered ``not-ready``, and then the relay
+    sent the stale ``ready``: the destination ended on ``ready`` while the state said ``not-ready``."""
+    from action_relay import app as relay_app
+
+    stack = timeseries_stack
+    stack.clock.now = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    (rule,) = stack.publish([date_row("smaller", "3")], activation="2026-03-01").rules
+    saved = relay_app.container.rewire(Wiring(LocalClients("pia-test", base=stack.calls), stack.clock))
+    stack.recorder.fail_next = 10
+    assert stack.aggregate([doc("zoe", stack.clock.now)], start=1) == {"batchItemFailures": []}
+    assert stack.attributes() == {}, "the target refused ready"
+    stack.recorder.fail_next = 0
+    stack.calls.reset()
+    stack.clock.now += timedelta(seconds=30)
+    moments = [stack.clock.now, stack.clock.now + timedelta(seconds=1)]
+    assert stack.aggregate([doc("zoe", m) for m in moments], start=2) == {"batchItemFailures": []}
+    for minutes in (10, 30, 90):
+        stack.clock.now += timedelta(minutes=minutes)
+        relay_app.lambda_handler({}, _Context())
+    relay_app.container.rewire(saved)
+    assert stack.rollups().load(rule.series, "zoe").sent == {rule.rule_id: "not-ready"}
+    assert stack.attributes() == {"zoe": {rule.output_name: "not-ready"}}
+    assert [value for (_, _, value) in stack.calls.sent] == ["not-ready"], (
+        "ready was superseded, never resent"
+    )

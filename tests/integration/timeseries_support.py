@@ -233,6 +233,6 @@ class Stack:
 
     def rollups(self) -> Any:
         from pia.timeseries.store import RollupStore
-        from tests.conftest import AGGREGATES_TABLE, TIMESERIES_TABLE
+        from tests.conftest import TIMESERIES_TABLE
 
-        return RollupStore(self.dynamodb, TIMESERIES_TABLE, AGGREGATES_TABLE)
+        return RollupStore(self.dynamodb, TIMESERIES_TABLE)

@@ -325,7 +325,7 @@ class Deployment:
         ):
             if self.relay_runtime is None:
                 self.relay_runtime = container.build()
-                _no_backoff(self.relay_runtime.store, *self.relay_runtime.targets)
+                _no_backoff(*self.relay_runtime.tables, *self.relay_runtime.targets)
             with container.running(self.relay_runtime):
                 try:
                     result: dict[str, Any] = self.relay_app.lambda_handler({}, self.context)
@@ -344,16 +344,17 @@ class Deployment:
         for _ in range(attempts):
             result = self.run_relay()
             delivered += result["delivered"]
-            if result["pending"] == 0:
+            if result["pending"] == 0 and not self.outbox():
                 break
         return delivered
 
     # -- what the deployment holds -------------------------------------------------------------
 
-    def _items(self) -> list[dict[str, Any]]:
-        """The whole aggregates table (a test reads everything; the engine never scans)."""
+    def _items(self, table: str | None = None) -> list[dict[str, Any]]:
+        """A whole table, the aggregates table by default (a test reads everything; the engine never
+        scans)."""
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.aggregates, "ConsistentRead": True}
+        kwargs: dict[str, Any] = {"TableName": table or self.aggregates, "ConsistentRead": True}
         while True:
             page = self.dynamodb.scan(**kwargs)
             items.extend(page["Items"])
@@ -361,15 +362,24 @@ class Deployment:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def _owed(self, items: list[dict[str, Any]] | None = None) -> list[tuple[dict[str, Any], str]]:
+        """(action, target) still owed by a counter or a rollup, or parked."""
+        found = items if items is not None else self._items()
+        found = found + self._items(self.timeseries)
+        owed: list[tuple[dict[str, Any], str]] = []
+        for item in found:
+            for raw in item.get("ob", {}).get("L", []):
+                entry = json.loads(raw["S"])
+                owed.append((entry["a"], entry["t"]))
+            if item["pk"]["S"] == "PARKED":
+                owed.append((json.loads(item["a"]["S"]), item["tg"]["S"]))
+        return owed
+
     def outbox_actions(self) -> list[dict[str, Any]]:
-        return [json.loads(item["a"]["S"]) for item in self._items() if item["pk"]["S"].startswith("O#")]
+        return [action for action, _ in self._owed()]
 
     def outbox(self, items: list[dict[str, Any]] | None = None) -> list[str]:
-        return [
-            item["sk"]["S"]
-            for item in (items if items is not None else self._items())
-            if item["pk"]["S"].startswith("O#")
-        ]
+        return [f"{action['action_id']}#{target}" for action, target in self._owed(items)]
 
     def counters(self, items: list[dict[str, Any]] | None = None) -> dict[tuple[str, str], CounterState]:
         outputs = {rule_id: output for output, rule_id in self.rule_ids.items()}
@@ -433,20 +443,20 @@ class Deployment:
 
     def _write_is_stored(self, operation: str, body: dict[str, Any]) -> bool:
         """The proof behind LandThenTimeout: read the table with a client no fault touches."""
-        if operation == "TransactWriteItems":
-            put = body["TransactItems"][0]["Put"]
-            key = {"pk": put["Item"]["pk"], "sk": put["Item"]["sk"]}
-            item = self.dynamodb.get_item(TableName=put["TableName"], Key=key, ConsistentRead=True).get(
+        if operation == "PutItem":
+            key = {"pk": body["Item"]["pk"], "sk": body["Item"]["sk"]}
+            item = self.dynamodb.get_item(TableName=body["TableName"], Key=key, ConsistentRead=True).get(
                 "Item"
             )
-            return item is not None and item.get("v") == put["Item"].get("v")
+            return item is not None and item == body["Item"]
         if operation == "BatchWriteItem":
             ((table, requests),) = body["RequestItems"].items()
+            if "PutRequest" in requests[0]:
+                put = requests[0]["PutRequest"]["Item"]
+                key = {"pk": put["pk"], "sk": put["sk"]}
+                return "Item" in self.dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
             key = requests[0]["DeleteRequest"]["Key"]
             return "Item" not in self.dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
-        if operation == "UpdateItem":
-            found = self.dynamodb.get_item(TableName=body["TableName"], Key=body["Key"], ConsistentRead=True)
-            return bool(found.get("Item", {}).get("cl") == body["ExpressionAttributeValues"][":until"])
         return False
 
     def close(self) -> None:

@@ -158,9 +158,7 @@ class Throttle:
 
     rng: random.Random
     rate: float = 0.0
-    operations: frozenset[str] = frozenset(
-        {"TransactWriteItems", "BatchWriteItem", "UpdateItem", "Query", "GetItem"}
-    )
+    operations: frozenset[str] = frozenset({"PutItem", "BatchWriteItem", "UpdateItem", "Query", "GetItem"})
     injected: Counter[str] = field(default_factory=Counter)
 
     def attach(self, client: Any) -> None:
@@ -202,7 +200,7 @@ class LandThenTimeout:
     rng: random.Random
     verify: Callable[[str, dict[str, Any]], bool]
     rate: float = 0.0
-    operations: frozenset[str] = frozenset({"TransactWriteItems", "BatchWriteItem", "UpdateItem"})
+    operations: frozenset[str] = frozenset({"PutItem", "BatchWriteItem"})
     injected: Counter[str] = field(default_factory=Counter)
     unproven: int = 0
     resent: Counter[str] = field(default_factory=Counter)
@@ -244,24 +242,22 @@ class CounterCommit:
 
 @dataclass
 class CommitLog:
-    """Every counter version DynamoDB accepted, in commit order, read off the successful
-    TransactWriteItems requests: the order the engine actually applied events in."""
+    """Every counter version DynamoDB accepted, in commit order, read off the successful conditional
+    PutItem requests: the order the engine actually applied events in."""
 
     commits: list[CounterCommit] = field(default_factory=list)
     conflicts: int = 0
 
     def attach(self, client: Any) -> None:
-        client.meta.events.register_first("before-call.dynamodb.TransactWriteItems", _stash_body)
-        client.meta.events.register("after-call.dynamodb.TransactWriteItems", self._after)
+        client.meta.events.register_first("before-call.dynamodb.PutItem", _stash_body)
+        client.meta.events.register("after-call.dynamodb.PutItem", self._after)
 
     def _after(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if http_response.status_code >= 300:
-            reasons = parsed.get("CancellationReasons") or []
-            self.conflicts += any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+            self.conflicts += parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
             return
-        for entry in _body({"body": context[BODY]})["TransactItems"]:
-            item = entry["Put"]["Item"]
-            if not item["pk"]["S"].startswith("R#"):
-                continue
-            marks = {lane: int(raw["S"].split(":", 1)[0]) for lane, raw in item["ln"]["M"].items()}
-            self.commits.append(CounterCommit(item["rid"]["S"], item["sk"]["S"], int(item["v"]["N"]), marks))
+        item = _body({"body": context[BODY]})["Item"]
+        if not item["pk"]["S"].startswith("R#"):
+            return
+        marks = {lane: int(raw["S"].split(":", 1)[0]) for lane, raw in item["ln"]["M"].items()}
+        self.commits.append(CounterCommit(item["rid"]["S"], item["sk"]["S"], int(item["v"]["N"]), marks))

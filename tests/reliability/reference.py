@@ -67,6 +67,19 @@ class RuleSpec:
             return next(iter(event.metrics.values()))
         return Decimal(0)
 
+    def settled(self, tally: Tally) -> bool:
+        """Nothing further can change this user's output, so the engine stops counting: a ``reset =
+        no`` attribute already ready (it is sticky), or a count that has passed a smaller / at most /
+        equal target (a count only grows until a crossing)."""
+        if tally.ready and not self.reset:
+            return True
+        if self.count is None:
+            return False
+        op, target = self.count
+        return (op == "smaller" and tally.count >= target) or (
+            op in ("less_or_equal", "equal") and tally.count > target
+        )
+
     def met(self, count: int, total: Decimal) -> bool:
         if self.count and not OPERATORS[self.count[0]](count, self.count[1]):
             return False
@@ -119,7 +132,10 @@ class ReferenceModel:
             if not rule.matches(event):
                 continue
             assert event.user is not None
-            tally = self.tallies.setdefault((rule.output, event.user), Tally())
+            tally = self.tallies.get((rule.output, event.user), Tally())
+            if rule.settled(tally):
+                continue
+            self.tallies[(rule.output, event.user)] = tally
             tally.count += 1
             if rule.total:
                 # A rule without a value condition does not sum (its sum stays 0, as documented).

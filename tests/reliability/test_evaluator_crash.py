@@ -112,7 +112,7 @@ def _seed(
     """Rollups as the aggregator leaves them, one per series (a count series, and one that sums the
     event's only metric). Read-modify-write, keeping what the evaluator recorded as sent: the test is
     the only writer."""
-    store = RollupStore(stack.dynamodb, stack.timeseries, stack.aggregates)
+    store = RollupStore(stack.dynamodb, stack.timeseries)
     requests: list[Any] = []
     for series in sorted(all_series):
         stored = {r.user_id: r for r in store.series_rollups(series)}
@@ -149,20 +149,18 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
         "Evaluator crash",
         "Runs: a quarter of PIA_RELIABILITY_EXAMPLES (each is two evaluations, each killed up to five "
         "times, about ten evaluator runs). Rollups for 6-30 users are seeded, with a 7-day rolling rule and a fixed March rule; the hourly "
-        "evaluator is killed after k of its writes (rollup transactions with their outbox, Pinpoint "
-        "calls, outbox deletes and claims; k random, transactions capped at 7-100 items) up to five "
+        "evaluator is killed after k of its writes (conditional Puts of rollups with what they owe, "
+        "Pinpoint calls, clears and claims; k random) up to five "
         "times in a row, each kill followed by the next hourly run in a new container. Then days pass, "
         "users buy again, some windows roll off, and it happens again. Checked against the two rules "
         "computed by hand: each ready / not-ready change reaches Pinpoint exactly once (a same-value "
-        "resend only when a kill landed between Pinpoint accepting and the outbox delete), no user is "
-        "missed, a further run sends nothing, and the outbox ends empty.",
+        "resend only when a kill landed between Pinpoint accepting and the clear), no user is "
+        "missed, a further run sends nothing, and no rollup still owes an action.",
     )
-    import pia.counting.store
     from evaluator import app as evaluator_module
 
     for run in range(max(3, examples // 4)):
         rng = random.Random(f"evaluator-{run}")
-        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((7, 20, 100)))
         with deploy(rng, TIMEZONE="UTC", RAW_EVENTS_BUCKET="") as stack:
             parsed = parse_rules(enumerate(ROWS, start=2))
             assert not parsed.errors, parsed.errors

@@ -60,7 +60,7 @@ class Lanes:
         self.checkpoints = dict.fromkeys(streams, 0)
         self.nested: list[Callable[[], None]] = []
         self.interleavings = 0
-        stack.extra_hooks.append(("before-call.dynamodb.TransactWriteItems", self._between))
+        stack.extra_hooks.append(("before-call.dynamodb.PutItem", self._between))
         self.containers: dict[str, Any] = {lane: stack.new_container() for lane in streams}
 
     def _between(self, **_: Any) -> None:
@@ -112,6 +112,8 @@ def _commit_order(
         absorbed: list[Produced] = []
         for commit in sorted(commits, key=lambda c: c.version):
             moved = [lane for lane, mark in commit.marks.items() if mark != marks.get(lane)]
+            if not moved:
+                continue  # a version that only cleared what the counter owed (sent, or claimed)
             if len(moved) != 1:
                 problems.append(f"counter {key} v{commit.version}: lane marks moved on {moved}")
             for lane in moved:
@@ -126,6 +128,16 @@ def _commit_order(
             marks = dict(commit.marks)
         order[key] = absorbed
     return order
+
+
+def _lane_prefixes(got: list[tuple[str, int]], wanted: list[tuple[str, int]]) -> bool:
+    """A settled counter absorbed, on each lane, the events up to where it settled and none after."""
+    for lane in {lane for lane, _ in wanted}:
+        mine = [seq for name, seq in got if name == lane]
+        theirs = [seq for name, seq in wanted if name == lane]
+        if mine != theirs[: len(mine)]:
+            return False
+    return set(got) <= set(wanted)
 
 
 def _order_free_checks(
@@ -154,7 +166,7 @@ def test_parallel_lanes_on_the_same_users_lose_no_increment_and_fire_once_per_cr
         "Two lanes (two shards, or ParallelizationFactor 2 on one shard), each with its own container and "
         "counter cache, update the same 1-3 users. Their invocations interleave at random and, in 40% of "
         "them, one lane's whole invocation runs between the other's computing and sending its "
-        "transaction, so versions conflict. Checked against the commit order read off the wire: each "
+        "conditional Put, so versions conflict. Checked against the commit order read off the wire: each "
         "counter's versions are 1..n, every event absorbed once, final counters and fired events equal "
         "the sequential model in that order, and a count-reset rule fires exactly events // N times.",
     )
@@ -170,6 +182,7 @@ def test_parallel_lanes_on_the_same_users_lose_no_increment_and_fire_once_per_cr
             stack.drain_outbox()
             problems: list[str] = []
             order = _commit_order(stack, streams, problems)
+            settled_counters = stack.counters()
             model = ReferenceModel()
             specs = {s.output: s for s in CATALOG}
             for (output, _user), absorbed in order.items():
@@ -189,7 +202,10 @@ def test_parallel_lanes_on_the_same_users_lose_no_increment_and_fire_once_per_cr
                     if p.event.user == key[1] and specs[key[0]].matches(p.event)
                 )
                 got = sorted((p.lane, p.sequence) for p in order.get(key, []))
-                if got != wanted:
+                state = settled_counters.get(key)
+                if got != wanted and not (
+                    state is not None and state.settled and _lane_prefixes(got, wanted)
+                ):
                     problems.append(
                         f"counter {key}: absorbed {len(got)} events of {len(wanted)}, or out of order"
                     )

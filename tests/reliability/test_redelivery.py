@@ -101,18 +101,16 @@ def test_crash_after_k_of_n_writes_then_redelivery_counts_every_record_once(
     row = ledger.scenario(
         2,
         "Crash mid-batch",
-        "The process is killed after k of the batch's n write calls (DynamoDB transactions, outbox "
-        "deletes and claims, Pinpoint calls; k uniform in 0..n, n measured on an identical fault-free "
-        "stack), with transactions capped at 4-100 items so crashes fall between transactions. Lambda "
+        "The process is killed after k of the batch's n write calls (conditional Puts of counters with "
+        "what they owe, and of their clears; Pinpoint calls; k uniform in 0..n, n measured on an "
+        "identical fault-free stack), so crashes fall between any two of them. Lambda "
         "retries from the checkpoint (bisecting, as the template configures), where further crashes hit "
         "a quarter of invocations; the relay runs afterwards. Checked: every record counted once, every "
         "crossing delivered once.",
     )
-    import pia.counting.store
 
     for run in range(examples):
         rng = random.Random(f"crash-{run}")
-        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((4, 7, 12, 100)))
         events = random_events(rng, users(rng, most=8), rng.randint(6, 30))
         with deploy(rng) as dry:
             writes = _writes_of_a_clean_delivery(dry, events)
@@ -170,16 +168,14 @@ def test_transient_failure_of_one_record_keeps_order_and_exact_counts(
         4,
         "Partial-batch failure with redelivery",
         "One record fails transiently while a later record of the same user sits in the same batch: "
-        "either the record itself fails (its handler raises once) or the transaction holding that user's "
+        "either the record itself fails (its handler raises once) or the conditional Put of that user's "
         "counter is throttled until the store gives up. The batch reports batchItemFailures and Lambda "
         "redelivers from the lowest one. Checked: the failure names that record (or an earlier one), "
         "and counters and actions equal the sequential model.",
     )
-    import pia.counting.store
 
     for run in range(examples):
         rng = random.Random(f"partial-{run}")
-        monkeypatch.setattr(pia.counting.store, "MAX_TRANSACT_ITEMS", rng.choice((4, 10, 100)))
         with deploy(rng) as stack, monkeypatch.context() as patch:
             stack.publish(CATALOG)
             stack.create_stream()
@@ -199,7 +195,7 @@ def test_transient_failure_of_one_record_keeps_order_and_exact_counts(
             if rng.random() < 0.5:
                 patch.setattr(stack.app, "decode_record", failure.wrap(stack.app.decode_record))
             else:
-                stack.extra_hooks.append(("before-call.dynamodb.TransactWriteItems", failure.refuse))
+                stack.extra_hooks.append(("before-call.dynamodb.PutItem", failure.refuse))
             differences = _drain(stack, stack.mapping(failure.invoke, batch_size=len(events)))
             failures = failure.reported
             first = failures[0] if failures else []

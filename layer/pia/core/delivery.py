@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pia.core.actions import Action, ActionTarget
+
+
+class OutboxEntry(NamedTuple):
+    """One action owed to one target."""
+
+    action: Action
+    target: str
 
 
 @dataclass
@@ -18,12 +26,12 @@ class Delivery:
     """What :func:`deliver` achieved over every target: the entries accepted, and the reason for each
     one refused, keyed by action id and target (one target's own answer is a ``SendResult``)."""
 
-    delivered: list[tuple[Action, str]] = field(default_factory=list)
+    delivered: list[OutboxEntry] = field(default_factory=list)
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     """(action id, target name) -> reason."""
 
 
-def deliver(entries: Sequence[tuple[Action, str]], targets: Sequence[ActionTarget]) -> Delivery:
+def deliver(entries: Sequence[OutboxEntry], targets: Sequence[ActionTarget]) -> Delivery:
     by_target: dict[str, list[Action]] = {}
     for action, target_name in entries:
         by_target.setdefault(target_name, []).append(action)
@@ -42,5 +50,5 @@ def deliver(entries: Sequence[tuple[Action, str]], targets: Sequence[ActionTarge
             if action.action_id in failed:
                 result.failed[(action.action_id, name)] = failed[action.action_id]
             else:
-                result.delivered.append((action, name))
+                result.delivered.append(OutboxEntry(action, name))
     return result

@@ -15,8 +15,6 @@ from functools import cached_property
 from typing import Any, cast
 
 import jmespath  # type: ignore[import-untyped]
-from aws_lambda_powertools.exceptions import InvalidEnvelopeExpressionError
-from aws_lambda_powertools.utilities.jmespath_utils import query
 from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
 
 from pia.core.fields import FieldNames, Fields, id_text
@@ -95,6 +93,11 @@ class FieldMapping:
 def _find(doc: Mapping[str, Any], expression: str) -> object:
     if not expression:
         return None
+    # Imported here, on the first mapped record: importing Powertools loads botocore, which the
+    # pure modules (and the decoder of every other format) must not.
+    from aws_lambda_powertools.exceptions import InvalidEnvelopeExpressionError  # noqa: PLC0415
+    from aws_lambda_powertools.utilities.jmespath_utils import query  # noqa: PLC0415
+
     try:
         return query(cast(dict[str, Any], doc), expression)
     except (InvalidEnvelopeExpressionError, ValueError):

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple, Self
 
 from pia.core.actions import READY, Action, ActionKind, action_id_for
 from pia.core.events import Event
 from pia.core.limits import MAX_ENDPOINTS_PER_USER
-from pia.rules.model import Rule
+from pia.core.state import Pending
+from pia.rules.model import Comparison, Rule
 
 ZERO = Decimal(0)
 
@@ -44,9 +46,23 @@ class LaneMark:
     seen_at: int
 
 
+class CounterKey(NamedTuple):
+    rule_id: str
+    user_id: str
+
+
+Run = list[tuple[Position, Event]]
+"""One item's events of a batch, in stream order."""
+
+
 @dataclass(frozen=True)
 class CounterState:
-    """One (rule, user) counter. ``version`` 0 means the item does not exist yet."""
+    """One (rule, user) counter. ``version`` 0 means the item does not exist yet.
+
+    ``settled``: no further event can change any output of the rule for this user (a ``reset = no``
+    rule already ``ready``, or a count condition that can no longer hold). Such a counter is never
+    written again: its count stays where it settled.
+    """
 
     rule_id: str
     user_id: str
@@ -58,14 +74,19 @@ class CounterState:
     lanes: Mapping[str, LaneMark] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
     recent_ids: tuple[str, ...] = ()
+    settled: bool = False
+    pending: tuple[Pending, ...] = ()
+    due: int = 0
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.rule_id, self.user_id)
+    def key(self) -> CounterKey:
+        return CounterKey(self.rule_id, self.user_id)
 
-    def already_applied(self, position: Position) -> bool:
-        mark = self.lanes.get(position.lane)
-        return mark is not None and position.sequence <= mark.sequence
+    def with_outbox(self, pending: tuple[Pending, ...], due: int) -> Self:
+        return replace(self, pending=pending, due=due)
+
+    def with_version(self, version: int) -> Self:
+        return replace(self, version=version)
 
 
 @dataclass(frozen=True)
@@ -77,6 +98,10 @@ class Step:
     applied: int
     duplicates: int
     ambiguous_metric: int
+    settled: int = 0
+    """Events that arrived after the counter settled: nothing to count, nothing written."""
+    consumed: int = -1
+    """How many of the events this step took (all, unless ``max_actions`` stopped it early)."""
 
     @property
     def changed(self) -> bool:
@@ -100,16 +125,52 @@ def event_id_digest(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
+MAX_LANE_MARKS = 8
+"""Lane marks one item keeps. With ParallelizationFactor > 1 a lane is a shard and partition key, so
+random partition keys would add a mark per event; beyond this bound the oldest marks of a shard
+fold into that shard's floor (``<shard>/*``), which keeps the item small whatever the keys."""
+FLOOR = "/*"
+
+
+def _mark_for(lanes: Mapping[str, LaneMark], lane: str) -> LaneMark | None:
+    mark = lanes.get(lane)
+    if mark is None and "/" in lane:
+        return lanes.get(lane.split("/", 1)[0] + FLOOR)
+    return mark
+
+
+def _bound(lanes: dict[str, LaneMark]) -> None:
+    """Fold the least recently used marks into their shard's floor until at most MAX_LANE_MARKS
+    remain. A record at or below its shard's floor whose own mark was folded away is taken as a
+    redelivery: exact while fewer than MAX_LANE_MARKS partition keys of one user overtake a batch
+    that Lambda is still retrying."""
+    while len(lanes) > MAX_LANE_MARKS:
+        candidates = [
+            (mark.seen_at, mark.sequence, lane)
+            for lane, mark in lanes.items()
+            if "/" in lane and not lane.endswith(FLOOR)
+        ]
+        if not candidates:
+            return
+        _, _, lane = min(candidates)
+        mark = lanes.pop(lane)
+        floor_lane = lane.split("/", 1)[0] + FLOOR
+        floor = lanes.get(floor_lane)
+        if floor is None or floor.sequence < mark.sequence:
+            lanes[floor_lane] = LaneMark(mark.sequence, max(mark.seen_at, floor.seen_at if floor else 0))
+
+
 def admit(
     lanes: dict[str, LaneMark], recent: tuple[str, ...], position: Position, event: Event, now: int
 ) -> tuple[bool, tuple[str, ...]]:
     """Whether a record is new to an item, or a Lambda redelivery (at or below its lane's mark) or a
     producer's resend (an ``event_id`` among the item's recent ones). Advances ``lanes`` in place;
     returns the recent ids to keep."""
-    mark = lanes.get(position.lane)
+    mark = _mark_for(lanes, position.lane)
     if mark is not None and position.sequence <= mark.sequence:
         return False, recent
     lanes[position.lane] = LaneMark(position.sequence, now)
+    _bound(lanes)
     if event.event_id is None:
         return True, recent
     digest = event_id_digest(event.event_id)
@@ -134,23 +195,31 @@ def apply_events(
     *,
     now: int,
     lane_retention_seconds: int,
+    max_actions: int | None = None,
 ) -> Step:
     """Apply events in stream order, exactly as if they arrived one at a time.
 
-    The returned state carries the next version when anything was applied: it is what the store
-    writes, conditional on the version it was computed from.
-
     ``events`` are the batch's events for this user that match ``rule``, in stream order. After
     each one the rule is evaluated: a reset rule fires and zeroes on every crossing; a non-reset
-    rule sets its attribute once and then only keeps counting.
+    rule sets its attribute once and then settles.
+
+    ``max_actions`` stops the step after that many actions: the rest of the events are the caller's
+    to apply in a further step, once those actions are sent (an item owes a bounded number at once).
     """
     count, total, ready, fired = state.count, state.total, state.ready, state.fired
     lanes = dict(state.lanes)
     endpoints = state.endpoints
     recent = state.recent_ids
     actions: list[Action] = []
-    applied = duplicates = ambiguous = 0
-    for position, event in events:
+    applied = duplicates = ambiguous = settled = 0
+    consumed = len(events)
+    for index, (position, event) in enumerate(events):
+        if is_settled(rule, count, ready):
+            settled = len(events) - index
+            break
+        if max_actions is not None and len(actions) >= max_actions:
+            consumed = index
+            break
         new, recent = admit(lanes, recent, position, event, now)
         if not new:
             duplicates += 1
@@ -181,11 +250,9 @@ def apply_events(
             ready = True
             fired += 1
     if not applied:
-        return Step(state, (), 0, duplicates, ambiguous)
-    new_state = CounterState(
-        rule_id=state.rule_id,
-        user_id=state.user_id,
-        version=state.version + 1,
+        return Step(state, (), 0, duplicates, ambiguous, settled, consumed)
+    new_state = replace(
+        state,
         count=count,
         total=total,
         ready=ready,
@@ -193,8 +260,28 @@ def apply_events(
         lanes=prune_lanes(lanes, now, lane_retention_seconds),
         endpoints=endpoints,
         recent_ids=recent,
+        settled=is_settled(rule, count, ready),
     )
-    return Step(new_state, tuple(actions), applied, duplicates, ambiguous)
+    return Step(new_state, tuple(actions), applied, duplicates, ambiguous, settled, consumed)
+
+
+def is_settled(rule: Rule, count: int, ready: bool) -> bool:
+    """Whether no further event can change an output: a ``reset = no`` attribute is sticky once
+    ``ready``; and a count only grows (until a crossing, which this condition rules out), so a count
+    condition of smaller, at most or equal that it has passed can never hold again."""
+    if ready and not rule.reset:
+        return True
+    condition = rule.count_condition
+    if condition is None:
+        return False
+    value = Decimal(count)
+    match condition.op:
+        case Comparison.LT:
+            return value >= condition.target
+        case Comparison.LE | Comparison.EQ:
+            return value > condition.target
+        case _:
+            return False
 
 
 def _action(
@@ -224,13 +311,13 @@ def _action(
 
 def group_by_counter(
     records: Iterable[tuple[Position, Event]], rules_for_event: Mapping[str, Sequence[Rule]]
-) -> dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]]:
+) -> dict[CounterKey, tuple[Rule, Run]]:
     """Split a batch into per-(rule, user) runs, each in stream order."""
-    runs: dict[tuple[str, str], tuple[Rule, list[tuple[Position, Event]]]] = {}
+    runs: dict[CounterKey, tuple[Rule, Run]] = {}
     for position, event in records:
         for rule in rules_for_event.get(event.event_type, ()):
             if rule.matches(event):
-                key = (rule.rule_id, event.user_id)
+                key = CounterKey(rule.rule_id, event.user_id)
                 if key not in runs:
                     runs[key] = (rule, [])
                 runs[key][1].append((position, event))

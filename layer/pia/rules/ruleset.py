@@ -23,8 +23,6 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from pia.rules.model import Rule, RuleType
 
 if TYPE_CHECKING:
@@ -124,7 +122,9 @@ class RulesetTable:
                 Key={"pk": {"S": RULESET_PK}, "sk": {"S": CURRENT_SK}},
                 ConsistentRead=True,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:
+            # Whatever the client raises (botocore's ClientError or BotoCoreError; caught by their
+            # base class so this module, which pure code imports, never loads botocore).
             raise RulesetUnavailable(f"ruleset table {self._table}: {exc}") from exc
         item = response.get("Item")
         if not item:
@@ -182,8 +182,8 @@ class RulesetTable:
                     },
                 ]
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+        except Exception as exc:
+            if _error_code(exc) == "TransactionCanceledException":
                 raise PublishConflict(
                     f"ruleset version {ruleset.version} was published concurrently"
                 ) from exc
@@ -207,6 +207,13 @@ class RulesetTable:
 
 def _chunk_key(digest: str, index: int) -> dict[str, Any]:
     return {"pk": {"S": f"{RULESET_PK}#{digest}#{index:04d}"}, "sk": {"S": CHUNK_SK}}
+
+
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ``ClientError``, read without importing botocore: the rules
+    package stays importable, and cheap to import, where no AWS client is."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 class RulesetCache:

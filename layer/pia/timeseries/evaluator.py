@@ -6,8 +6,9 @@ from before a series' activation, a rolling window moving on while a user is qui
 failed batch left behind. Both paths compare with the value last sent, kept in the rollup itself, and
 change it in the same conditional write as the outbox entries, so neither ever sends a change twice.
 
-A run that crashes after committing some changes leaves their actions in the outbox under the lane
-``evaluator``; the next run (or the relay) sends them first, and finds nothing else to change.
+A run that crashes after committing some changes leaves their actions owed by the rollups, shown to
+the relay; the next run (or the relay, whichever comes first) sends them, and finds nothing else to
+change.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pia.core.actions import NOT_READY, READY, Action, ActionTarget
-from pia.core.delivery import deliver
+from pia.core.state import Change, Pending, commit_loop, owe, send_and_clear
 from pia.counting.counters import utc_seconds
-from pia.counting.store import WriteStatus
 from pia.rules.ruleset import Ruleset
+from pia.targets.relay import DueItems, relay_due
 from pia.timeseries.archive import RawObject, hour_prefix
 from pia.timeseries.backfill import (
     DEFAULT_UNIT_USERS,
@@ -42,6 +43,7 @@ from pia.timeseries.rollups import (
     BEGINNING,
     DayTotal,
     Decision,
+    SeriesKey,
     SeriesPlan,
     SeriesRollup,
     date_action,
@@ -53,7 +55,6 @@ from pia.timeseries.rollups import (
     record_sent,
 )
 from pia.timeseries.seen import SeenSummary
-from pia.timeseries.store import RollupCommit, RollupWrite
 
 EVALUATOR_LANE = "evaluator"
 ARCHIVE_HOUR_CLOSES = timedelta(minutes=75)
@@ -63,10 +64,10 @@ FIRST_SEEN_HOURS = 24
 SEEN_HOURS_PER_RUN = 48
 
 
-class RollupSource(Protocol):
+class RollupSource(DueItems[SeriesKey, SeriesRollup], Protocol):
     def series_rollups(self, series: str) -> list[SeriesRollup]: ...
 
-    def commit(self, writes: Sequence[RollupWrite], now: int) -> RollupCommit: ...
+    def partitions(self) -> list[str]: ...
 
 
 class CoverageStore(Protocol):
@@ -93,14 +94,6 @@ class SeenStore(Protocol):
     def cursor(self) -> datetime | None: ...
 
     def set_cursor(self, hour: datetime) -> None: ...
-
-
-class OutboxPort(Protocol):
-    def pending_outbox_for_lane(self, lane: str) -> list[tuple[Action, str]]: ...
-
-    def claim_outbox(self, entries: Sequence[tuple[Action, str]], now: int) -> list[tuple[Action, str]]: ...
-
-    def clear_outbox(self, entries: Sequence[tuple[Action, str]]) -> None: ...
 
 
 @dataclass
@@ -163,7 +156,6 @@ class Evaluator:
         rulesets: Callable[[], Ruleset],
         rollups: RollupSource,
         coverage: CoverageStore,
-        outbox: OutboxPort,
         targets: Sequence[ActionTarget],
         *,
         zone: ZoneInfo,
@@ -173,11 +165,12 @@ class Evaluator:
         seen: SeenStore | None = None,
         settle: timedelta = SETTLE,
         max_rounds: int = 6,
+        hand_over_seconds: int = 300,
     ) -> None:
+        self._hand_over = hand_over_seconds
         self._rulesets = rulesets
         self._rollups = rollups
         self._coverage = coverage
-        self._outbox = outbox
         self._targets = list(targets)
         self._zone = zone
         self._retention_days = retention_days
@@ -211,11 +204,9 @@ class Evaluator:
                 )
                 if tasks:
                     waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
-            actions: list[Action] = []
             for series, plan in plans.items():
                 if series not in waiting:
-                    actions.extend(self._evaluate(plan, rollups[series], today, now, epoch, report))
-            self._send(actions, report)
+                    self._evaluate(plan, rollups[series], today, now, epoch, report)
             self._finalize(plans, closing, epoch, report)
         if self._archive is not None and self._seen is not None:
             self._summarize_seen(self._archive, self._seen, now, report)
@@ -243,13 +234,13 @@ class Evaluator:
                     report.finalized.append(rule.rule_id)
 
     def _recover(self, epoch: int, report: EvaluationReport) -> None:
-        """Send what a crashed run committed but never sent (the relay may hold some: claims decide)."""
-        leftovers = self._outbox.pending_outbox_for_lane(EVALUATOR_LANE)
-        if not leftovers:
-            return
-        claimed = self._outbox.claim_outbox(leftovers, epoch)
-        report.recovered += len(claimed)
-        self._deliver(claimed, report)
+        """Send what a crashed run (or a refusing target) left owed, before deciding anything new:
+        the relay's own routine, claims decide who sends."""
+        relayed = relay_due(self._rollups, self._targets, epoch, self._rollups.partitions())
+        report.recovered += relayed.pending
+        report.actions_sent += relayed.delivered
+        report.actions_deferred += len(relayed.failed)
+        report.failures.update({f"action/{key}": reason for key, reason in relayed.failed.items()})
 
     def _backfill(
         self,
@@ -304,7 +295,8 @@ class Evaluator:
         """Write one unit's histories (and clear ``cleared`` users' stale ones); the series if any failed."""
         histories = unit.histories
         bases = {
-            (plan.series, user): current.get(user) or SeriesRollup(plan.series, user).under(plan.activation)
+            SeriesKey(plan.series, user): current.get(user)
+            or SeriesRollup(plan.series, user).under(plan.activation)
             for user in (*histories, *cleared)
         }
 
@@ -312,7 +304,7 @@ class Evaluator:
             new = _with_backfill(state, histories.get(state.user_id))
             return None if new == state else (new, [])
 
-        committed, _, failed = self._write(bases, update, plan, epoch, report)
+        committed, failed = self._write(bases, update, plan, epoch, report)
         current.update({state.user_id: state for state in committed.values()})
         return {plan.series} if failed else set()
 
@@ -324,7 +316,7 @@ class Evaluator:
         now: datetime,
         epoch: int,
         report: EvaluationReport,
-    ) -> list[Action]:
+    ) -> None:
         frame = rollup_frame(states)
         found: dict[str, list[Decision]] = {}
         for rule in plan.rules:
@@ -347,75 +339,69 @@ class Evaluator:
                 date_action(d, new, cause=cause, lane=EVALUATOR_LANE, occurred_at=now) for d in decisions
             ]
 
-        _, actions, _ = self._write(bases, update, plan, epoch, report)
-        report.ready += sum(1 for a in actions if a.value == READY)
-        report.not_ready += sum(1 for a in actions if a.value == NOT_READY)
-        return actions
+        self._write(bases, update, plan, epoch, report)
 
     def _write(
         self,
-        bases: Mapping[tuple[str, str], SeriesRollup],
+        bases: Mapping[SeriesKey, SeriesRollup],
         update: Update,
         plan: SeriesPlan,
         epoch: int,
         report: EvaluationReport,
-    ) -> tuple[dict[tuple[str, str], SeriesRollup], list[Action], set[tuple[str, str]]]:
-        """Write ``update(state)`` for each rollup, conditional on its version; after a conflict,
-        ``update`` runs again (with ``retry``) on the item as it is now."""
-        pending = dict(bases)
-        committed: dict[tuple[str, str], SeriesRollup] = {}
-        actions: list[Action] = []
-        failed: set[tuple[str, str]] = set()
-        targets = [t.name for t in self._targets]
-        retry = False
-        for _ in range(self._max_rounds):
-            writes: list[RollupWrite] = []
-            planned: dict[tuple[str, str], list[Action]] = {}
-            for key, base in pending.items():
-                change = update(base, retry)
-                if change is None:
-                    continue
-                state = replace(change[0], version=base.version + 1)
-                writes.append(RollupWrite(state, base.version, [(a, t) for a in change[1] for t in targets]))
-                planned[key] = change[1]
-            pending = {}
-            if not writes:
-                break
-            result = self._rollups.commit(writes, epoch)
-            for write in writes:
-                key = write.state.key
-                status = result.status.get(key, WriteStatus.FAILED)
-                if status is WriteStatus.COMMITTED:
-                    committed[key] = write.state
-                    actions.extend(planned[key])
-                elif status is WriteStatus.CONFLICT:
-                    report.conflicts += 1
-                    current = result.current.get(key) or SeriesRollup(key[0], key[1])
-                    pending[key] = current.under(plan.activation)
-                else:
-                    failed.add(key)
-                    report.failures[f"{key[0]}/{key[1]}"] = result.reasons.get(key, "write failed")
-            retry = True
-            if not pending:
-                break
-        for key in pending:
-            failed.add(key)
-            report.failures[f"{key[0]}/{key[1]}"] = "still conflicting after repeated attempts"
-        return committed, actions, failed
+    ) -> tuple[dict[SeriesKey, SeriesRollup], set[SeriesKey]]:
+        """Write ``update(state)`` for each rollup through the one commit path; after a conflict,
+        ``update`` runs again (with ``retry``) on the item as it is now. Its actions are sent at
+        once and, until cleared, shown to the relay: no redelivery would repair a crashed run."""
+        names = [t.name for t in self._targets]
 
-    def _send(self, actions: Sequence[Action], report: EvaluationReport) -> None:
-        self._deliver([(a, t.name) for a in actions for t in self._targets], report)
+        def transition(key: SeriesKey, state: SeriesRollup, retry: bool) -> Change[SeriesRollup] | None:
+            change = update(state.under(plan.activation), retry)
+            if change is None:
+                return None
+            new, actions = change
+            owed = owe(
+                new,
+                actions,
+                names,
+                lanes={EVALUATOR_LANE},
+                now=epoch,
+                hand_over=self._hand_over,
+                publish=True,
+            )
+            return Change(owed.state, owed.send, tuple(actions))
 
-    def _deliver(self, entries: Sequence[tuple[Action, str]], report: EvaluationReport) -> None:
-        if not entries:
-            return
-        delivery = deliver(entries, self._targets)
-        if delivery.delivered:
-            self._outbox.clear_outbox(delivery.delivered)
-        report.actions_sent += len(delivery.delivered)
-        report.actions_deferred += len(delivery.failed)
-        for (action_id, target_name), reason in delivery.failed.items():
+        done = commit_loop(
+            bases,
+            transition,
+            self._rollups,
+            base=lambda key: bases[key],
+            now=epoch,
+            max_rounds=self._max_rounds,
+        )
+        report.conflicts += done.conflicts
+        for key, reason in done.failed.items():
+            report.failures[f"{key.series}/{key.user_id}"] = reason
+        owed: dict[SeriesKey, tuple[Pending, ...]] = {}
+        for key, change in done.changes.items():
+            actions: tuple[Action, ...] = change.note
+            report.ready += sum(1 for a in actions if a.value == READY)
+            report.not_ready += sum(1 for a in actions if a.value == NOT_READY)
+            if change.send:
+                owed[key] = change.send
+        sent = send_and_clear(
+            owed,
+            done.states,
+            self._targets,
+            self._rollups,
+            self._rollups,
+            now=epoch,
+            base=lambda key: done.states[key],
+        )
+        report.actions_sent += len(sent.delivered)
+        report.actions_deferred += len(sent.deferred)
+        for (action_id, target_name), reason in sent.deferred.items():
             report.failures[f"action/{action_id}/{target_name}"] = reason
+        return done.states, set(done.failed)
 
     def _summarize_seen(
         self, archive: RawArchive, seen: SeenStore, now: datetime, report: EvaluationReport

@@ -9,20 +9,30 @@ nothing more: the rollup being written holds every day of the user's windows.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from pia.core.actions import Action
+from pia.core.actions import Action, ActionTarget
 from pia.core.events import Event
+from pia.core.state import (
+    Change,
+    ParkingPort,
+    Pending,
+    StateCache,
+    StatePort,
+    commit_loop,
+    owe,
+    owed_by_lane,
+    send_and_clear,
+)
 from pia.counting.aggregator import ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position, utc_seconds
-from pia.counting.store import WriteStatus
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.rollups import (
+    SeriesKey,
     SeriesPlan,
     SeriesRollup,
     absorb,
@@ -32,38 +42,19 @@ from pia.timeseries.rollups import (
     plan_series,
     record_sent,
 )
-from pia.timeseries.store import RollupCommit, RollupWrite
+
+ROLLUPS = "rollup"
 
 
 class ArchivePort(Protocol):
     def put(self, records: Sequence[InboundRecord], now: datetime) -> str: ...
 
 
-class RollupPort(Protocol):
-    def commit(self, writes: Sequence[RollupWrite], now: int) -> RollupCommit: ...
+class RollupPort(StatePort[SeriesKey, SeriesRollup], ParkingPort, Protocol):
+    """The rollups' table: conditional writes of rollup items, and where parked actions go."""
 
 
-class RollupCache:
-    """Last committed rollup per (series, user), so a warm container writes without reading."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._items: OrderedDict[tuple[str, str], SeriesRollup] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> SeriesRollup | None:
-        state = self._items.get(key)
-        if state is not None:
-            self._items.move_to_end(key)
-        return state
-
-    def put(self, state: SeriesRollup) -> None:
-        self._items[state.key] = state
-        self._items.move_to_end(state.key)
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
-
-
-Runs = dict[tuple[str, str], tuple[SeriesPlan, list[tuple[Position, Event]]]]
+Runs = dict[SeriesKey, tuple[SeriesPlan, list[tuple[Position, Event]]]]
 
 
 def group_by_series(records: Sequence[InboundRecord], plans: dict[str, SeriesPlan]) -> Runs:
@@ -71,7 +62,7 @@ def group_by_series(records: Sequence[InboundRecord], plans: dict[str, SeriesPla
     for record in records:
         for plan in plans.values():
             if plan.matches(record.event):
-                key = (plan.series, record.event.user_id)
+                key = SeriesKey(plan.series, record.event.user_id)
                 if key not in runs:
                     runs[key] = (plan, [])
                 runs[key][1].append((record.position, record.event))
@@ -85,22 +76,24 @@ class TimeSeriesPath:
         self,
         archive: ArchivePort | None,
         rollups: RollupPort | None,
-        target_names: Sequence[str],
+        targets: Sequence[ActionTarget],
         *,
         zone: ZoneInfo,
         retention_days: int,
         lane_retention_seconds: int,
-        cache_size: int = 50_000,
+        cache: StateCache | None = None,
         max_rounds: int = 6,
+        hand_over_seconds: int = 300,
     ) -> None:
         self._archive = archive
         self._rollups = rollups
-        self._targets = list(target_names)
+        self._targets = list(targets)
         self._zone = zone
         self._retention_days = retention_days
         self._lane_retention = lane_retention_seconds
         self._max_rounds = max_rounds
-        self.cache = RollupCache(cache_size)
+        self._hand_over = hand_over_seconds
+        self.cache = cache if cache is not None else StateCache(50_000)
 
     def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
         if not records:
@@ -119,70 +112,88 @@ class TimeSeriesPath:
         plans = plan_series(ruleset, today)
         if not plans:
             return ExtensionOutcome()
-        return self._commit_runs(group_by_series(records, plans), self._rollups, today, utc_seconds(now))
+        lanes = {r.position.lane for r in records}
+        return self._commit_runs(
+            group_by_series(records, plans), self._rollups, today, utc_seconds(now), lanes
+        )
 
-    def _commit_runs(self, runs: Runs, rollups: RollupPort, today: date, now: int) -> ExtensionOutcome:
+    def _commit_runs(
+        self, runs: Runs, rollups: RollupPort, today: date, now: int, lanes: set[str]
+    ) -> ExtensionOutcome:
         oldest = today - timedelta(days=self._retention_days)
-        pending = dict(runs)
+        names = [t.name for t in self._targets]
+
+        def transition(key: SeriesKey, base: SeriesRollup, retry: bool) -> Change[SeriesRollup] | None:
+            plan, events = runs[key]
+            step = absorb(
+                base,
+                plan,
+                events,
+                zone=self._zone,
+                oldest=oldest,
+                now=now,
+                lane_retention_seconds=self._lane_retention,
+            )
+            if step.last is None:
+                return None
+            decisions = decide(step.state, plan.rules, today, step.days)
+            state = record_sent(step.state, decisions)
+            position, event = step.last
+            actions = [
+                date_action(
+                    decision,
+                    replace(state, version=base.version + 1),
+                    cause=(position.lane, position.sequence),
+                    lane=position.lane,
+                    occurred_at=event.timestamp,
+                )
+                for decision in decisions
+            ]
+            change = owe(state, actions, names, lanes=lanes, now=now, hand_over=self._hand_over)
+            return Change(change.state, change.send, (tuple(actions), change.note))
+
+        done = commit_loop(
+            runs,
+            transition,
+            rollups,
+            base=lambda key: SeriesRollup(series=key.series, user_id=key.user_id),
+            now=now,
+            cache=self.cache,
+            kind=ROLLUPS,
+            max_rounds=self._max_rounds,
+        )
         actions: list[Action] = []
-        reasons: dict[str, str] = {}
-        for _ in range(self._max_rounds):
-            writes: list[RollupWrite] = []
-            decided: dict[tuple[str, str], list[Action]] = {}
-            for key, (plan, events) in pending.items():
-                base = self.cache.get(key) or SeriesRollup(series=key[0], user_id=key[1])
-                step = absorb(
-                    base,
-                    plan,
-                    events,
-                    zone=self._zone,
-                    oldest=oldest,
-                    now=now,
-                    lane_retention_seconds=self._lane_retention,
-                )
-                if step.last is None:
-                    continue
-                decisions = decide(step.state, plan.rules, today, step.days)
-                state = replace(record_sent(step.state, decisions), version=base.version + 1)
-                position, event = step.last
-                new_actions = [
-                    date_action(
-                        decision,
-                        state,
-                        cause=(position.lane, position.sequence),
-                        lane=position.lane,
-                        occurred_at=event.timestamp,
-                    )
-                    for decision in decisions
-                ]
-                outbox = [(action, target) for action in new_actions for target in self._targets]
-                writes.append(RollupWrite(state, base.version, outbox))
-                decided[key] = new_actions
-            if not writes:
-                break
-            result = rollups.commit(writes, now)
-            retry: Runs = {}
-            for write in writes:
-                key = write.state.key
-                status = result.status.get(key, WriteStatus.FAILED)
-                if status is WriteStatus.COMMITTED:
-                    self.cache.put(write.state)
-                    actions.extend(decided[key])
-                elif status is WriteStatus.CONFLICT:
-                    self.cache.put(result.current.get(key) or SeriesRollup(series=key[0], user_id=key[1]))
-                    retry[key] = pending[key]
-                else:
-                    reason = f"rollup: {result.reasons.get(key, 'write failed')}"
-                    reasons.update({position.token: reason for position, _ in pending[key][1]})
-            pending = retry
-            if not pending:
-                break
-        else:
-            for _, events in pending.values():
-                reasons.update(
-                    {p.token: "rollup: still conflicting after repeated attempts" for p, _ in events}
-                )
+        owed: dict[SeriesKey, tuple[Pending, ...]] = {}
+        parked: list[Pending] = []
+        for key, change in done.changes.items():
+            new_actions, overflow = change.note
+            actions.extend(new_actions)
+            parked.extend(overflow or ())
+            if change.send:
+                owed[key] = change.send
+        found = owed_by_lane({**done.unchanged, **done.states}, lanes, {a.action_id for a in actions})
+        recovered = sum(len(p) for p in found.values())
+        for key, pending in found.items():
+            owed[key] = (*owed.get(key, ()), *pending)
+        if parked:
+            rollups.park(parked, now)
+        sent = send_and_clear(
+            owed,
+            {**done.unchanged, **done.states},
+            self._targets,
+            rollups,
+            rollups,
+            now=now,
+            cache=self.cache,
+            kind=ROLLUPS,
+            base=lambda key: SeriesRollup(series=key.series, user_id=key.user_id),
+        )
+        reasons = {
+            position.token: f"rollup: {reason}"
+            for key, reason in done.failed.items()
+            for position, _ in runs[key][1]
+        }
         failed = frozenset(
             position for _, events in runs.values() for position, _ in events if position.token in reasons
         )
-        return ExtensionOutcome(failed, reasons, tuple(actions))
+        return ExtensionOutcome(failed, reasons, tuple(actions), sent, recovered, done.conflicts)

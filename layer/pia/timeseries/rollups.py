@@ -21,10 +21,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
 from pia.core.events import Event
+from pia.core.state import Pending
 from pia.counting.counters import (
     LaneMark,
     Position,
@@ -97,6 +99,11 @@ def next_value(met: bool, sent: str | None) -> str | None:
     return NOT_READY if sent == READY else None
 
 
+class SeriesKey(NamedTuple):
+    series: str
+    user_id: str
+
+
 @dataclass(frozen=True)
 class SeriesRollup:
     """One user's daily totals for one series. ``version`` 0 means the item does not exist yet."""
@@ -112,10 +119,18 @@ class SeriesRollup:
     endpoints: tuple[str, ...] = ()
     sent: Mapping[str, str] = field(default_factory=dict)
     recent_ids: tuple[str, ...] = ()
+    pending: tuple[Pending, ...] = ()
+    due: int = 0
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.series, self.user_id)
+    def key(self) -> SeriesKey:
+        return SeriesKey(self.series, self.user_id)
+
+    def with_outbox(self, pending: tuple[Pending, ...], due: int) -> Self:
+        return replace(self, pending=pending, due=due)
+
+    def with_version(self, version: int) -> Self:
+        return replace(self, version=version)
 
     def under(self, activation: str) -> SeriesRollup:
         """This rollup as the series' current activation sees it: parts of an earlier one are dropped."""

@@ -10,8 +10,8 @@ Time-series table layout (``pk``, ``sk``; TTL attribute ``ttl``):
 - seen values: ``SEEN`` / ``D#<yyyy-mm-dd>`` (``body``: JSON), and ``SEEN`` / ``CURSOR`` (``h``: the
   last archive hour summarized).
 
-Rollups are written like counters: a conditional Put on the version last seen, in transactions
-shared with the outbox entries of the actions they decide, never read on the hot path.
+Rollups are written like counters (:mod:`pia.aws.state_table`): one conditional Put on the version
+last seen, carrying the actions they owe, never read on the hot path.
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pia.counting.aggregator import InboundRecord
-from pia.counting.counters import LaneMark
-from pia.counting.store import (
+from pia.aws.state_table import (
     AttributeMap,
-    StateCommit,
-    StateWrite,
-    VersionedPut,
-    VersionedWriter,
-    outbox_put,
+    StateTable,
+    lane_marks_attr,
+    outbox_attrs,
+    outbox_from,
     partition_bucket,
     query_partition,
 )
+from pia.core.state import StateCommit, StateWrite
+from pia.counting.aggregator import InboundRecord
+from pia.counting.counters import LaneMark
 from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import Coverage
-from pia.timeseries.rollups import DayTotal, SeriesRollup
+from pia.timeseries.rollups import DayTotal, SeriesKey, SeriesRollup
 from pia.timeseries.seen import SeenSummary
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def rollup_item(
         "v": {"N": str(state.version)},
         "ac": {"S": state.activation},
         "d": _days_attr(state.days),
-        "ln": {"M": {lane: {"S": f"{m.sequence}:{m.seen_at}"} for lane, m in state.lanes.items()}},
+        "ln": lane_marks_attr(state.lanes),
         "ba": {"S": state.backfill_activation},
         "b": _days_attr(state.backfill),
         "st": {"M": {rule_id: {"S": value} for rule_id, value in sorted(state.sent.items())}},
@@ -100,6 +100,7 @@ def rollup_item(
         item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
     if state.recent_ids:
         item["ri"] = {"S": " ".join(state.recent_ids)}
+    item.update(outbox_attrs(f"{state.series}/{state.user_id}", state.pending, state.due))
     return item
 
 
@@ -108,6 +109,7 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
     for lane, raw in item.get("ln", {}).get("M", {}).items():
         sequence, _, seen_at = raw["S"].partition(":")
         lanes[lane] = LaneMark(int(sequence), int(seen_at or 0))
+    pending, due = outbox_from(item)
     return SeriesRollup(
         series=item["sr"]["S"],
         user_id=item["sk"]["S"],
@@ -120,70 +122,59 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
         endpoints=tuple(e["S"] for e in item.get("ep", {}).get("L", [])),
         sent={rule_id: raw["S"] for rule_id, raw in item.get("st", {}).get("M", {}).items()},
         recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
+        pending=pending,
+        due=due,
     )
 
 
-RollupWrite: TypeAlias = StateWrite[SeriesRollup]
-RollupCommit: TypeAlias = StateCommit[SeriesRollup]
+RollupWrite: TypeAlias = StateWrite[SeriesKey, SeriesRollup]
+RollupCommit: TypeAlias = StateCommit[SeriesKey, SeriesRollup]
 
 
-class RollupStore:
-    """Rollups in the time-series table; their outbox entries go to the aggregates table's outbox."""
+class RollupCodec:
+    def __init__(self, retention_days: int, buckets: int) -> None:
+        self._retention_days = retention_days
+        self._buckets = buckets
+
+    def key(self, key: SeriesKey) -> AttributeMap:
+        return rollup_key(key.series, key.user_id, self._buckets)
+
+    def item(self, key: SeriesKey, state: SeriesRollup, now: int) -> AttributeMap:
+        return rollup_item(state, now, self._retention_days, self._buckets)
+
+    def state(self, item: Mapping[str, Any]) -> SeriesRollup:
+        return rollup_from_item(item)
+
+    def key_of(self, state: SeriesRollup) -> SeriesKey:
+        return state.key
+
+
+class RollupStore(StateTable[SeriesKey, SeriesRollup]):
+    """Rollups in the time-series table, each with the actions it owes."""
 
     def __init__(
         self,
         client: DynamoDBClient,
         table_name: str,
-        outbox_table: str,
         *,
         retention_days: int = 400,
         buckets: int = ROLLUP_BUCKETS,
-        writer: VersionedWriter | None = None,
+        **options: Any,
     ) -> None:
-        self._client = client
-        self._table = table_name
-        self._outbox_table = outbox_table
-        self._retention_days = retention_days
+        super().__init__(client, table_name, RollupCodec(retention_days, buckets), **options)
         self._buckets = buckets
-        self._writer = writer or VersionedWriter(client)
-
-    def commit(self, writes: Sequence[RollupWrite], now: int) -> RollupCommit:
-        outcome = self._writer.commit(
-            [
-                VersionedPut(
-                    write.state.key,
-                    self._table,
-                    rollup_item(write.state, now, self._retention_days, self._buckets),
-                    write.expected_version,
-                    tuple(
-                        outbox_put(self._outbox_table, action, target, now) for action, target in write.outbox
-                    ),
-                )
-                for write in writes
-            ]
-        )
-        return RollupCommit(
-            status=outcome.status,
-            current={key: rollup_from_item(item) if item else None for key, item in outcome.current.items()},
-            reasons=outcome.reasons,
-            round_trips=outcome.round_trips,
-        )
 
     def series_rollups(self, series: str) -> list[SeriesRollup]:
         """Every user's rollup of a series: one paginated Query per bucket."""
         return [
             rollup_from_item(item)
             for partition in rollup_partitions(series, self._buckets)
-            for item in query_partition(self._client, self._table, partition)
+            for item in query_partition(self.client, self.table, partition)
         ]
 
     def load(self, series: str, user_id: str) -> SeriesRollup | None:
         """Strongly consistent read, for tools and tests; the aggregator never reads."""
-        response = self._client.get_item(
-            TableName=self._table, Key=rollup_key(series, user_id, self._buckets), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return rollup_from_item(item) if item else None
+        return self.load_state(SeriesKey(series, user_id))
 
 
 class CoverageTable:

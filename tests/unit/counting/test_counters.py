@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,17 +69,37 @@ def fresh(r) -> CounterState:  # type: ignore[no-untyped-def]
     return CounterState(rule_id=r.rule_id, user_id="u1")
 
 
-def test_reset_no_sets_ready_once_at_the_crossing_and_then_only_counts() -> None:
+def test_reset_no_sets_ready_once_at_the_crossing_and_then_settles() -> None:
     r = count_rule("greater", "5")
     step = apply(fresh(r), r, [ev(i) for i in range(10)])
     assert [a.kind for a in step.actions] == [ActionKind.SET_ATTRIBUTE]
     assert step.actions[0].value == READY
     assert step.actions[0].output_name == "trk_greenbutton"
     assert step.actions[0].count == 6
-    assert step.state.count == 10 and step.state.ready
+    assert step.state.count == 6 and step.state.ready and step.state.settled
+    assert (step.applied, step.settled) == (6, 4), "events after the sticky ready change nothing"
     later = apply(step.state, r, [ev(i) for i in range(10, 20)])
-    assert later.actions == ()
-    assert later.state.count == 20
+    assert later.actions == () and not later.changed, "a settled counter needs no write"
+    assert later.settled == 10 and later.state == step.state
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "events", "settled"),
+    [
+        ("<", "3", 3, True),
+        ("<=", "3", 4, True),
+        ("=", "3", 4, True),
+        (">", "3", 9, False),
+        ("!=", "3", 9, False),
+    ],
+)
+def test_a_count_condition_that_can_never_hold_again_settles(
+    op: str, target: str, events: int, settled: bool
+) -> None:
+    r = rule("aggregator", "greenbutton", "na", "na", op, target, ">", "1000", "yes", "", "")
+    step = apply(fresh(r), r, [ev(i) for i in range(events)])
+    assert step.state.settled is settled
+    assert step.actions == ()
 
 
 def test_reset_yes_fires_on_every_crossing_inside_one_batch_and_zeroes() -> None:
@@ -94,7 +115,7 @@ def test_equal_target_is_caught_when_crossed_inside_a_batch() -> None:
     r = count_rule("equal", "3")
     step = apply(fresh(r), r, [ev(i) for i in range(7)])
     assert len(step.actions) == 1 and step.actions[0].count == 3
-    assert step.state.count == 7
+    assert step.state.count == 3 and step.settled == 4, "ready is sticky: the counter settled at 3"
 
 
 def test_equal_with_reset_fires_each_time_the_count_returns_to_target() -> None:

@@ -1,0 +1,372 @@
+"""The one exactly-once state path: write, conflict, recompute, retry; one cache; one send-and-clear.
+
+Counters, real-time rollups, the evaluator's rollup state and the relay all change state the same
+way, and each supplies only its own transition:
+
+- a state item holds what it counts *and* the actions it owes (``pending``), so one conditional
+  write of one item commits both: no transaction, one write unit for an item under 1 KB;
+- every write is conditional on the version this process last saw; on a conflict the store hands
+  back the item as it is now and the transition runs again on it (``retry``), never a read;
+- after a commit the new actions are sent, and what a target accepted is cleared from the item
+  with the same loop. What it refused stays, made visible to the relay (``due``), with a bounded
+  number of attempts before it is parked for an operator.
+
+Who sends a pending action is decided by ``due``: 0 means the invocation that committed it owns it
+(and, if that invocation dies, the redelivery of the same records finds it again); a positive
+``due`` hands it to the relay from that time on. A newer value for the same user, rule and target
+supersedes an older pending one in the item itself, so a stale value can never be sent after a
+newer one; when the older one may already be in flight elsewhere, the newer one is left to the relay
+(due after the in-flight sender is surely done), which keeps the order in which values occurred.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from pia.core.actions import Action, ActionKind, ActionTarget
+from pia.core.delivery import OutboxEntry, deliver
+
+
+class WriteStatus(StrEnum):
+    COMMITTED = "committed"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+
+
+MAX_ATTEMPTS = 8
+"""Deliveries a target may refuse before the action is parked: about a day of relay backoff."""
+MAX_PENDING = 25
+"""Actions one state item may owe at once. Beyond it the oldest are parked: an item stays small
+(and its writes cheap) whatever a target does, and a hostile user cannot grow it without bound."""
+BACKOFF_SECONDS = (60, 120, 300, 900, 1_800, 3_600, 7_200, 14_400)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An action an item owes a target, with the refusals so far."""
+
+    action: Action
+    target: str
+    attempts: int = 0
+    reason: str = ""
+
+    @property
+    def slot(self) -> str:
+        """What a newer action replaces: an attribute's value per rule and target; every fired event
+        is its own."""
+        if self.action.kind is ActionKind.SET_ATTRIBUTE:
+            return f"{self.action.rule_id}/{self.target}"
+        return f"{self.action.action_id}/{self.target}"
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return OutboxEntry(self.action, self.target)
+
+
+class StateItem(Protocol):
+    """What the path needs of a state: its version and its outbox."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def pending(self) -> tuple[Pending, ...]: ...
+
+    @property
+    def due(self) -> int: ...
+
+    def with_outbox(self, pending: tuple[Pending, ...], due: int) -> Self: ...
+
+    def with_version(self, version: int) -> Self: ...
+
+
+K = TypeVar("K", bound=Hashable)
+S = TypeVar("S", bound=StateItem)
+
+
+@dataclass(frozen=True)
+class StateWrite(Generic[K, S]):
+    key: K
+    state: S
+    expected_version: int
+
+
+@dataclass
+class StateCommit(Generic[K, S]):
+    """Per key: committed, conflicting (with the item as it is now, ``None`` if it is gone), or failed."""
+
+    status: dict[K, WriteStatus] = field(default_factory=dict)
+    current: dict[K, S | None] = field(default_factory=dict)
+    reasons: dict[K, str] = field(default_factory=dict)
+
+
+class StatePort(Protocol[K, S]):
+    """A table of state items: one conditional write per item, no reads."""
+
+    def commit(self, writes: Sequence[StateWrite[K, S]], now: int) -> StateCommit[K, S]: ...
+
+
+class ParkingPort(Protocol):
+    def park(self, entries: Sequence[Pending], now: int) -> None: ...
+
+
+class StateCache:
+    """Last committed state per item, so a warm container writes without reading: one cache for every
+    kind of state, sized from the function's memory, least recently used evicted first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, kind: str, key: Hashable) -> Any:
+        state = self._items.get((kind, key))
+        if state is not None:
+            self._items.move_to_end((kind, key))
+        return state
+
+    def put(self, kind: str, key: Hashable, state: object) -> None:
+        self._items[(kind, key)] = state
+        self._items.move_to_end((kind, key))
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def drop(self, kind: str, key: Hashable) -> None:
+        self._items.pop((kind, key), None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+BYTES_PER_CACHED_STATE = 6_000
+"""Measured by ``make bench`` (peak RSS of a warm aggregator): a cached counter or rollup with its
+lane marks, endpoints and recent ids, in CPython objects, plus the cache's own bookkeeping."""
+RESERVED_MB = 160
+"""What the runtime, boto3, Powertools and one batch in flight need before any state is cached."""
+
+
+def cache_capacity(memory_mb: int) -> int:
+    """How many states fit in the function's memory beside everything else it holds."""
+    return max(1_000, (memory_mb - RESERVED_MB) * 1024 * 1024 // BYTES_PER_CACHED_STATE)
+
+
+@dataclass(frozen=True)
+class Change(Generic[S]):
+    """A transition's result: the next state (its version is set by the loop) and the entries of it
+    this caller should send now (empty when they are left to the relay)."""
+
+    state: S
+    send: tuple[Pending, ...] = ()
+    note: Any = None
+
+
+Transition = Callable[[K, S, bool], "Change[S] | None"]
+"""``(key, state, retry)``: the change to write, or ``None`` when nothing changes. ``retry`` is true
+when ``state`` is the item as another writer left it after a conflict."""
+
+
+@dataclass
+class Committed(Generic[K, S]):
+    states: dict[K, S] = field(default_factory=dict)
+    changes: dict[K, Change[S]] = field(default_factory=dict)
+    unchanged: dict[K, S] = field(default_factory=dict)
+    failed: dict[K, str] = field(default_factory=dict)
+    conflicts: int = 0
+
+
+def commit_loop(
+    keys: Iterable[K],
+    transition: Transition[K, S],
+    store: StatePort[K, S],
+    *,
+    base: Callable[[K], S],
+    now: int,
+    cache: StateCache | None = None,
+    kind: str = "",
+    max_rounds: int = 6,
+) -> Committed[K, S]:
+    """The one loop of write, conflict, recompute and retry. ``base`` gives a key's state when the
+    cache has none (a fresh state, or one the caller read)."""
+    result: Committed[K, S] = Committed()
+    states: dict[K, S] = {}
+    for key in keys:
+        cached = cache.get(kind, key) if cache is not None else None
+        states[key] = cached if cached is not None else base(key)
+    retry = False
+    for _ in range(max_rounds):
+        writes: list[StateWrite[K, S]] = []
+        planned: dict[K, Change[S]] = {}
+        for key, state in states.items():
+            change = transition(key, state, retry)
+            if change is None:
+                result.unchanged[key] = state
+                if retry and cache is not None:
+                    cache.put(kind, key, state)
+                continue
+            writes.append(StateWrite(key, change.state.with_version(state.version + 1), state.version))
+            planned[key] = change
+        states = {}
+        if not writes:
+            return result
+        outcome = store.commit(writes, now)
+        for write in writes:
+            status = outcome.status.get(write.key, WriteStatus.FAILED)
+            if status is WriteStatus.COMMITTED:
+                result.states[write.key] = write.state
+                result.changes[write.key] = planned[write.key]
+                if cache is not None:
+                    cache.put(kind, write.key, write.state)
+            elif status is WriteStatus.CONFLICT:
+                result.conflicts += 1
+                current = outcome.current.get(write.key)
+                states[write.key] = current if current is not None else base(write.key)
+                if cache is not None:
+                    cache.drop(kind, write.key)
+            else:
+                result.failed[write.key] = outcome.reasons.get(write.key, "write failed")
+        retry = True
+        if not states:
+            return result
+    for key in states:
+        result.failed[key] = "still conflicting after repeated attempts"
+    return result
+
+
+def owe(
+    state: S,
+    actions: Sequence[Action],
+    targets: Sequence[str],
+    *,
+    lanes: Collection[str],
+    now: int,
+    hand_over: int,
+    publish: bool = False,
+) -> Change[S]:
+    """``state`` with ``actions`` added to what it owes, each newer value superseding an older one for
+    the same rule and target. They are for this caller to send at once, unless the relay already
+    holds the item (``due``) or an older value they replace may be in flight from another lane: then
+    the relay sends them, from ``hand_over`` seconds on, after whatever is in flight. ``publish``
+    shows them to the relay from ``hand_over`` on even when sent at once: for a caller whose crash no
+    redelivery would repair (the scheduled evaluator)."""
+    new = [Pending(action, target) for action in actions for target in targets]
+    slots = {p.slot for p in new}
+    kept = [p for p in state.pending if p.slot not in slots]
+    superseded_elsewhere = any(p.slot in slots and p.action.lane not in lanes for p in state.pending)
+    pending = tuple(kept + new)
+    parked: tuple[Pending, ...] = ()
+    if len(pending) > MAX_PENDING:
+        parked, pending = pending[: len(pending) - MAX_PENDING], pending[len(pending) - MAX_PENDING :]
+    held = state.due != 0 or (bool(new) and superseded_elsewhere)
+    due = state.due
+    if new and due == 0 and (superseded_elsewhere or publish):
+        due = now + hand_over
+    send = () if held else tuple(p for p in new if p in pending)
+    return Change(state.with_outbox(pending, due), send=send, note=parked)
+
+
+@dataclass
+class Sent:
+    """What one send-and-clear step did."""
+
+    delivered: list[OutboxEntry] = field(default_factory=list)
+    deferred: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(action id, target) -> why the target refused it; the relay retries it."""
+    parked: list[Pending] = field(default_factory=list)
+    failed: dict[Hashable, str] = field(default_factory=dict)
+
+
+def _cleared(
+    state: S, delivered: set[tuple[str, str]], refused: Mapping[tuple[str, str], str], now: int
+) -> tuple[S, list[Pending]]:
+    kept: list[Pending] = []
+    parked: list[Pending] = []
+    for p in state.pending:
+        key = (p.action.action_id, p.target)
+        if key in delivered:
+            continue
+        if key in refused:
+            retried = Pending(p.action, p.target, p.attempts + 1, refused[key][:500])
+            if retried.attempts >= MAX_ATTEMPTS:
+                parked.append(retried)
+            else:
+                kept.append(retried)
+            continue
+        kept.append(p)
+    if not kept:
+        return state.with_outbox((), 0), parked
+    if not any((p.action.action_id, p.target) in refused for p in kept):
+        return state.with_outbox(tuple(kept), state.due), parked
+    attempts = max(p.attempts for p in kept)
+    return state.with_outbox(
+        tuple(kept), now + BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
+    ), parked
+
+
+def send_and_clear(
+    owed: Mapping[K, Sequence[Pending]],
+    states: Mapping[K, S],
+    targets: Sequence[ActionTarget],
+    store: StatePort[K, S],
+    parking: ParkingPort,
+    *,
+    now: int,
+    cache: StateCache | None = None,
+    kind: str = "",
+    base: Callable[[K], S],
+) -> Sent:
+    """Send what each item owes, then clear what was delivered from the item (one conditional write
+    per item, through :func:`commit_loop`). A refusal stays in the item, due for the relay after a
+    backoff; after ``MAX_ATTEMPTS`` it is parked where an operator sees it."""
+    sent = Sent()
+    entries = [p.entry for pending in owed.values() for p in pending]
+    if not entries:
+        return sent
+    delivery = deliver(entries, targets)
+    sent.delivered = list(delivery.delivered)
+    sent.deferred = dict(delivery.failed)
+    delivered = {(a.action_id, t) for a, t in delivery.delivered}
+    refused = dict(delivery.failed)
+    parked: dict[K, list[Pending]] = {}
+
+    def clear(key: K, state: S, retry: bool) -> Change[S] | None:
+        new, gone = _cleared(state, delivered, refused, now)
+        parked[key] = gone
+        if new.pending == state.pending and new.due == state.due:
+            return None
+        return Change(new)
+
+    def start(key: K) -> S:
+        return states[key] if key in states else base(key)
+
+    done = commit_loop(owed, clear, store, base=start, now=now, cache=cache, kind=kind)
+    for key, reason in done.failed.items():
+        sent.failed[key] = reason
+    for key in done.changes:
+        sent.parked.extend(parked.get(key, ()))
+    if sent.parked:
+        parking.park(sent.parked, now)
+    return sent
+
+
+def owed_by_lane(
+    states: Mapping[K, S], lanes: Iterable[str], fresh: Iterable[str] = ()
+) -> dict[K, tuple[Pending, ...]]:
+    """After a redelivery: what the items hold for exactly these lanes (never a lane whose name merely
+    begins with one of them) that no relay holds and this invocation did not just produce. The
+    invocation that committed them died before clearing them; they are ours to send now."""
+    wanted = set(lanes)
+    skip = set(fresh)
+    owed: dict[K, tuple[Pending, ...]] = {}
+    for key, state in states.items():
+        if state.due:
+            continue
+        mine = tuple(p for p in state.pending if p.action.lane in wanted and p.action.action_id not in skip)
+        if mine:
+            owed[key] = mine
+    return owed
