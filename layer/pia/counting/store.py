@@ -60,19 +60,34 @@ def counter_item(state: CounterState, now: int) -> AttributeMap:
     }
     if state.settled:
         item["sd"] = {"BOOL": True}
-    if state.endpoints:
-        item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
-    if state.recent_ids:
-        item["ri"] = {"S": " ".join(state.recent_ids)}
+    item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.rule_id}/{state.user_id}", state.pending, state.due))
     return item
 
 
-def counter_from_item(item: Mapping[str, Any]) -> CounterState:
+def seen_attrs(endpoints: Sequence[str], recent_ids: Sequence[str]) -> dict[str, Any]:
+    """The endpoints and recent producer event ids a counter or rollup item keeps, written only when
+    there are any, so an item without them stays small."""
+    attrs: dict[str, Any] = {}
+    if endpoints:
+        attrs["ep"] = {"L": [{"S": e} for e in endpoints]}
+    if recent_ids:
+        attrs["ri"] = {"S": " ".join(recent_ids)}
+    return attrs
+
+
+def lane_marks_from(item: Mapping[str, Any]) -> dict[str, LaneMark]:
+    """The inverse of ``lane_marks_attr``: marks are stored as ``"<sequence>:<seen_at>"`` strings
+    because sequence numbers outgrow DynamoDB's 38-digit numbers."""
     lanes: dict[str, LaneMark] = {}
     for lane, raw in item.get("ln", {}).get("M", {}).items():
         sequence, _, seen_at = raw["S"].partition(":")
         lanes[lane] = LaneMark(int(sequence), int(seen_at or 0))
+    return lanes
+
+
+def counter_from_item(item: Mapping[str, Any]) -> CounterState:
+    lanes = lane_marks_from(item)
     pending, due = outbox_from(item)
     return CounterState(
         rule_id=item["rid"]["S"],

@@ -33,7 +33,7 @@ from pia.aws.state_table import (
 )
 from pia.core.state import StateCommit, StateWrite
 from pia.counting.aggregator import InboundRecord
-from pia.counting.counters import LaneMark
+from pia.counting.store import lane_marks_from, seen_attrs
 from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import Coverage
 from pia.timeseries.rollups import DayTotal, SeriesKey, SeriesRollup
@@ -96,19 +96,13 @@ def rollup_item(
         "u": {"N": str(now)},
         "ttl": {"N": str(_expiry(state, now, retention_days))},
     }
-    if state.endpoints:
-        item["ep"] = {"L": [{"S": e} for e in state.endpoints]}
-    if state.recent_ids:
-        item["ri"] = {"S": " ".join(state.recent_ids)}
+    item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.series}/{state.user_id}", state.pending, state.due))
     return item
 
 
 def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
-    lanes: dict[str, LaneMark] = {}
-    for lane, raw in item.get("ln", {}).get("M", {}).items():
-        sequence, _, seen_at = raw["S"].partition(":")
-        lanes[lane] = LaneMark(int(sequence), int(seen_at or 0))
+    lanes = lane_marks_from(item)
     pending, due = outbox_from(item)
     return SeriesRollup(
         series=item["sr"]["S"],
