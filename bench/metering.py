@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pia.aws.state_table import item_size
+from pia_cli.partiql_batches import parse_write
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
@@ -51,6 +52,7 @@ class Usage:
     write_units: int = 0
     items_written: int = 0
     failed_calls: int = 0
+    failed_statements: int = 0
 
     @property
     def calls(self) -> int:
@@ -170,6 +172,13 @@ class Meter:
                         planned.append(("put", table, self._items.key_of(table, item), item, 1))
                     else:
                         planned.append(("delete", table, entry["DeleteRequest"]["Key"], None, 1))
+        elif operation == "BatchExecuteStatement":
+            for statement in request["Statements"]:
+                write = parse_write(statement["Statement"], statement.get("Parameters", []))
+                source = write.values if write.kind == "insert" else (write.where or {})
+                key = self._items.key_of(write.table, source)
+                new = dict(write.values) if write.kind == "insert" else None
+                planned.append(("put" if new is not None else "statement", write.table, key, new, 1))
         elif operation == "TransactWriteItems":
             for entry in request["TransactItems"]:
                 ((op, body),) = entry.items()
@@ -192,8 +201,16 @@ class Meter:
             for table, entries in parsed.get("UnprocessedItems", {}).items()
             for entry in entries
         }
-        for write in call.writes:
+        statement_errors: list[Any] = [None] * len(call.writes)
+        if call.name == "dynamodb.BatchExecuteStatement":
+            statement_errors = [answer.get("Error") for answer in parsed.get("Responses", [])]
+        for write, error in zip(call.writes, statement_errors, strict=True):
             if (write.table, json.dumps(write.key, sort_keys=True)) in unprocessed:
+                continue
+            if error is not None:
+                usage.failed_statements += 1
+                if error.get("Code") in ("ConditionalCheckFailed", "DuplicateItem"):
+                    usage.write_units += write.factor * _units(write.before, WRITE_UNIT_BYTES)
                 continue
             if write.kind == "check":
                 usage.reads_by_table[write.table] += 1
@@ -201,15 +218,16 @@ class Meter:
                 continue
             if write.kind == "put":
                 after = item_size(write.new_item or {})
-            elif write.kind == "update":
+            elif write.kind in ("update", "statement"):
                 after = item_size(self._items.current(write.table, write.key) or {})
             else:
                 after = 0
             usage.items_written += 1
             usage.write_units += write.factor * _units(max(write.before, after), WRITE_UNIT_BYTES)
-            usage.write_units += _index_units(
-                write.before_item, write.new_item if write.kind == "put" else None
-            )
+            after_item = write.new_item if write.kind == "put" else None
+            if write.kind == "statement":
+                after_item = self._items.current(write.table, write.key)
+            usage.write_units += _index_units(write.before_item, after_item)
         self._bill_reads(usage, call, parsed)
 
     def _bill_reads(self, usage: Usage, call: _Call, parsed: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from bench.scenario import APP_ID, bench_ruleset
 from pia.aws.clients import AwsClients
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table, one_backup_per_transaction
+from pia_cli.partiql_batches import partiql_batches
 
 AGGREGATES_TABLE = "pia-bench-aggregates"
 RULESET_TABLE = "pia-bench-ruleset"
@@ -62,7 +63,7 @@ class World:
 @contextmanager
 def aws_world(ruleset: Ruleset | None = None) -> Iterator[World]:
     previous = boto3.DEFAULT_SESSION
-    with mock_aws(), one_backup_per_transaction():
+    with mock_aws(), one_backup_per_transaction(), partiql_batches():
         try:
             boto3.setup_default_session(region_name=REGION)
             meter = Meter(MotoItems(REGION))

@@ -16,6 +16,7 @@ from pia.aws.wiring import Wiring
 from pia.rules.model import REQUIRED_COLUMNS
 from pia_cli.emulator import create_table
 from pia_cli.local_clients import LocalClients
+from pia_cli.partiql_batches import partiql_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "src", ROOT / "layer", ROOT / "cli"):
@@ -42,7 +43,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    with mock_aws():
+    with mock_aws(), partiql_batches():
         yield
 
 

@@ -25,6 +25,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.server import ThreadedMotoServer
 
 from pia_cli.environment import scoped_environment
+from pia_cli.partiql_batches import partiql_batches
 
 HOST = "127.0.0.1"
 DEFAULT_REGION = "us-east-1"
@@ -117,7 +118,7 @@ def _local_environment(endpoint_url: str | None, region: str) -> AbstractContext
 def embedded_emulator(region: str | None = None) -> Iterator[Emulator]:
     """moto in-process: every boto3 client created inside the block talks to a fresh, private state."""
     chosen = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    with _local_environment(None, chosen), mock_aws(), one_backup_per_transaction():
+    with _local_environment(None, chosen), mock_aws(), one_backup_per_transaction(), partiql_batches():
         yield Emulator("in-process", chosen)
 
 
@@ -132,7 +133,11 @@ def running_emulator(region: str | None = None) -> Iterator[Emulator]:
         host, port = server.get_host_and_port()
         emulator = Emulator(f"http://{host}:{port}", chosen)
         emulator.reset()
-        with _local_environment(emulator.endpoint_url, chosen), one_backup_per_transaction():
+        with (
+            _local_environment(emulator.endpoint_url, chosen),
+            one_backup_per_transaction(),
+            partiql_batches(),
+        ):
             yield emulator
     finally:
         server.stop()

@@ -7,6 +7,9 @@ for requests signed with an IAM user's or an assumed role's keys, but not for th
   statement scoped to a table ARN never matches and a least-privilege role is denied everything;
 - it authorizes ``dynamodb:TransactWriteItems``, which is not an IAM action: AWS authorizes each
   item of a transaction as ``PutItem``, ``UpdateItem``, ``DeleteItem`` or ``ConditionCheckItem``;
+- it authorizes ``dynamodb:BatchExecuteStatement``, which is not an IAM action either: AWS
+  authorizes each statement as ``PartiQLInsert``, ``PartiQLUpdate``, ``PartiQLDelete`` or
+  ``PartiQLSelect`` on its table;
 - Pinpoint and Customer Profiles never reach it (local stand-ins answer them).
 
 So the request is authorized here, in a ``before-call`` check on the function's own clients: the
@@ -27,6 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
+from pia_cli.partiql_batches import partiql_target
 from pia_cli.recorder import error_response
 from pia_cli.request_checks import API_PARAMS, CLIENT_REGION
 
@@ -36,6 +40,8 @@ TRANSACTION_ACTIONS = {
     "Delete": "DeleteItem",
     "ConditionCheck": "ConditionCheckItem",
 }
+PARTIQL_ACTIONS = {"INSERT": "PartiQLInsert", "UPDATE": "PartiQLUpdate", "DELETE": "PartiQLDelete"}
+"""AWS authorizes each statement of a ``BatchExecuteStatement`` by its verb, on its table."""
 S3_ACTIONS = {
     "GetObject": "GetObject",
     "HeadObject": "GetObject",
@@ -105,6 +111,10 @@ def _dynamodb(request: Request) -> Iterator[tuple[str, str]]:
     elif op == "TransactGetItems":
         for item in p.get("TransactItems", []):
             yield "dynamodb:GetItem", table(item["Get"]["TableName"])
+    elif op == "BatchExecuteStatement":
+        for statement in p.get("Statements", []):
+            kind, name = partiql_target(statement["Statement"])
+            yield f"dynamodb:{PARTIQL_ACTIONS.get(kind, 'PartiQLSelect')}", table(name)
     elif op in ("BatchWriteItem", "BatchGetItem"):
         for name in p.get("RequestItems", {}):
             yield f"dynamodb:{op}", table(name)

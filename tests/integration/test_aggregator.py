@@ -196,21 +196,22 @@ def test_throttled_writes_are_reported_for_retry_and_lose_nothing(
     parsed = publish_rows(dynamodb, [GREEN_GT_5])
     agg = aggregator_app.container.runtime().aggregator
     store = agg._store
-    real = store.client.put_item
+    real = store.client.batch_execute_statement
 
     def always_throttled(**_: Any) -> Any:
         raise ClientError(
-            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "PutItem"
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+            "BatchExecuteStatement",
         )
 
     monkeypatch.setattr(store, "_sleep", lambda _s: None)
-    monkeypatch.setattr(store.client, "put_item", always_throttled)
+    monkeypatch.setattr(store.client, "batch_execute_statement", always_throttled)
     event = batch([pin_event("dave", n=i) for i in range(3)])
     response = aggregator_app.lambda_handler(event, lambda_context)
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
         r["kinesis"]["sequenceNumber"] for r in event["Records"]
     ]
-    monkeypatch.setattr(store.client, "put_item", real)
+    monkeypatch.setattr(store.client, "batch_execute_statement", real)
     assert aggregator_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
     assert counter(dynamodb, parsed.rules[0].rule_id, "dave").count == 3
 

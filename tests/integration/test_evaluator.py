@@ -227,19 +227,19 @@ def test_a_crash_halfway_then_a_rerun_sends_each_change_once(timeseries_stack: A
     _seed_rollups(stack.dynamodb, rule, users=300, days=6, buckets=16)
     evaluator = _evaluator(stack)
     client = evaluator._rollups.client  # type: ignore[attr-defined]
-    real = client.put_item
+    real = client.batch_execute_statement
     calls = Counter[str]()
 
     def crash_after_fifty(**kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 51:
-            raise RuntimeError("the evaluator's container died")
+        if calls["n"] == 3:
+            raise RuntimeError("the evaluator's container died after 50 writes (two batches of 25)")
         return real(**kwargs)
 
-    client.put_item = crash_after_fifty
+    client.batch_execute_statement = crash_after_fifty
     with pytest.raises(RuntimeError):
         evaluator.run(MARCH[10])
-    client.put_item = real
+    client.batch_execute_statement = real
     assert stack.calls.count("pinpoint") == 0
 
     # The next run comes an hour later on its schedule; anything after the hand-over will do.

@@ -101,7 +101,7 @@ def test_the_action_relay_delivers_a_refused_action_under_its_role() -> None:
 
 
 def test_a_role_without_an_action_its_code_calls_fails_the_run(tmp_path: Path) -> None:
-    template = _template_without(tmp_path, "ActionRelayRole", "dynamodb:PutItem")
+    template = _template_without(tmp_path, "ActionRelayRole", "dynamodb:PartiQLUpdate")
     for stack in _stack(template):
         _refused_action(stack)
 
@@ -111,7 +111,9 @@ def test_a_role_without_an_action_its_code_calls_fails_the_run(tmp_path: Path) -
         message = str(refused.value)
         assert message.startswith("AccessDeniedException")
         assert "assumed-role/pia-iam-ActionRelayRole-" in message
-        assert "is not authorized to perform: dynamodb:PutItem on resource: arn:aws:dynamodb:" in message
+        assert (
+            "is not authorized to perform: dynamodb:PartiQLUpdate on resource: arn:aws:dynamodb:" in message
+        )
         assert stack.pinpoint.calls == {}
 
 

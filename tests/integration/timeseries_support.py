@@ -19,6 +19,7 @@ from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import one_backup_per_transaction
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from pia_cli.local_clients import LocalClients
+from pia_cli.partiql_batches import partiql_target
 from tests.conftest import RULESET_TABLE, rule_row
 
 
@@ -125,6 +126,7 @@ class Calls:
             names = {body.get("TableName")} | {
                 p.get("TableName") for t in body.get("TransactItems", []) for p in t.values()
             }
+            names |= {partiql_target(s["Statement"])[1] for s in body.get("Statements", [])}
             for name in names - {None}:
                 self.tables[(name, model.name)] += 1
         if model.name == "UpdateEndpointsBatch":
@@ -138,8 +140,9 @@ class Calls:
             self.query_pages += model.name == "Query"
         if parsed.get("Item"):
             self.items_read += 1
-        for items in parsed.get("Responses", {}).values():
-            self.items_read += len(items)
+        if model.name == "BatchGetItem":
+            for items in parsed.get("Responses", {}).values():
+                self.items_read += len(items)
 
     def count(self, service: str, operation: str | None = None) -> int:
         return sum(n for (s, o), n in self.operations.items() if s == service and operation in (None, o))

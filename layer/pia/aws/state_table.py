@@ -35,6 +35,20 @@ AttributeMap = dict[str, Any]
 PENDING_INDEX = "pending"
 OUTBOX_BUCKETS = 4
 PARKED_PK = "PARKED"
+MAX_STATEMENTS = 25
+"""Statements DynamoDB takes in one ``BatchExecuteStatement``."""
+OPTIONAL_ATTRIBUTES = ("sd", "ep", "ri", "ob", "oq", "od")
+"""Attributes a state item's codec writes only when there is something in them: an update that
+leaves one out removes it."""
+RETRYABLE_STATEMENT_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceeded",
+        "ThrottlingError",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "TransactionConflict",
+    }
+)
 RETRYABLE_ERRORS = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -177,9 +191,79 @@ class StateTable(Generic[K, S]):
 
     def commit(self, writes: Sequence[StateWrite[K, S]], now: int) -> StateCommit[K, S]:
         outcome: StateCommit[K, S] = StateCommit()
-        for write in writes:
-            self._put(write, now, outcome)
+        for start in range(0, len(writes), MAX_STATEMENTS):
+            self._commit_batch(writes[start : start + MAX_STATEMENTS], now, outcome)
         return outcome
+
+    def _commit_batch(self, writes: Sequence[StateWrite[K, S]], now: int, outcome: StateCommit[K, S]) -> None:
+        """Up to 25 conditional writes in one call, each its own statement: each commits or fails
+        alone, and only the statements DynamoDB throttled are sent again."""
+        todo = list(writes)
+        for attempt in range(self._max_attempts):
+            try:
+                statements: list[Any] = [self._statement(write, now) for write in todo]
+                response = self.client.batch_execute_statement(Statements=statements)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in RETRYABLE_ERRORS:
+                    self.backoff(attempt)
+                    continue
+                for write in todo:
+                    outcome.status[write.key] = WriteStatus.FAILED
+                    outcome.reasons[write.key] = f"{code}: {exc}"
+                return
+            again: list[StateWrite[K, S]] = []
+            for write, answer in zip(todo, response.get("Responses", []), strict=True):
+                error = answer.get("Error")
+                if error is None:
+                    outcome.status[write.key] = WriteStatus.COMMITTED
+                    continue
+                code = error.get("Code", "")
+                if code == "ConditionalCheckFailed":
+                    item: Mapping[str, Any] | None = error.get("Item")
+                    outcome.status[write.key] = WriteStatus.CONFLICT
+                    outcome.current[write.key] = self.codec.state(item) if item else None
+                elif code == "DuplicateItem":
+                    self._put(write, now, outcome)
+                elif code in RETRYABLE_STATEMENT_ERRORS:
+                    again.append(write)
+                else:
+                    outcome.status[write.key] = WriteStatus.FAILED
+                    outcome.reasons[write.key] = f"{code}: {error.get('Message', '')}"
+            todo = again
+            if not todo:
+                return
+            self.backoff(attempt)
+        for write in todo:
+            outcome.status[write.key] = WriteStatus.FAILED
+            outcome.reasons[write.key] = "gave up after repeated throttling"
+
+    def _statement(self, write: StateWrite[K, S], now: int) -> dict[str, Any]:
+        """A new item is an ``INSERT`` (refused if the item exists); a known one an ``UPDATE`` of every
+        attribute, conditional on its key and version, that also removes the optional attributes the
+        new state leaves out, so the stored item is exactly the codec's item, as a Put would leave it."""
+        item = self.codec.item(write.key, write.state, now)
+        if write.expected_version == 0:
+            names = list(item)
+            fields = ", ".join(f"'{name}': ?" for name in names)
+            return {
+                "Statement": f'INSERT INTO "{self.table}" VALUE {{{fields}}}',
+                "Parameters": [item[name] for name in names],
+            }
+        key = self.codec.key(write.key)
+        sets = [name for name in item if name not in key]
+        removes = [name for name in OPTIONAL_ATTRIBUTES if name not in item]
+        clauses = "".join(f' SET "{name}" = ?' for name in sets) + "".join(
+            f' REMOVE "{name}"' for name in removes
+        )
+        where = " AND ".join(f'"{name}" = ?' for name in [*key, "v"])
+        return {
+            "Statement": f'UPDATE "{self.table}"{clauses} WHERE {where}',
+            "Parameters": [item[name] for name in sets]
+            + [key[name] for name in key]
+            + [{"N": str(write.expected_version)}],
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
 
     def _put(self, write: StateWrite[K, S], now: int, outcome: StateCommit[K, S]) -> None:
         request: dict[str, Any] = {
