@@ -45,6 +45,12 @@ class AcceptingStore:
     def park(self, entries: Sequence[Pending], now: int) -> None:
         return None
 
+    def mark_sent(self, lanes: Mapping[str, int], now: int) -> None:
+        return None
+
+    def sent_through(self, lanes: Sequence[str]) -> dict[str, int]:
+        return dict.fromkeys(lanes, 0)
+
 
 class AcceptingTarget:
     name = "pinpoint"
@@ -93,6 +99,7 @@ def measure(scenario: Scenario, repeats: int = 15, live: Ruleset | None = None) 
             [AcceptingTarget()],
             clock=lambda: moment,
             lane_retention_seconds=LANE_RETENTION_SECONDS,
+            lanes_recur=True,
         )
         for batch in batches:
             decoded = [decode_record(KinesisStreamRecord(raw)) for raw in batch]

@@ -124,6 +124,11 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[
     }
 
 
+def success_response(parsed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A successful answer for a ``before-call`` hook, as botocore would have parsed it."""
+    return _Response(200), {**parsed, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+
 @dataclass
 class _Response:
     status_code: int

@@ -13,7 +13,7 @@ import pytest
 from pia.aws.state_table import PARKED_PK, query_partition
 from pia.aws.wiring import Wiring
 from pia.core.state import MAX_ATTEMPTS
-from pia.counting.store import CounterStore
+from pia.counting.store import CounterStore, still_owed
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from tests.conftest import AGGREGATES_TABLE, handler_clients, publish_rows, rule_row
 from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, pin_event
@@ -36,8 +36,7 @@ EVERY_EVENT = rule_row(
 
 def owed(dynamodb: Any) -> int:
     """Actions the counters still owe, wherever they are."""
-    items = dynamodb.scan(TableName=AGGREGATES_TABLE)["Items"]
-    return sum(len(item.get("ob", {}).get("L", [])) for item in items)
+    return len(still_owed(dynamodb.scan(TableName=AGGREGATES_TABLE)["Items"]))
 
 
 @pytest.fixture

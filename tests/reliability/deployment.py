@@ -36,12 +36,13 @@ from pia.aws.clients import AwsClients, ClientFactory
 from pia.aws.wiring import Clock, Wiring, system_clock
 from pia.core.actions import action_id_for
 from pia.counting.counters import CounterState
-from pia.counting.store import counter_from_item
+from pia.counting.store import counter_from_item, still_owed
 from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia_cli.emulator import create_table
 from pia_cli.iam import TemplateRoles
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data
+from pia_cli.partiql_batches import parse_write
 from pia_cli.recorder import PinpointRecorder
 from pia_cli.request_checks import RequestCheck, check_first
 from pia_cli.runner import FunctionError, KinesisMappingRunner, MappingSettings
@@ -365,12 +366,13 @@ class Deployment:
     def _owed(self, items: list[dict[str, Any]] | None = None) -> list[tuple[dict[str, Any], str]]:
         """(action, target) still owed by a counter or a rollup, or parked."""
         found = items if items is not None else self._items()
-        found = found + self._items(self.timeseries)
-        owed: list[tuple[dict[str, Any], str]] = []
-        for item in found:
+        owed: list[tuple[dict[str, Any], str]] = [(p.action.to_json(), p.target) for p in still_owed(found)]
+        rollups = self._items(self.timeseries)
+        for item in rollups:
             for raw in item.get("ob", {}).get("L", []):
                 entry = json.loads(raw["S"])
                 owed.append((entry["a"], entry["t"]))
+        for item in found + rollups:
             if item["pk"]["S"] == "PARKED":
                 owed.append((json.loads(item["a"]["S"]), item["tg"]["S"]))
         return owed
@@ -449,6 +451,13 @@ class Deployment:
                 "Item"
             )
             return item is not None and item == body["Item"]
+        if operation == "BatchExecuteStatement":
+            first = body["Statements"][0]
+            write = parse_write(first["Statement"], first.get("Parameters", []))
+            source = write.values if write.kind == "insert" else (write.where or {})
+            key = {"pk": source["pk"], "sk": source["sk"]}
+            stored = self.dynamodb.get_item(TableName=write.table, Key=key, ConsistentRead=True).get("Item")
+            return stored is not None and all(stored.get(k) == v for k, v in write.values.items())
         if operation == "BatchWriteItem":
             ((table, requests),) = body["RequestItems"].items()
             if "PutRequest" in requests[0]:

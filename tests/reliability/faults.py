@@ -23,14 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ReadTimeoutError
-from moto.core.models import botocore_stubber
+from moto.core.models import DEFAULT_ACCOUNT_ID, botocore_stubber
+from moto.dynamodb.models import dynamodb_backends
 
-from pia_cli.recorder import error_response
+from pia_cli.partiql_batches import execute, parse_write
+from pia_cli.recorder import error_response, success_response
 
 WRITES = frozenset(
     {
         "TransactWriteItems",
         "BatchWriteItem",
+        "BatchExecuteStatement",
         "UpdateItem",
         "PutItem",
         "DeleteItem",
@@ -153,21 +156,44 @@ class Throttle:
     """DynamoDB refusing a share of calls as over capacity, before they touch the table.
 
     A refused TransactWriteItems comes back either as ProvisionedThroughputExceededException or as
-    a cancelled transaction whose items carry ThrottlingError, both of which DynamoDB returns.
+    a cancelled transaction whose items carry ThrottlingError, both of which DynamoDB returns. A
+    BatchExecuteStatement is refused whole, or (half the time) runs with some of its statements
+    answered ``ThrottlingError`` and the others applied, as DynamoDB answers per statement.
     """
 
     rng: random.Random
     rate: float = 0.0
-    operations: frozenset[str] = frozenset({"PutItem", "BatchWriteItem", "UpdateItem", "Query", "GetItem"})
+    operations: frozenset[str] = frozenset(
+        {"PutItem", "BatchWriteItem", "BatchExecuteStatement", "UpdateItem", "Query", "GetItem"}
+    )
     injected: Counter[str] = field(default_factory=Counter)
+    region: str = "us-east-1"
 
     def attach(self, client: Any) -> None:
+        self.region = client.meta.region_name
         client.meta.events.register_first("before-call.dynamodb.*", self._before)
 
-    def _before(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+    def _some_statements(self, params: dict[str, Any], context: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        context[BODY] = params.get("body")
+        statements = _body(params)["Statements"]
+        refused = set(self.rng.sample(range(len(statements)), k=max(1, len(statements) // 3)))
+        backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region]
+        answers = [
+            {"Error": {"Code": "ThrottlingError", "Message": "Throughput exceeds the limit"}}
+            if index in refused
+            else execute(backend, statement)
+            for index, statement in enumerate(statements)
+        ]
+        return success_response({"Responses": answers})
+
+    def _before(
+        self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> tuple[Any, dict[str, Any]] | None:
         if model.name not in self.operations or self.rng.random() >= self.rate:
             return None
         self.injected[model.name] += 1
+        if model.name == "BatchExecuteStatement" and self.rng.random() < 0.5:
+            return self._some_statements(params, context)
         if model.name == "TransactWriteItems" and self.rng.random() < 0.5:
             items = _body(params)["TransactItems"]
             reasons = [{"Code": "None"} for _ in items]
@@ -200,7 +226,7 @@ class LandThenTimeout:
     rng: random.Random
     verify: Callable[[str, dict[str, Any]], bool]
     rate: float = 0.0
-    operations: frozenset[str] = frozenset({"PutItem", "BatchWriteItem"})
+    operations: frozenset[str] = frozenset({"PutItem", "BatchWriteItem", "BatchExecuteStatement"})
     injected: Counter[str] = field(default_factory=Counter)
     unproven: int = 0
     resent: Counter[str] = field(default_factory=Counter)
@@ -251,12 +277,29 @@ class CommitLog:
     def attach(self, client: Any) -> None:
         client.meta.events.register_first("before-call.dynamodb.PutItem", _stash_body)
         client.meta.events.register("after-call.dynamodb.PutItem", self._after)
+        client.meta.events.register_first("before-call.dynamodb.BatchExecuteStatement", _stash_body)
+        client.meta.events.register("after-call.dynamodb.BatchExecuteStatement", self._after_batch)
+
+    def _after_batch(
+        self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> None:
+        if http_response.status_code >= 300:
+            return
+        statements = _body({"body": context[BODY]})["Statements"]
+        for statement, answer in zip(statements, parsed.get("Responses", []), strict=True):
+            if answer.get("Error"):
+                self.conflicts += answer["Error"].get("Code") in ("ConditionalCheckFailed", "DuplicateItem")
+                continue
+            write = parse_write(statement["Statement"], statement.get("Parameters", []))
+            self._record({**(write.where or {}), **write.values})
 
     def _after(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if http_response.status_code >= 300:
             self.conflicts += parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
             return
-        item = _body({"body": context[BODY]})["Item"]
+        self._record(_body({"body": context[BODY]})["Item"])
+
+    def _record(self, item: dict[str, Any]) -> None:
         if not item["pk"]["S"].startswith("R#"):
             return
         marks = {lane: int(raw["S"].split(":", 1)[0]) for lane, raw in item["ln"]["M"].items()}

@@ -61,6 +61,7 @@ class Lanes:
         self.nested: list[Callable[[], None]] = []
         self.interleavings = 0
         stack.extra_hooks.append(("before-call.dynamodb.PutItem", self._between))
+        stack.extra_hooks.append(("before-call.dynamodb.BatchExecuteStatement", self._between))
         self.containers: dict[str, Any] = {lane: stack.new_container() for lane in streams}
 
     def _between(self, **_: Any) -> None:

@@ -196,6 +196,7 @@ def test_transient_failure_of_one_record_keeps_order_and_exact_counts(
                 patch.setattr(stack.app, "decode_record", failure.wrap(stack.app.decode_record))
             else:
                 stack.extra_hooks.append(("before-call.dynamodb.PutItem", failure.refuse))
+                stack.extra_hooks.append(("before-call.dynamodb.BatchExecuteStatement", failure.refuse))
             differences = _drain(stack, stack.mapping(failure.invoke, batch_size=len(events)))
             failures = failure.reported
             first = failures[0] if failures else []

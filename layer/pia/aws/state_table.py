@@ -84,7 +84,8 @@ def outbox_attrs(key_text: str, pending: Sequence[Pending], due: int) -> Attribu
             "L": [
                 {
                     "S": json.dumps(
-                        {"a": p.action.to_json(), "t": p.target, "n": p.attempts, "r": p.reason},
+                        {"a": p.action.to_json(), "t": p.target, "n": p.attempts, "r": p.reason}
+                        | ({"q": str(p.sequence)} if p.sequence else {}),
                         separators=(",", ":"),
                         sort_keys=True,
                     )
@@ -103,7 +104,13 @@ def outbox_from(item: Mapping[str, Any]) -> tuple[tuple[Pending, ...], int]:
     for raw in item.get("ob", {}).get("L", []):
         data = json.loads(raw["S"])
         pending.append(
-            Pending(Action.from_json(data["a"]), data["t"], int(data.get("n", 0)), data.get("r", ""))
+            Pending(
+                Action.from_json(data["a"]),
+                data["t"],
+                int(data.get("n", 0)),
+                data.get("r", ""),
+                int(data.get("q", 0)),
+            )
         )
     due = int(item["od"]["N"]) if "od" in item and pending else 0
     return tuple(pending), due

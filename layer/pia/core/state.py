@@ -53,6 +53,11 @@ class Pending:
     target: str
     attempts: int = 0
     reason: str = ""
+    sequence: int = 0
+    """The highest stream sequence, in the action's lane, of the records that produced it (0: not
+    from a stream). Once that lane delivers a batch starting after it, the invocation that committed
+    the action has returned, so the action was delivered or handed to the relay (see
+    :func:`delivered_before`)."""
 
     @property
     def slot(self) -> str:
@@ -247,14 +252,19 @@ def owe(
     now: int,
     hand_over: int,
     publish: bool = False,
+    sequences: Mapping[str, int] | None = None,
 ) -> Change[S]:
     """``state`` with ``actions`` added to what it owes, each newer value superseding an older one for
     the same rule and target. They are for this caller to send at once, unless the relay already
     holds the item (``due``) or an older value they replace may be in flight from another lane: then
     the relay sends them, from ``hand_over`` seconds on, after whatever is in flight. ``publish``
     shows them to the relay from ``hand_over`` on even when sent at once: for a caller whose crash no
-    redelivery would repair (the scheduled evaluator)."""
-    new = [Pending(action, target) for action in actions for target in targets]
+    redelivery would repair (the scheduled evaluator). ``sequences`` (lane -> the highest sequence of
+    the records this change applies) lets a later batch of the lane prove them delivered."""
+    top = sequences or {}
+    new = [
+        Pending(action, target, sequence=top.get(action.lane, 0)) for action in actions for target in targets
+    ]
     slots = {p.slot for p in new}
     kept = [p for p in state.pending if p.slot not in slots]
     superseded_elsewhere = any(p.slot in slots and p.action.lane not in lanes for p in state.pending)
@@ -268,6 +278,29 @@ def owe(
         due = now + hand_over
     send = () if held else tuple(p for p in new if p in pending)
     return Change(state.with_outbox(pending, due), send=send, note=parked)
+
+
+def delivered_before(entry: Pending, starts: Mapping[str, int]) -> bool:
+    """Whether an entry an item still holds is surely delivered, with no write to say so.
+
+    Lambda hands a lane a batch that starts after a record only once the invocation that had that
+    record has returned (a crash or an error redelivers from it, and a reported failure from the
+    lowest failed record). An invocation that returns has run its send step: what a target refused
+    is rewritten with a ``due`` for the relay, and what it did not refuse was delivered. So an entry
+    of an item no relay holds, whose records all precede the start of this batch in the same lane,
+    was delivered; the writer that dropped it need not have spent a write on clearing it.
+    """
+    start = starts.get(entry.action.lane)
+    return bool(entry.sequence) and start is not None and entry.sequence < start
+
+
+def without_delivered(state: S, starts: Mapping[str, int]) -> S:
+    """``state`` without the entries :func:`delivered_before` proves delivered (only when no relay
+    holds the item: a ``due`` item's entries are the relay's to clear)."""
+    if state.due or not state.pending:
+        return state
+    kept = tuple(p for p in state.pending if not delivered_before(p, starts))
+    return state if len(kept) == len(state.pending) else state.with_outbox(kept, 0)
 
 
 @dataclass
@@ -291,7 +324,7 @@ def _cleared(
         if key in delivered:
             continue
         if key in refused:
-            retried = Pending(p.action, p.target, p.attempts + 1, refused[key][:500])
+            retried = Pending(p.action, p.target, p.attempts + 1, refused[key][:500], p.sequence)
             if retried.attempts >= MAX_ATTEMPTS:
                 parked.append(retried)
             else:
@@ -319,10 +352,15 @@ def send_and_clear(
     cache: StateCache | None = None,
     kind: str = "",
     base: Callable[[K], S],
+    clear_delivered: bool = True,
 ) -> Sent:
     """Send what each item owes, then clear what was delivered from the item (one conditional write
     per item, through :func:`commit_loop`). A refusal stays in the item, due for the relay after a
-    backoff; after ``MAX_ATTEMPTS`` it is parked where an operator sees it."""
+    backoff; after ``MAX_ATTEMPTS`` it is parked where an operator sees it.
+
+    With ``clear_delivered`` false (a stream caller whose lane will prove delivery, see
+    :func:`delivered_before`), an item whose entries were all delivered is not written: its next
+    write drops them. Only an item with a refusal is written, and that write clears the rest."""
     sent = Sent()
     entries = [p.entry for pending in owed.values() for p in pending]
     if not entries:
@@ -335,6 +373,8 @@ def send_and_clear(
     parked: dict[K, list[Pending]] = {}
 
     def clear(key: K, state: S, retry: bool) -> Change[S] | None:
+        if not clear_delivered and not any((p.action.action_id, p.target) in refused for p in state.pending):
+            return None
         new, gone = _cleared(state, delivered, refused, now)
         parked[key] = gone
         if new.pending == state.pending and new.due == state.due:
@@ -355,18 +395,27 @@ def send_and_clear(
 
 
 def owed_by_lane(
-    states: Mapping[K, S], lanes: Iterable[str], fresh: Iterable[str] = ()
+    states: Mapping[K, S],
+    lanes: Iterable[str],
+    fresh: Iterable[str] = (),
+    starts: Mapping[str, int] | None = None,
 ) -> dict[K, tuple[Pending, ...]]:
     """After a redelivery: what the items hold for exactly these lanes (never a lane whose name merely
-    begins with one of them) that no relay holds and this invocation did not just produce. The
-    invocation that committed them died before clearing them; they are ours to send now."""
+    begins with one of them) that no relay holds, this invocation did not just produce, and the lane
+    has not already proved delivered (``starts``: the first sequence of this batch per lane). The
+    invocation that committed them died before sending them; they are ours to send now."""
     wanted = set(lanes)
+    proved = starts or {}
     skip = set(fresh)
     owed: dict[K, tuple[Pending, ...]] = {}
     for key, state in states.items():
         if state.due:
             continue
-        mine = tuple(p for p in state.pending if p.action.lane in wanted and p.action.action_id not in skip)
+        mine = tuple(
+            p
+            for p in state.pending
+            if p.action.lane in wanted and p.action.action_id not in skip and not delivered_before(p, proved)
+        )
         if mine:
             owed[key] = mine
     return owed

@@ -26,6 +26,7 @@ from pia.core.state import (
     owe,
     owed_by_lane,
     send_and_clear,
+    without_delivered,
 )
 from pia.counting.counters import (
     CounterKey,
@@ -50,7 +51,12 @@ class InboundRecord:
 
 
 class CounterPort(StatePort[CounterKey, CounterState], ParkingPort, Protocol):
-    """The counters' table: conditional writes of counter items, and where parked actions go."""
+    """The counters' table: conditional writes of counter items, where parked actions go, and each
+    lane's mark of the last record whose batch sent its actions."""
+
+    def mark_sent(self, lanes: Mapping[str, int], now: int) -> None: ...
+
+    def sent_through(self, lanes: Sequence[str]) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,12 @@ class Aggregator:
         max_rounds: int = 6,
         extensions: Sequence[BatchExtension] = (),
         hand_over_seconds: int = 300,
+        lanes_recur: bool = False,
     ) -> None:
+        """``lanes_recur``: every lane is a shard (``ParallelizationFactor`` 1), so an item's lane
+        delivers its next batch and that batch proves the item's sent actions delivered: they need
+        no clearing write (:func:`pia.core.state.delivered_before`). With partition-key lanes, a
+        lane may never come back, so delivered actions are cleared by a write as they are sent."""
         self._store = store
         self._rulesets = rulesets
         self._targets = list(targets)
@@ -123,6 +134,7 @@ class Aggregator:
         self._max_rounds = max_rounds
         self._extensions = list(extensions)
         self._hand_over = hand_over_seconds
+        self._lanes_recur = lanes_recur
         self.cache = cache if cache is not None else StateCache(200_000)
 
     def process(self, records: Sequence[InboundRecord]) -> BatchReport:
@@ -132,7 +144,11 @@ class Aggregator:
         report = BatchReport(ruleset_version=ruleset.version)
         runs = group_by_counter(((r.position, r.event) for r in records), ruleset.aggregator_rules)
         lanes = {r.position.lane for r in records}
-        owed, rest = self._commit_pass(runs, lanes, now, report, recover=True)
+        starts: dict[str, int] = {}
+        for record in records:
+            lane, sequence = record.position.lane, record.position.sequence
+            starts[lane] = min(sequence, starts.get(lane, sequence))
+        owed, rest = self._commit_pass(runs, lanes, starts, now, report, recover=True)
         for extension in self._extensions:
             outcome = extension.process(records, ruleset, moment)
             report.failed |= outcome.failed
@@ -142,16 +158,20 @@ class Aggregator:
             report.conflicts += outcome.conflicts
             if outcome.sent is not None:
                 report.absorb(outcome.sent)
-        self._send(owed, now, report)
+        lazy = self._lanes_recur and not rest and not report.failed
+        self._send(owed, now, report, clear=not lazy)
+        if lazy and owed:
+            self._store.mark_sent(_last_of(records), now)
         while rest:
-            owed, rest = self._commit_pass(rest, lanes, now, report, recover=False)
-            self._send(owed, now, report)
+            owed, rest = self._commit_pass(rest, lanes, starts, now, report, recover=False)
+            self._send(owed, now, report, clear=True)
         return report
 
     def _commit_pass(
         self,
         runs: Mapping[CounterKey, tuple[Rule, Run]],
         lanes: set[str],
+        starts: Mapping[str, int],
         now: int,
         report: BatchReport,
         *,
@@ -164,6 +184,7 @@ class Aggregator:
 
         def transition(key: CounterKey, state: CounterState, retry: bool) -> Change[CounterState] | None:
             rule, events = runs[key]
+            state = without_delivered(state, starts)
             room = max(1, (MAX_PENDING - len(state.pending)) // max(1, len(names)))
             step = apply_events(
                 state, rule, events, now=now, lane_retention_seconds=self._lane_retention, max_actions=room
@@ -171,7 +192,18 @@ class Aggregator:
             steps[key] = step
             if not step.changed:
                 return None
-            return owe(step.state, step.actions, names, lanes=lanes, now=now, hand_over=self._hand_over)
+            sequences: dict[str, int] = {}
+            for position, _ in events:
+                sequences[position.lane] = max(position.sequence, sequences.get(position.lane, 0))
+            return owe(
+                step.state,
+                step.actions,
+                names,
+                lanes=lanes,
+                now=now,
+                hand_over=self._hand_over,
+                sequences=sequences,
+            )
 
         done = commit_loop(
             runs,
@@ -208,7 +240,9 @@ class Aggregator:
                 report.failure_reasons[position.token] = reason
         if recover:
             fresh = {a.action_id for a in report.actions}
-            recovered = owed_by_lane({**done.unchanged, **done.states}, lanes, fresh)
+            recovered = owed_by_lane({**done.unchanged, **done.states}, lanes, fresh, starts)
+            if recovered and self._lanes_recur:
+                recovered = self._not_marked_sent(recovered)
             report.recovered += sum(len(p) for p in recovered.values())
             for key, pending in recovered.items():
                 owed[key] = (*owed.get(key, ()), *pending)
@@ -217,7 +251,24 @@ class Aggregator:
             report.actions_parked += len(parked)
         return owed, rest
 
-    def _send(self, owed: Mapping[CounterKey, tuple[Pending, ...]], now: int, report: BatchReport) -> None:
+    def _not_marked_sent(
+        self, owed: Mapping[CounterKey, tuple[Pending, ...]]
+    ) -> dict[CounterKey, tuple[Pending, ...]]:
+        """A redelivered batch's own entries, less those its first delivery already sent: a batch can
+        come again after an invocation that returned (Kinesis delivers at least once)."""
+        marks = self._store.sent_through(
+            sorted({p.action.lane for pending in owed.values() for p in pending})
+        )
+        left: dict[CounterKey, tuple[Pending, ...]] = {}
+        for key, pending in owed.items():
+            kept = tuple(p for p in pending if not (p.sequence and p.sequence <= marks.get(p.action.lane, 0)))
+            if kept:
+                left[key] = kept
+        return left
+
+    def _send(
+        self, owed: Mapping[CounterKey, tuple[Pending, ...]], now: int, report: BatchReport, *, clear: bool
+    ) -> None:
         sent = send_and_clear(
             owed,
             {},
@@ -228,5 +279,14 @@ class Aggregator:
             cache=self.cache,
             kind=COUNTERS,
             base=lambda key: CounterState(rule_id=key.rule_id, user_id=key.user_id),
+            clear_delivered=clear,
         )
         report.absorb(sent)
+
+
+def _last_of(records: Sequence[InboundRecord]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for record in records:
+        lane, sequence = record.position.lane, record.position.sequence
+        last[lane] = max(sequence, last.get(lane, 0))
+    return last

@@ -24,7 +24,7 @@ from pia.aws.state_table import (
     partition_bucket,
     query_partition,
 )
-from pia.core.state import StateCommit, StateWrite
+from pia.core.state import Pending, StateCommit, StateWrite
 from pia.counting.counters import CounterKey, CounterState, LaneMark
 
 if TYPE_CHECKING:
@@ -40,6 +40,15 @@ def counter_key(rule_id: str, user_id: str) -> AttributeMap:
         "pk": {"S": f"R#{rule_id}#{partition_bucket(user_id, COUNTER_BUCKETS):02d}"},
         "sk": {"S": user_id},
     }
+
+
+SENT_DIGITS = 130
+"""Kinesis sequence numbers reach 129 digits: zero-padded to this width they order as strings, which
+is how DynamoDB compares them in a condition (its numbers hold 38 digits)."""
+
+
+def lane_sent_key(lane: str) -> AttributeMap:
+    return {"pk": {"S": f"L#{lane}"}, "sk": {"S": "sent"}}
 
 
 def rule_partitions(rule_id: str) -> list[str]:
@@ -131,6 +140,40 @@ class CounterStore(StateTable[CounterKey, CounterState]):
     def load(self, rule_id: str, user_id: str) -> CounterState | None:
         return self.load_state(CounterKey(rule_id, user_id))
 
+    def mark_sent(self, lanes: Mapping[str, int], now: int) -> None:
+        """Record, per lane, the last record of a batch whose actions were sent: one small write per
+        batch that spares one clearing write per item (see :func:`pia.core.state.delivered_before`).
+        Conditional on moving forward, so a late writer never takes a lane's mark back."""
+        for lane, sequence in lanes.items():
+            padded = str(sequence).zfill(SENT_DIGITS)
+            for attempt in range(self._max_attempts):
+                try:
+                    self.client.put_item(
+                        TableName=self.table,
+                        Item={**lane_sent_key(lane), "q": {"S": padded}, "u": {"N": str(now)}},
+                        ConditionExpression="attribute_not_exists(q) OR q < :q",
+                        ExpressionAttributeValues={":q": {"S": padded}},
+                    )
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    if code in RETRYABLE_ERRORS:
+                        self.backoff(attempt)
+                        continue
+                    if code != "ConditionalCheckFailedException":
+                        raise
+                break
+
+    def sent_through(self, lanes: Sequence[str]) -> dict[str, int]:
+        """Each lane's mark (0 if none), read strongly consistent: only a redelivery asks, for the
+        entries its own records may have produced."""
+        marks: dict[str, int] = {}
+        for lane in lanes:
+            response = self.client.get_item(
+                TableName=self.table, Key=lane_sent_key(lane), ConsistentRead=True
+            )
+            marks[lane] = int(response.get("Item", {}).get("q", {}).get("S", "0"))
+        return marks
+
     def counters_for_rule(self, rule_id: str) -> list[CounterState]:
         return [
             counter_from_item(item)
@@ -166,3 +209,17 @@ class CounterStore(StateTable[CounterKey, CounterState]):
                 self.backoff(attempt)
             else:
                 raise RuntimeError(f"{len(requests)} deletes still unprocessed after retries")
+
+
+def still_owed(items: Sequence[Mapping[str, Any]]) -> list[Pending]:
+    """The entries a scan of the counters' table shows still owed: an item's entries, less those its
+    lane's mark proves sent (an item the relay holds, ``od``, owes all it holds). For tools and
+    tests; the engine never scans."""
+    marks = {item["pk"]["S"][2:]: int(item["q"]["S"]) for item in items if item["pk"]["S"].startswith("L#")}
+    owed: list[Pending] = []
+    for item in items:
+        pending, due = outbox_from(item)
+        owed.extend(
+            p for p in pending if due or not (p.sequence and p.sequence <= marks.get(p.action.lane, 0))
+        )
+    return owed
