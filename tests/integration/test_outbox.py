@@ -16,7 +16,7 @@ from pia.core.state import MAX_ATTEMPTS
 from pia.counting.store import CounterStore, still_owed
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from tests.conftest import AGGREGATES_TABLE, handler_clients, publish_rows, rule_row
-from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, pin_event
+from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, batch, pin_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 EVERY_EVENT = rule_row(
@@ -233,3 +233,54 @@ def test_an_action_the_target_refused_is_logged_as_deferred_not_as_an_uncommitte
     deferred = [r for r in caplog.records if "target refused it" in r.getMessage()]
     assert uncommitted == []
     assert [r.levelname for r in deferred] == ["WARNING"]
+
+
+def test_a_delivered_action_costs_no_clearing_write_and_is_never_sent_again(
+    aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any
+) -> None:
+    """The reset rule fires on every event: each batch's action stays in the item after delivery
+    (no write clears it); the next batch of the lane drops it with the counter's own write; a
+    successful batch delivered again sends nothing (the lane's sent mark)."""
+    publish_rows(dynamodb, [EVERY_EVENT])
+    client = aggregator_app.container.runtime().aggregator._store.client
+    statements: list[int] = []
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.BatchExecuteStatement",
+        lambda params, **_: statements.append(len(params["Statements"])),
+    )
+    first = batch([pin_event("ann", "course_completed", 1)], start=1)
+    assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
+    assert statements == [1] and recorder.fired()[("ann", "trk_course_completed")] == 1
+    held = dynamodb.scan(TableName=AGGREGATES_TABLE)["Items"]
+    assert owed(dynamodb) == 0 and sum(len(i.get("ob", {}).get("L", [])) for i in held) == 1
+
+    aggregator_app.container.cold_start()
+    assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
+    assert recorder.fired()[("ann", "trk_course_completed")] == 1, "the lane's mark says it was sent"
+
+    second = batch([pin_event("ann", "course_completed", 2)], start=2)
+    assert aggregator_app.lambda_handler(second, lambda_context) == {"batchItemFailures": []}
+    assert recorder.fired()[("ann", "trk_course_completed")] == 2
+    (item,) = [i for i in dynamodb.scan(TableName=AGGREGATES_TABLE)["Items"] if i["pk"]["S"].startswith("R#")]
+    assert len(item["ob"]["L"]) == 1, "the first action dropped by the counter's next write"
+
+
+def test_a_crash_between_the_send_and_the_lane_mark_resends_that_batch_s_actions_once(
+    aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any
+) -> None:
+    publish_rows(dynamodb, [EVERY_EVENT])
+    client = aggregator_app.container.runtime().aggregator._store.client
+
+    def crash(**_: Any) -> None:
+        raise SystemExit("container killed after the send, before the lane mark")
+
+    client.meta.events.register("before-call.dynamodb.PutItem", crash)
+    first = batch([pin_event("ann", "course_completed", 1)], start=1)
+    with pytest.raises(SystemExit):
+        aggregator_app.lambda_handler(first, lambda_context)
+    client.meta.events.unregister("before-call.dynamodb.PutItem", crash)
+    aggregator_app.container.cold_start()
+    assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
+    assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
+    assert recorder.fired()[("ann", "trk_course_completed")] == 2, "the documented window: once more"
+    assert owed(dynamodb) == 0

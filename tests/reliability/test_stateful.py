@@ -63,7 +63,7 @@ PROFILES = {
 }
 """Fault mixes for a delivery: (share of invocations killed, DynamoDB throttled, Pinpoint throttled).
 The faultiest comes first: it is what hypothesis tries first and shrinks towards."""
-STORE_OPERATIONS = frozenset({"PutItem", "BatchWriteItem", "Query"})
+STORE_OPERATIONS = frozenset({"PutItem", "BatchWriteItem", "BatchExecuteStatement", "Query"})
 
 
 def _event(n: int, user: str | None, kind: str, tag: str, amount: str, extra: bool) -> StreamEvent:

@@ -19,9 +19,11 @@ from pia.core.state import (
     StateWrite,
     WriteStatus,
     commit_loop,
+    delivered_before,
     owe,
     owed_by_lane,
     send_and_clear,
+    without_delivered,
 )
 
 NOW = 1_800_000_000
@@ -159,3 +161,58 @@ def test_recovery_takes_exactly_its_own_lanes() -> None:
     assert owed_by_lane({"k": replace(box, due=NOW)}, {"sh/acct"}) == {}, (
         "what the relay holds is the relay's"
     )
+
+
+def test_a_later_batch_of_the_same_lane_proves_an_entry_delivered_and_no_other_does() -> None:
+    sent = Pending(attribute("ready", lane="sh/acct"), "pinpoint", sequence=40)
+    assert delivered_before(sent, {"sh/acct": 41})
+    assert not delivered_before(sent, {"sh/acct": 40}), "a batch starting at its record may be a redelivery"
+    assert not delivered_before(sent, {"sh/acct#7": 99}), "another lane, even one whose name extends it"
+    assert not delivered_before(replace(sent, sequence=0), {"sh/acct": 99}), "not from a stream"
+    box = Box(
+        version=3, pending=(sent, Pending(attribute("x", lane="sh/acct", n=2), "pinpoint", sequence=41))
+    )
+    assert [p.sequence for p in without_delivered(box, {"sh/acct": 41}).pending] == [41]
+    assert without_delivered(replace(box, due=NOW), {"sh/acct": 99}).pending == box.pending, (
+        "what the relay holds is the relay's to clear"
+    )
+
+
+def test_recovery_skips_what_the_lane_already_proved_delivered() -> None:
+    box = Box(
+        pending=(
+            Pending(attribute("a", lane="s0"), "pinpoint", sequence=10),
+            Pending(attribute("b", lane="s0", n=2), "pinpoint", sequence=20),
+        )
+    )
+    owed = owed_by_lane({"k": box}, {"s0"}, starts={"s0": 15})
+    assert [p.sequence for p in owed["k"]] == [20]
+
+
+def test_without_clearing_only_an_item_with_a_refusal_is_written() -> None:
+    table = Table()
+    delivered = Pending(attribute("ready"), "pinpoint", sequence=7)
+    table.items["k"] = Box(version=1, pending=(delivered,))
+    target = Target()
+    send_and_clear(
+        {"k": (delivered,)},
+        table.items,
+        [target],
+        table,
+        table,
+        now=NOW,
+        base=lambda _: Box(),
+        clear_delivered=False,
+    )
+    assert target.sent == ["ready"] and table.puts == 0 and table.items["k"].pending == (delivered,)
+    send_and_clear(
+        {"k": (delivered,)},
+        table.items,
+        [Target(refuse=True)],
+        table,
+        table,
+        now=NOW,
+        base=lambda _: Box(),
+        clear_delivered=False,
+    )
+    assert table.puts == 1 and table.items["k"].due > NOW, "a refusal is written for the relay"
