@@ -399,13 +399,17 @@ def owed_by_lane(
     lanes: Iterable[str],
     fresh: Iterable[str] = (),
     starts: Mapping[str, int] | None = None,
+    ends: Mapping[str, int] | None = None,
 ) -> dict[K, tuple[Pending, ...]]:
     """After a redelivery: what the items hold for exactly these lanes (never a lane whose name merely
-    begins with one of them) that no relay holds, this invocation did not just produce, and the lane
-    has not already proved delivered (``starts``: the first sequence of this batch per lane). The
+    begins with one of them) that no relay holds, this invocation did not just produce, the lane has
+    not already proved delivered (``starts``: the first sequence of this batch per lane), and records
+    of this batch produced (``ends``: its last sequence per lane; an entry from later records is
+    the business of the batch that brings them, as when Lambda bisects a failed batch). The
     invocation that committed them died before sending them; they are ours to send now."""
     wanted = set(lanes)
     proved = starts or {}
+    last = ends or {}
     skip = set(fresh)
     owed: dict[K, tuple[Pending, ...]] = {}
     for key, state in states.items():
@@ -414,7 +418,10 @@ def owed_by_lane(
         mine = tuple(
             p
             for p in state.pending
-            if p.action.lane in wanted and p.action.action_id not in skip and not delivered_before(p, proved)
+            if p.action.lane in wanted
+            and p.action.action_id not in skip
+            and not delivered_before(p, proved)
+            and not (p.sequence and p.sequence > last.get(p.action.lane, p.sequence))
         )
         if mine:
             owed[key] = mine

@@ -148,7 +148,8 @@ class Aggregator:
         for record in records:
             lane, sequence = record.position.lane, record.position.sequence
             starts[lane] = min(sequence, starts.get(lane, sequence))
-        owed, rest = self._commit_pass(runs, lanes, starts, now, report, recover=True)
+        ends = _last_of(records)
+        owed, rest = self._commit_pass(runs, lanes, starts, ends, now, report, recover=True)
         for extension in self._extensions:
             outcome = extension.process(records, ruleset, moment)
             report.failed |= outcome.failed
@@ -161,9 +162,9 @@ class Aggregator:
         lazy = self._lanes_recur and not rest and not report.failed
         self._send(owed, now, report, clear=not lazy)
         if lazy and owed:
-            self._store.mark_sent(_last_of(records), now)
+            self._store.mark_sent(ends, now)
         while rest:
-            owed, rest = self._commit_pass(rest, lanes, starts, now, report, recover=False)
+            owed, rest = self._commit_pass(rest, lanes, starts, ends, now, report, recover=False)
             self._send(owed, now, report, clear=True)
         return report
 
@@ -172,6 +173,7 @@ class Aggregator:
         runs: Mapping[CounterKey, tuple[Rule, Run]],
         lanes: set[str],
         starts: Mapping[str, int],
+        ends: Mapping[str, int],
         now: int,
         report: BatchReport,
         *,
@@ -240,7 +242,7 @@ class Aggregator:
                 report.failure_reasons[position.token] = reason
         if recover:
             fresh = {a.action_id for a in report.actions}
-            recovered = owed_by_lane({**done.unchanged, **done.states}, lanes, fresh, starts)
+            recovered = owed_by_lane({**done.unchanged, **done.states}, lanes, fresh, starts, ends)
             if recovered and self._lanes_recur:
                 recovered = self._not_marked_sent(recovered)
             report.recovered += sum(len(p) for p in recovered.values())

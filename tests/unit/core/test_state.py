@@ -187,6 +187,10 @@ def test_recovery_skips_what_the_lane_already_proved_delivered() -> None:
     )
     owed = owed_by_lane({"k": box}, {"s0"}, starts={"s0": 15})
     assert [p.sequence for p in owed["k"]] == [20]
+    first_half = owed_by_lane({"k": box}, {"s0"}, starts={"s0": 1}, ends={"s0": 12})
+    assert [p.sequence for p in first_half["k"]] == [10], (
+        "a bisected half sends only what its own records produced; the other half sends the rest"
+    )
 
 
 def test_without_clearing_only_an_item_with_a_refusal_is_written() -> None:
