@@ -157,7 +157,10 @@ filter_cell = st.one_of(
 CAPS = ["", "na", "once", "3 per day", "1 per 7 days", "1 per week", "2 per 6 hours"]
 cap_cell = st.one_of(
     st.sampled_from(CAPS),
-    st.sampled_from(["0 per day", "1 per 367 days", "twice a day", "1e3 per day", "-1 per hour", "once per"]),
+    st.sampled_from(
+        ["0 per day", "1 per 367 days", "twice a day", "1e3 per day", "-1 per hour", "once per", "² per day"]
+    ),
+    st.integers(1, 6000).map(lambda n: "9" * n + " per day"),
     st.integers(0, 10**30).map("{} per day".format),
     odd_text,
 )

@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 MAX_CAP_LIMIT = 1_000_000
 MAX_CAP_DAYS = 366
+MAX_CAP_TEXT = 60
+"""The longest cap is ``1000000 times per 52 weeks``; a longer cell is refused before it is read."""
 CAP_HELP = "write once, or N per hour, N per day, N per week, N per K hours/days/weeks (such as 3 per 7 days)"
 
 
@@ -109,19 +111,23 @@ class Cap:
 
 
 def _whole(text: str, what: str, upper: int, column_text: str) -> int:
-    if not text.isdigit():
-        position = column_text.find(text) + 1
+    """``text`` as a number in 1..``upper``: ASCII digits only (``²`` is a digit to Python, not to
+    ``int``), and never more of them than ``upper`` has, so no cell makes a huge integer."""
+    position = column_text.find(text) + 1
+    if not (text.isascii() and text.isdigit()):
         raise CapError(f'"{text}" at position {position} is not a whole number; {CAP_HELP}')
-    value = int(text)
+    value = int(text) if len(text) <= len(str(upper)) else upper + 1
     if not 1 <= value <= upper:
-        position = column_text.find(text) + 1
-        raise CapError(f"{what} {value} at position {position} is outside 1..{upper}")
+        shown = text if len(text) <= 12 else f"{text[:9]}..."
+        raise CapError(f"{what} {shown} at position {position} is outside 1..{upper}")
     return value
 
 
 def parse_cap(text: str) -> Cap:
     """Read a Cap cell (already known not to be empty or ``na``)."""
     words = " ".join(text.split())
+    if len(words) > MAX_CAP_TEXT:
+        raise CapError(f"longer than {MAX_CAP_TEXT} characters; {CAP_HELP}")
     if words.lower() == "once":
         return Cap(1, CapUnit.EVER)
     if words.lower().startswith("once "):
