@@ -93,6 +93,7 @@ def build(wiring: Wiring) -> Runtime:
         cache=state,
         extensions=[TimeSeriesOnDemand(settings, clients, targets, state)],
         lanes_recur=settings.parallelization_factor == 1,
+        zone=settings.zone,
     )
     return Runtime(settings, aggregator)
 

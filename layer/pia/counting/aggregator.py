@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from pia.core.actions import Action, ActionTarget
 from pia.core.events import Event
@@ -29,6 +30,7 @@ from pia.core.state import (
     without_delivered,
 )
 from pia.counting.counters import (
+    UTC_ZONE,
     CounterKey,
     CounterState,
     Position,
@@ -121,6 +123,7 @@ class Aggregator:
         extensions: Sequence[BatchExtension] = (),
         hand_over_seconds: int = 300,
         lanes_recur: bool = False,
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
         """``lanes_recur``: every lane is a shard (``ParallelizationFactor`` 1), so an item's lane
         delivers its next batch and that batch proves the item's sent actions delivered: they need
@@ -135,6 +138,7 @@ class Aggregator:
         self._extensions = list(extensions)
         self._hand_over = hand_over_seconds
         self._lanes_recur = lanes_recur
+        self._zone = zone
         self.cache = cache if cache is not None else StateCache(200_000)
 
     def process(self, records: Sequence[InboundRecord]) -> BatchReport:
@@ -189,7 +193,13 @@ class Aggregator:
             state = without_delivered(state, starts)
             room = max(1, (MAX_PENDING - len(state.pending)) // max(1, len(names)))
             step = apply_events(
-                state, rule, events, now=now, lane_retention_seconds=self._lane_retention, max_actions=room
+                state,
+                rule,
+                events,
+                now=now,
+                lane_retention_seconds=self._lane_retention,
+                max_actions=room,
+                zone=self._zone,
             )
             steps[key] = step
             if not step.changed:
