@@ -18,6 +18,7 @@ from pia.aws.state_table import MAX_STATEMENTS
 from pia.core.state import StateWrite, WriteStatus
 from pia.counting.counters import CounterKey, CounterState
 from pia.counting.store import CounterStore
+from pia.rules.caps import CapWindow
 from pia_cli.emulator import create_table
 from pia_cli.recorder import model_violations
 from tests.conftest import AGGREGATES_TABLE
@@ -211,3 +212,27 @@ def test_throttled_statements_and_only_they_are_sent_again(dynamodb: Any) -> Non
     assert client.sent[1] == [f"u{i:02d}" for i in (0, 3, 6)]
     stored = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=AGGREGATES_TABLE)["Items"]
     assert len(stored) == 9 and {i["v"]["N"] for i in stored} == {"1"}
+
+
+def test_an_update_leaves_exactly_the_new_state_s_item_whatever_the_old_one_held(dynamodb: Any) -> None:
+    """Every attribute the codec writes only when set (settled, cap window, endpoints, outbox...) is
+    removed when the new state no longer has it: the stored item is the codec's item, as a Put's."""
+    store = CounterStore(dynamodb, AGGREGATES_TABLE)
+    key = CounterKey("r1", "ann")
+    full = CounterState(
+        "r1",
+        "ann",
+        version=1,
+        count=3,
+        settled=True,
+        endpoints=("e1",),
+        recent_ids=("id1",),
+        cap=CapWindow(100, 2),
+        capped=1,
+    )
+    plain = CounterState("r1", "ann", version=2, count=4)
+    assert store.commit([StateWrite(key, full, 0)], now=1).status[key] is WriteStatus.COMMITTED
+    outcome = store.commit([StateWrite(key, plain, 1, full)], now=2)
+    assert outcome.status[key] is WriteStatus.COMMITTED
+    stored = dynamodb.get_item(TableName=AGGREGATES_TABLE, Key=store.codec.key(key))["Item"]
+    assert stored == store.codec.item(key, plain, 2)

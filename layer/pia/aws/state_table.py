@@ -39,7 +39,9 @@ MAX_STATEMENTS = 25
 """Statements DynamoDB takes in one ``BatchExecuteStatement``."""
 OPTIONAL_ATTRIBUTES = ("sd", "ep", "ri", "ob", "oq", "od")
 """Attributes a state item's codec writes only when there is something in them: an update that
-leaves one out removes it."""
+leaves one out removes it, as it removes any attribute the replaced state's item had and the new
+one lacks (:attr:`pia.core.state.StateWrite.previous`), so the stored item is always exactly the
+codec's item."""
 RETRYABLE_STATEMENT_ERRORS = frozenset(
     {
         "ProvisionedThroughputExceeded",
@@ -247,8 +249,8 @@ class StateTable(Generic[K, S]):
 
     def _statement(self, write: StateWrite[K, S], now: int) -> dict[str, Any]:
         """A new item is an ``INSERT`` (refused if the item exists); a known one an ``UPDATE`` of every
-        attribute, conditional on its key and version, that also removes the optional attributes the
-        new state leaves out, so the stored item is exactly the codec's item, as a Put would leave it."""
+        attribute, conditional on its key and version, that also removes the attributes the new
+        state leaves out, so the stored item is exactly the codec's item, as a Put would leave it."""
         item = self.codec.item(write.key, write.state, now)
         if write.expected_version == 0:
             names = list(item)
@@ -259,7 +261,10 @@ class StateTable(Generic[K, S]):
             }
         key = self.codec.key(write.key)
         sets = [name for name in item if name not in key]
-        removes = [name for name in OPTIONAL_ATTRIBUTES if name not in item]
+        gone = set(OPTIONAL_ATTRIBUTES)
+        if write.previous is not None:
+            gone |= set(self.codec.item(write.key, write.previous, now))
+        removes = sorted(name for name in gone if name not in item)
         clauses = "".join(f' SET "{name}" = ?' for name in sets) + "".join(
             f' REMOVE "{name}"' for name in removes
         )

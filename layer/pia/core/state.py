@@ -98,6 +98,9 @@ class StateWrite(Generic[K, S]):
     key: K
     state: S
     expected_version: int
+    previous: S | None = None
+    """The state this write replaces, as this process knows it (what the stored item holds when the
+    version condition holds): a store that updates attributes in place removes what it no longer has."""
 
 
 @dataclass
@@ -214,7 +217,7 @@ def commit_loop(
                 if retry and cache is not None:
                     cache.put(kind, key, state)
                 continue
-            writes.append(StateWrite(key, change.state.with_version(state.version + 1), state.version))
+            writes.append(StateWrite(key, change.state.with_version(state.version + 1), state.version, state))
             planned[key] = change
         states = {}
         if not writes:
