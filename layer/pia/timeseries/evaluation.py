@@ -122,6 +122,9 @@ def changes(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     """The users whose value for ``rule`` changes, with the new value and their window totals."""
     totals = window_totals(rule, frame, today)
     met = totals["count"] > 0
+    if rule.absent:
+        seen = pd.Series(frame.users.isin(frame.days["user"]), index=frame.users)
+        met = seen & ~met
     if rule.count_condition is not None:
         met &= _count_mask(totals["count"], rule.count_condition)
     if rule.sum_condition is not None:

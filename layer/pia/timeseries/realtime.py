@@ -38,6 +38,7 @@ from pia.timeseries.rollups import (
     absorb,
     date_action,
     decide,
+    in_audience,
     local_day,
     next_change,
     plan_series,
@@ -143,7 +144,11 @@ class TimeSeriesPath:
                 return None
             decisions = decide(step.state, plan.rules, today, step.days)
             state = record_sent(step.state, decisions)
-            state = replace(state, wake=wake_at(next_change(state, plan.rules, today), self._zone))
+            state = replace(
+                state,
+                wake=wake_at(next_change(state, plan.rules, today), self._zone),
+                keep=in_audience(state, plan.rules),
+            )
             position, event = step.last
             actions = [
                 date_action(
