@@ -39,11 +39,11 @@ from pia.timeseries.rollups import (
     date_action,
     decide,
     in_audience,
+    kept_wake,
     local_day,
     next_change,
     plan_series,
     record_sent,
-    wake_at,
 )
 
 ROLLUPS = "rollup"
@@ -146,7 +146,7 @@ class TimeSeriesPath:
             state = record_sent(step.state, decisions)
             state = replace(
                 state,
-                wake=wake_at(next_change(state, plan.rules, today), self._zone),
+                wake=kept_wake(base.wake, next_change(state, plan.rules, today), self._zone),
                 keep=in_audience(state, plan.rules),
             )
             position, event = step.last
