@@ -91,7 +91,9 @@ def is_final(rule: Rule, today: date) -> bool:
 
 def is_met(rule: Rule, totals: DayTotal, seen: bool = True) -> bool:
     """Only users with at least one matching event in the window are considered; for an absence
-    rule, only users ``seen`` before (a day in their rollup) with none in the window."""
+    rule, only users ``seen`` before (a day in their rollup, or already in the audience: a series
+    rebuilt on a new activation may find no day of a user quiet for longer than the retention, and
+    only an event takes a user out) with none in the window."""
     if rule.absent:
         return seen and totals.count == 0
     return totals.count > 0 and rule.is_met(totals.count, totals.total)
@@ -300,7 +302,8 @@ def decide(
         if days is not None and not any(first <= day <= last for day in days):
             continue
         totals = state.window_total(first, last)
-        value = next_value(is_met(rule, totals, state.seen), state.sent.get(rule.rule_id))
+        sent = state.sent.get(rule.rule_id)
+        value = next_value(is_met(rule, totals, state.seen or sent == READY), sent)
         if value is not None:
             decisions.append(Decision(rule, value, totals))
     return decisions

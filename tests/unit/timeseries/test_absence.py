@@ -87,6 +87,15 @@ def test_a_user_never_seen_is_never_in_the_audience() -> None:
     assert changes(rule, rollup_frame([nobody]), TODAY).empty
 
 
+def test_a_user_in_the_audience_stays_in_it_when_their_history_is_gone() -> None:
+    """A series rebuilt on a new activation finds no day of a user quiet for longer than the
+    retention: only an event takes a user out."""
+    rule = absent(14)
+    held = user({}, {rule.rule_id: READY})
+    assert values(held, [rule], TODAY) == []
+    assert changes(rule, rollup_frame([held]), TODAY).empty
+
+
 def test_history_older_than_the_quiet_period_puts_the_user_in_at_once() -> None:
     """A backfilled purchase 40 days ago: the user has been quiet 30 days already."""
     rule = absent(30)
