@@ -44,24 +44,33 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     greens: Counter[str] = Counter()
     courses: Counter[str] = Counter()
     last_purchase: dict[str, str] = {}
+    daily: dict[str, list[str]] = {}
     for event in events:
         user = signed_in(event)
         if user is not None and event["event_type"] == "greenbutton":
             greens[user] += 1
-        if user is not None and event["event_type"] == "course_completed":
-            courses[user] += 1
         if user is not None and event["event_type"] == "purchase":
             day = datetime.fromtimestamp(event["event_timestamp"] / 1000, UTC).date().isoformat()
             last_purchase[user] = max(day, last_purchase.get(user, day))
+        if user is not None and event["event_type"] == "course_completed":
+            courses[user] += 1
+            if courses[user] % 3 == 0:
+                day = datetime.fromtimestamp(int(event["event_timestamp"]) / 1000, UTC).date().isoformat()
+                if day not in daily.setdefault(user, []):
+                    daily[user].append(day)
     by_output = {rule.output_name: rule for rule in result.rules}
     # Sample rule rows 2 and 3: more than 5 green buttons; every 3rd completed course fires and resets.
     assert by_output["trk_greenbutton"].users == sum(1 for n in greens.values() if n > 5)
     assert by_output["trk_course_completed"].users == sum(1 for n in courses.values() if n >= 3)
     assert by_output["trk_course_completed"].fired == sum(n // 3 for n in courses.values())
-    # The last row: no purchase in the last 3 days (28..30 April), for users who bought before.
+    # Row 10: no purchase in the last 3 days (28..30 April), for users who bought before.
     quiet = sum(1 for day in last_purchase.values() if day <= "2026-04-27")
     assert quiet > 0 and by_output["trk_absent_purchase"].users == quiet
-    assert len(result.rules) == 7
+    # Row 9 is row 3 with "Cap: 1 per day": of each user's crossings, the first of each UTC day fires.
+    assert by_output["trk_course_daily"].fired == sum(len(days) for days in daily.values())
+    assert by_output["trk_course_daily"].fired < by_output["trk_course_completed"].fired
+    assert by_output["trk_course_daily"].description.endswith("reset, cap 1 per day")
+    assert len(result.rules) == 8
     assert result.rejected == [result.rejected[0]] and result.rejected[0].startswith("row 8, Operator-C")
     assert result.failures == []
     assert result.mapping["records"] == len(events) and result.mapping["discarded"] == 0

@@ -55,6 +55,7 @@ def _seed(stack: Any, rule: Rule, last_days: dict[str, date], buckets: int = 16)
                         backfill_activation="2026-01-01",
                         days={day: DayTotal(1, Decimal(0))},
                         sent={rule.rule_id: READY},
+                        endpoints=(f"ep-{user}",),
                     ),
                     1_772_000_000,
                     400,
@@ -97,7 +98,11 @@ def test_a_rerun_reads_only_the_users_whose_window_slid(timeseries_stack: Any) -
     # Three days on, the users whose purchase was 4 days old see it slide out of the 7 days.
     later = _evaluator(stack).run(DAY + timedelta(days=3))
     assert (later.rollups_read, later.not_ready) == (12, 12)
-    assert _evaluator(stack).run(DAY + timedelta(days=3, hours=1)).rollups_read == 0
+    # The handler, with the archive: its first run backfills the series (reading it whole, once).
+    assert stack.evaluate(DAY + timedelta(days=3, hours=1))["backfilled"] == [rule.series]
+    stack.calls.reset()
+    summary = stack.evaluate(DAY + timedelta(days=3, hours=2))
+    assert summary["rollups_read"] == 0 and stack.calls.items_read <= 10
 
 
 def test_a_partition_with_more_due_than_the_bound_continues_in_follow_up_units(timeseries_stack: Any) -> None:
@@ -158,3 +163,25 @@ def test_the_aggregator_keeps_the_due_moment_of_what_it_writes(timeseries_stack:
     assert _evaluator(stack).run(DAY + timedelta(days=6, hours=1)).rollups_read == 0
     last = _evaluator(stack).run(DAY + timedelta(days=7))
     assert (last.rollups_read, last.not_ready) == (1, 1)
+
+
+def test_a_rollup_is_written_back_under_the_partition_count_it_was_read_with(timeseries_stack: Any) -> None:
+    """The relay's store knows no ruleset: a rollup of a 3-partition series must stay where it is."""
+    from pia.core.state import StateWrite
+    from pia.timeseries.rollups import SeriesKey
+    from pia.timeseries.store import rollup_from_item, rollup_key
+
+    dynamodb = timeseries_stack.dynamodb
+    state = SeriesRollup("purchase", "amy", version=1, days={date(2026, 3, 19): DayTotal(2, Decimal(0))})
+    dynamodb.put_item(TableName=TIMESERIES_TABLE, Item=rollup_item(state, 1_772_000_000, 400, 3))
+    read = rollup_from_item(
+        dynamodb.get_item(TableName=TIMESERIES_TABLE, Key=rollup_key("purchase", "amy", 3))["Item"]
+    )
+    assert read.partitions == 3
+    relay_store = RollupStore(dynamodb, TIMESERIES_TABLE)
+    outcome = relay_store.commit([StateWrite(SeriesKey("purchase", "amy"), read.with_version(2), 1)], 1)
+    assert outcome.reasons == {}
+    items = dynamodb.scan(TableName=TIMESERIES_TABLE)["Items"]
+    assert [(i["pk"]["S"], i["v"]["N"]) for i in items] == [
+        (rollup_key("purchase", "amy", 3)["pk"]["S"], "2")
+    ]

@@ -40,6 +40,7 @@ from pia.timeseries.backfill import (
 )
 from pia.timeseries.backfill_engine import ArchiveReader, ArchiveScan
 from pia.timeseries.evaluation import changes, rollup_frame
+from pia.timeseries.readiness import Readiness, readiness
 from pia.timeseries.rollups import (
     BEGINNING,
     DayTotal,
@@ -134,6 +135,8 @@ class EvaluationReport:
     failures: dict[str, str] = field(default_factory=dict)
     seen_hours: int = 0
     finalized: list[str] = field(default_factory=list)
+    readiness: list[Readiness] = field(default_factory=list)
+    """Per live date rule: is its history computed yet (:mod:`pia.timeseries.readiness`)."""
     units: int = 0
     most_unit_rollups: int = 0
     completed: list[str] = field(default_factory=list)
@@ -161,6 +164,7 @@ class EvaluationReport:
             "failures": len(self.failures),
             "seen_hours": self.seen_hours,
             "finalized": list(self.finalized),
+            "readiness": [line.to_json() for line in self.readiness],
         }
 
     def to_json(self) -> dict[str, object]:
@@ -169,8 +173,9 @@ class EvaluationReport:
                 list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
             )
             for name, value in vars(self).items()
-            if name != "more"
+            if name not in ("more", "readiness")
         }
+        data["readiness"] = [line.to_json() for line in self.readiness]
         data["more"] = self.more.to_json() if self.more is not None else None
         return data
 
@@ -178,7 +183,7 @@ class EvaluationReport:
     def from_json(cls, data: Mapping[str, object]) -> EvaluationReport:
         report = cls()
         for name, default in vars(cls()).items():
-            if name == "more" or name not in data:
+            if name in ("more", "readiness") or name not in data:
                 continue
             value = data[name]
             if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
@@ -186,6 +191,10 @@ class EvaluationReport:
                     f"report: field {name!r} must be {type(default).__name__}, not {value!r}"
                 )
             setattr(report, name, value)
+        lines = data.get("readiness", [])
+        if not isinstance(lines, list) or not all(isinstance(line, Mapping) for line in lines):
+            raise UnitFormatError("report: field 'readiness' must be a list of objects")
+        report.readiness = [Readiness.from_json(line) for line in lines]
         more = data.get("more")
         if more is not None:
             if not isinstance(more, Mapping):
@@ -249,6 +258,7 @@ class Evaluator:
     ) -> None:
         self._hand_over = hand_over_seconds
         self._unit_limit = unit_limit
+        self._pinned: Ruleset | None = None
         self._rulesets = rulesets
         self._rollups = rollups
         self._coverage = coverage
@@ -261,6 +271,11 @@ class Evaluator:
         self._settle = settle
         self._max_rounds = max_rounds
 
+    def _ruleset(self) -> Ruleset:
+        """The ruleset, read once per invocation: a run in one invocation reads it once, not once
+        per unit."""
+        return self._pinned if self._pinned is not None else self._rulesets()
+
     def plan(self, now: datetime) -> RunPlan:
         """Recover what a crashed run owes, backfill new series, and list the run's units: reads the
         pending index, the coverage items and the series whose backfill runs, never every series'
@@ -268,7 +283,7 @@ class Evaluator:
         report = EvaluationReport()
         epoch = utc_seconds(now)
         self._recover(epoch, report)
-        ruleset = self._rulesets()
+        ruleset = self._ruleset()
         self._rollups.use_layout(ruleset.series_partitions)
         report.ruleset_version = ruleset.version
         today = local_day(now, self._zone)
@@ -278,6 +293,7 @@ class Evaluator:
         report.rules = sum(len(plan.rules) for plan in plans.values())
         waiting: set[str] = set()
         landed: set[str] = set()
+        tasks: list[BackfillTask] = []
         if plans and self._backfill_engine is not None:
             oldest = today - timedelta(days=self._retention_days)
             tasks = backfill_tasks(
@@ -295,6 +311,15 @@ class Evaluator:
                 for series in set(rollups) - waiting:
                     self._evaluate(plans[series], rollups[series], today, now, epoch, report)
                 landed = set(rollups) - waiting
+        report.readiness = readiness(
+            plans,
+            tasks,
+            report.backfilled,
+            today=today,
+            zone=self._zone,
+            archive=self._backfill_engine is not None,
+            waiting_reason=report.failures.get("backfill", ""),
+        )
         signatures = self._coverage.signatures() if plans else {}
         swept: dict[str, str] = {series: rules_signature(plans[series], today) for series in landed}
         units: list[WorkUnit] = []
@@ -326,7 +351,7 @@ class Evaluator:
         ``unit.due_at``, or every one in a sweep; the rest comes back as ``report.more``."""
         report = EvaluationReport(units=1)
         epoch = utc_seconds(now)
-        ruleset = self._rulesets()
+        ruleset = self._ruleset()
         self._rollups.use_layout(ruleset.series_partitions)
         today = local_day(now, self._zone)
         plan = plan_series(ruleset, today, include_final=set(unit.closing)).get(unit.series)
@@ -367,7 +392,7 @@ class Evaluator:
             if series in done:
                 self._coverage.record_signature(series, signature, epoch)
         if plan.closing:
-            ruleset = self._rulesets()
+            ruleset = self._ruleset()
             today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
             plans = plan_series(ruleset, today, include_final=set(plan.closing))
             self._finalize({s: p for s, p in plans.items() if s in done}, set(plan.closing), epoch, report)
@@ -377,14 +402,18 @@ class Evaluator:
 
     def run(self, now: datetime) -> EvaluationReport:
         """The whole run in one invocation: the plan, every unit and its follow-ups, then the finish."""
-        plan = self.plan(now)
-        reports: list[EvaluationReport] = []
-        for first in plan.units:
-            unit: WorkUnit | None = first
-            while unit is not None:
-                reports.append(self.run_unit(unit, now))
-                unit = reports[-1].more
-        return self.finish(plan, reports, now)
+        self._pinned = self._rulesets()
+        try:
+            plan = self.plan(now)
+            reports: list[EvaluationReport] = []
+            for first in plan.units:
+                unit: WorkUnit | None = first
+                while unit is not None:
+                    reports.append(self.run_unit(unit, now))
+                    unit = reports[-1].more
+            return self.finish(plan, reports, now)
+        finally:
+            self._pinned = None
 
     def _finalize(
         self, plans: Mapping[str, SeriesPlan], closing: set[str], epoch: int, report: EvaluationReport
