@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pia.aws.state_table import item_size
+from pia_cli.partiql_batches import parse_write
 
 PAGE_BYTES = 1024 * 1024
 
@@ -81,6 +82,34 @@ class StandInDynamoDB:
             raise ClientError(error, "PutItem")  # type: ignore[arg-type]
         self._write(request["TableName"], item)
         return {}
+
+    def batch_execute_statement(self, **request: Any) -> dict[str, Any]:
+        """The state path's conditional INSERT and UPDATE statements, each alone, as DynamoDB runs them."""
+        answers: list[dict[str, Any]] = []
+        for statement in request["Statements"]:
+            write = parse_write(statement["Statement"], statement.get("Parameters", []))
+            source = write.values if write.kind == "insert" else (write.where or {})
+            current = self._partition(write.table, source["pk"]["S"]).get(source["sk"]["S"])
+            if write.kind == "insert":
+                if current is not None:
+                    self.usage.write_units += 1
+                    answers.append({"Error": {"Code": "DuplicateItem", "Message": "exists"}})
+                    continue
+                self._write(write.table, dict(write.values))
+            else:
+                if current is None or any(current.get(k) != v for k, v in (write.where or {}).items()):
+                    self.usage.write_units += 1
+                    error: dict[str, Any] = {"Code": "ConditionalCheckFailed", "Message": "failed"}
+                    if current is not None:
+                        error["Item"] = current
+                    answers.append({"Error": error})
+                    continue
+                after = {**current, **write.values}
+                for name in write.remove:
+                    after.pop(name, None)
+                self._write(write.table, after)
+            answers.append({"TableName": write.table})
+        return {"Responses": answers}
 
     def get_item(self, **request: Any) -> dict[str, Any]:
         key = request["Key"]

@@ -259,7 +259,7 @@ class StateTable(Generic[K, S]):
                 "Statement": f'INSERT INTO "{self.table}" VALUE {{{fields}}}',
                 "Parameters": [item[name] for name in names],
             }
-        key = self.codec.key(write.key)
+        key = {name: item[name] for name in self.codec.key(write.key)}
         sets = [name for name in item if name not in key]
         gone = set(OPTIONAL_ATTRIBUTES)
         if write.previous is not None:
