@@ -16,6 +16,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.core.mapping import FieldMapping, MappingError
+from pia.timeseries.units import DEFAULT_UNIT_LIMIT
 
 KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 DEFAULT_TARGETS = ("eventbridge",)
@@ -208,6 +209,8 @@ class EvaluatorSettings:
     glue_database: str = ""
     backfill_results_bucket: str = ""
     backfill_lambda_max_objects: int = 2_000
+    unit_items: int = DEFAULT_UNIT_LIMIT
+    max_concurrency: int = 10
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> EvaluatorSettings:
@@ -225,6 +228,8 @@ class EvaluatorSettings:
             glue_database=e.text("GLUE_DATABASE"),
             backfill_results_bucket=e.text("BACKFILL_RESULTS_BUCKET"),
             backfill_lambda_max_objects=e.integer("BACKFILL_LAMBDA_MAX_OBJECTS", 2_000),
+            unit_items=e.integer("EVALUATOR_UNIT_ITEMS", DEFAULT_UNIT_LIMIT, minimum=1),
+            max_concurrency=e.integer("EVALUATOR_MAX_CONCURRENCY", 10, minimum=1),
         )
 
 
