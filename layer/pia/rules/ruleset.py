@@ -44,6 +44,9 @@ class Ruleset:
     source: str = ""
     series_activation: Mapping[str, str] = field(default_factory=dict)
     removed: Mapping[str, str] = field(default_factory=dict)
+    series_partitions: Mapping[str, int] = field(default_factory=dict)
+    """How many rollup partitions each series was created with; a series missing here predates the
+    setting and keeps the 16 it was created with."""
 
     @property
     def content_hash(self) -> str:
@@ -69,6 +72,7 @@ class Ruleset:
             "rules": [r.to_json() for r in self.rules],
             "series_activation": dict(self.series_activation),
             "removed": dict(self.removed),
+            **({"series_partitions": dict(self.series_partitions)} if self.series_partitions else {}),
         }
 
     @staticmethod
@@ -80,6 +84,7 @@ class Ruleset:
             source=data.get("source", ""),
             series_activation=dict(data.get("series_activation", {})),
             removed=dict(data.get("removed", {})),
+            series_partitions={s: int(n) for s, n in data.get("series_partitions", {}).items()},
         )
 
 

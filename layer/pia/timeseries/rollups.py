@@ -17,6 +17,8 @@ in the same conditional write that carries the outbox entries, so they never sen
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -121,6 +123,9 @@ class SeriesRollup:
     recent_ids: tuple[str, ...] = ()
     pending: tuple[Pending, ...] = ()
     due: int = 0
+    wake: int = 0
+    """Epoch seconds of the next moment the evaluator may change this user's output without a new
+    event (the sparse ``due`` index); 0: only an event or a backfill can change it."""
 
     @property
     def key(self) -> SeriesKey:
@@ -279,6 +284,45 @@ def decide(
         if value is not None:
             decisions.append(Decision(rule, value, totals))
     return decisions
+
+
+def next_change(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date | None:
+    """The first day, from ``today`` on, on which evaluating the rollup sends something, or ``None``.
+
+    A fixed window's span does not move, so only a rolling window changes a user's output over time:
+    on day ``d + window`` the day ``d`` slides out, and a day stamped in the future slides in on its
+    own date. Between those days every window holds the same days, so checking each of them (and
+    ``today``, for a change already owed) finds the first change without walking the calendar."""
+    days = {*state.days, *state.backfill}
+    candidates = {today}
+    for rule in rules:
+        if rule.window_days is not None:
+            span = timedelta(days=rule.window_days)
+            candidates.update(day + span for day in days if day + span > today)
+            candidates.update(day for day in days if day > today)
+    for day in sorted(candidates):
+        if decide(state, rules, day):
+            return day
+    return None
+
+
+def wake_at(day: date | None, zone: ZoneInfo) -> int:
+    """Epoch seconds at which ``day`` starts in the stack's time zone (0 for ``None``)."""
+    if day is None:
+        return 0
+    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+
+
+def rules_signature(plan: SeriesPlan, today: date) -> str:
+    """What the due moments kept in a series' rollups were computed from: its activation and its open
+    rules. When it changes, every rollup's due moment is recomputed (a sweep). Rules past their
+    window's end never change an output again, so their closing alone does not count as a change."""
+    rules = sorted(
+        hashlib.sha256(json.dumps(r.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        for r in plan.rules
+        if not is_final(r, today)
+    )
+    return " ".join([plan.activation or "-", *rules])
 
 
 def record_sent(state: SeriesRollup, decisions: Iterable[Decision]) -> SeriesRollup:
