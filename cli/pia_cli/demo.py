@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -36,6 +36,7 @@ from pia_cli.local_stack import (
     LOCAL_PINPOINT_APP,
     LOCAL_PROFILES_DOMAIN,
     TOOLING,
+    EvaluatorRun,
     LocalStack,
     TargetView,
 )
@@ -45,7 +46,22 @@ DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULES = DATA / "demo-rules.csv"
 DEMO_NOW = "2026-04-30T12:00:00Z"
 STACK_NAME = "pia-demo"
+DEMO_UNIT_ITEMS = 40
+EVALUATOR_SCHEDULE = timedelta(hours=1)
 SUPPORTED_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
+
+
+class DemoClock:
+    """The simulated clock every function reads; the demo moves it on by the evaluator's schedule."""
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def __call__(self) -> datetime:
+        return self._now
+
+    def advance(self, by: timedelta) -> None:
+        self._now += by
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,8 @@ def run_demo(
     log_path = output_dir / "functions.log"
     with log_path.open("w", encoding="utf-8") as logs, running_emulator() as emulator:
         progress(f"emulator: moto server on {emulator.endpoint_url} (function logs: {log_path})")
-        stack = _deploy(emulator.region, targets, clock_time, logs, progress)
+        clock = DemoClock(clock_time)
+        stack = _deploy(emulator.region, targets, clock, logs, progress)
         with stack:
             if "eventbridge" in targets:
                 stack.capture_eventbridge()
@@ -151,7 +168,7 @@ def run_demo(
                 "records": stats.records_read,
                 "discarded": stats.records_discarded,
             }
-            _run_schedules(stack, clock_time, progress)
+            _run_schedules(stack, clock, progress)
             _read_targets(stack, result)
     result.seconds = progress.elapsed
     progress("emulator stopped")
@@ -159,18 +176,19 @@ def run_demo(
 
 
 def _deploy(
-    region: str, targets: Sequence[str], clock_time: datetime, logs: TextIO, progress: Progress
+    region: str, targets: Sequence[str], clock: DemoClock, logs: TextIO, progress: Progress
 ) -> LocalStack:
     parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
     # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
     parameters["BackfillLambdaMaxObjects"] = "0"
+    # Units of a few dozen rollups, so the evaluator's state machine fans out over several units and
+    # continues some of them with follow-ups, as a large deployment does with thousands.
+    parameters["EvaluatorUnitItems"] = str(DEMO_UNIT_ITEMS)
     if "eventbridge" in targets:
         parameters["EventBusName"] = LOCAL_EVENT_BUS
     if "customer-profiles" in targets:
         parameters.update(ProfilesDomainName=LOCAL_PROFILES_DOMAIN, ProfilesCreateMissing="true")
-    stack = LocalStack.deploy(
-        STACK_NAME, parameters, region=region, clock=lambda: clock_time, log_stream=logs
-    )
+    stack = LocalStack.deploy(STACK_NAME, parameters, region=region, clock=clock, log_stream=logs)
     deployment = stack.deployment
     progress(
         f"deployed template.yaml as stack {STACK_NAME}: {len(deployment.resources)} resources, "
@@ -235,15 +253,34 @@ def _stream_events(
     )
 
 
-def _run_schedules(stack: LocalStack, clock_time: datetime, progress: Progress) -> None:
-    evaluation = stack.run_scheduled("evaluator")
-    progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
-    if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
-        backfilled = len(evaluation["backfilled"])
-        progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
+def _run_schedules(stack: LocalStack, clock: DemoClock, progress: Progress) -> None:
+    """The evaluator's schedule fires twice, an hour apart: the first run backfills the new date
+    rules' history, the second evaluates by units, as every later run does; then the relay runs."""
+    for run_number in (1, 2):
+        run = stack.run_evaluator()
+        evaluation = run.output
+        progress(f"evaluator (scheduled run at {clock():%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
+        if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
+            backfilled = len(evaluation["backfilled"])
+            progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
+        progress(f"evaluator path: {_evaluator_path(run)}")
+        if run_number == 1:
+            clock.advance(EVALUATOR_SCHEDULE)
     if stack.has_function("action_relay"):
         relayed = stack.run_scheduled("action_relay")
         progress(f"action relay: {_brief(relayed)}")
+
+
+def _evaluator_path(run: EvaluatorRun) -> str:
+    if run.stats is None or run.outcome is None:
+        return run.path
+    stats = run.stats
+    follow_ups = stats.invocations - stats.map_items - 2 - stats.retries
+    outcome = "" if run.outcome.status == "SUCCEEDED" else f", {run.outcome.status} {run.outcome.error}"
+    return (
+        f"{run.path} ({stats.map_items} units, {follow_ups} follow-ups, {stats.failed_children} failed, "
+        f"{stats.retries} retries{outcome})"
+    )
 
 
 def _read_targets(stack: LocalStack, result: DemoResult) -> None:

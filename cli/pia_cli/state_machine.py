@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from samtranslator.yaml_helper import yaml_parse
@@ -116,7 +117,9 @@ class _Execution:
     item: Mapping[str, Any] = field(default_factory=dict)
 
 
-def state_machine_definition(template: Mapping[str, Any], logical_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def state_machine_definition(
+    template: Mapping[str, Any], logical_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Definition, DefinitionSubstitutions) of ``logical_id`` in a parsed template."""
     resource = template.get("Resources", {}).get(logical_id)
     if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::StateMachine":
@@ -127,16 +130,13 @@ def state_machine_definition(template: Mapping[str, Any], logical_id: str) -> tu
     return dict(properties["Definition"]), dict(properties.get("DefinitionSubstitutions", {}))
 
 
-def load_definition(path: Any, logical_id: str, substitutions: Mapping[str, str]) -> dict[str, Any]:
-    """The state machine ``logical_id`` of a template file, its ``${Name}`` substitutions applied
-    (``substitutions`` gives each value, as CloudFormation resolved it)."""
-    definition, declared = state_machine_definition(yaml_parse(open(path).read()), logical_id)  # noqa: SIM115
-    missing = sorted(set(declared) - set(substitutions))
-    if missing:
-        raise DefinitionError(f"{logical_id}: no value for substitution {', '.join(missing)}")
+def load_definition(path: Path, logical_id: str, resolve: Callable[[Any], str]) -> dict[str, Any]:
+    """The state machine ``logical_id`` of a template file, each ``${Name}`` of its
+    DefinitionSubstitutions replaced by ``resolve(value)``: the value as CloudFormation resolved it."""
+    definition, declared = state_machine_definition(yaml_parse(path.read_text()), logical_id)
     text = json.dumps(definition)
-    for name, value in substitutions.items():
-        text = text.replace("${" + name + "}", value)
+    for name, value in declared.items():
+        text = text.replace("${" + name + "}", resolve(value))
     left = re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)
     if left:
         raise DefinitionError(f"{logical_id}: substitution {left[0]} is not declared")
@@ -303,7 +303,9 @@ class StateMachine:
             self.stats.map_items += 1
             context = {"Value": item, "Index": index}
             child_input = (
-                self._template(state["ItemSelector"], effective, _Execution(**{**vars(parent), "item": context}))
+                self._template(
+                    state["ItemSelector"], effective, _Execution(**{**vars(parent), "item": context})
+                )
                 if "ItemSelector" in state
                 else item
             )
@@ -433,7 +435,7 @@ class StateMachine:
     def _choose(self, state: Mapping[str, Any], data: Any, execution: _Execution) -> str:
         for rule in state["Choices"]:
             variable = rule["Variable"]
-            (comparison, want), = ((k, v) for k, v in rule.items() if k in _COMPARISONS)
+            ((comparison, want),) = ((k, v) for k, v in rule.items() if k in _COMPARISONS)
             try:
                 value = self._path(variable, data, execution)
                 present = True
@@ -454,10 +456,8 @@ class StateMachine:
 def _matches(names: Sequence[str], failure: StatesError) -> bool:
     if failure.error in _UNCATCHABLE:
         return False
-    return any(
-        name == failure.error or name == "States.ALL" or (name == "States.TaskFailed" and failure.error != "States.Timeout")
-        for name in names
-    )
+    wildcards = {"States.ALL"} | ({"States.TaskFailed"} if failure.error != "States.Timeout" else set())
+    return any(name == failure.error or name in wildcards for name in names)
 
 
 def _catcher(state: Mapping[str, Any], failure: StatesError) -> Mapping[str, Any] | None:
@@ -488,11 +488,15 @@ def _check_state(where: str, state: Mapping[str, Any], states: Mapping[str, Any]
     targets = [state["Next"]] if "Next" in state else []
     targets += [c.get("Next") for c in state.get("Catch", [])]
     if kind == "Choice":
-        targets += [rule.get("Next") for rule in state["Choices"]] + ([state["Default"]] if "Default" in state else [])
+        targets += [rule.get("Next") for rule in state["Choices"]] + (
+            [state["Default"]] if "Default" in state else []
+        )
         for rule in state["Choices"]:
             comparisons = [k for k in rule if k in _COMPARISONS]
             if len(comparisons) != 1 or set(rule) - {"Variable", "Next", *comparisons}:
-                raise DefinitionError(f"{where}: a Choice rule must be Variable, Next and one of {sorted(_COMPARISONS)}")
+                raise DefinitionError(
+                    f"{where}: a Choice rule must be Variable, Next and one of {sorted(_COMPARISONS)}"
+                )
             _check_path(where, rule["Variable"])
     elif kind not in ("Succeed", "Fail") and ("Next" in state) == bool(state.get("End")):
         raise DefinitionError(f"{where}: exactly one of Next and End")
