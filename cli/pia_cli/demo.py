@@ -46,8 +46,9 @@ DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULES = DATA / "demo-rules.csv"
 DEMO_NOW = "2026-04-30T12:00:00Z"
 STACK_NAME = "pia-demo"
-DEMO_UNIT_ITEMS = 40
+DEMO_UNIT_ROLLUPS = 10
 EVALUATOR_SCHEDULE = timedelta(hours=1)
+EVALUATOR_RUNS = 3
 SUPPORTED_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 
 
@@ -181,9 +182,9 @@ def _deploy(
     parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
     # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
     parameters["BackfillLambdaMaxObjects"] = "0"
-    # Units of a few dozen rollups, so the evaluator's state machine fans out over several units and
-    # continues some of them with follow-ups, as a large deployment does with thousands.
-    parameters["EvaluatorUnitItems"] = str(DEMO_UNIT_ITEMS)
+    # Units of ten rollups, so the evaluator's state machine fans out over several units and continues
+    # some of them with follow-ups, as a large deployment does with thousands.
+    parameters["EvaluatorUnitRollups"] = str(DEMO_UNIT_ROLLUPS)
     if "eventbridge" in targets:
         parameters["EventBusName"] = LOCAL_EVENT_BUS
     if "customer-profiles" in targets:
@@ -254,9 +255,10 @@ def _stream_events(
 
 
 def _run_schedules(stack: LocalStack, clock: DemoClock, progress: Progress) -> None:
-    """The evaluator's schedule fires twice, an hour apart: the first run backfills the new date
-    rules' history, the second evaluates by units, as every later run does; then the relay runs."""
-    for run_number in (1, 2):
+    """The evaluator's schedule fires three times, an hour apart: the first run backfills the new
+    date rules' history, the second completes it once the activation hour has settled, the third
+    evaluates by units, as every later run does; then the relay runs."""
+    for run_number in range(1, EVALUATOR_RUNS + 1):
         run = stack.run_evaluator()
         evaluation = run.output
         progress(f"evaluator (scheduled run at {clock():%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
@@ -264,7 +266,7 @@ def _run_schedules(stack: LocalStack, clock: DemoClock, progress: Progress) -> N
             backfilled = len(evaluation["backfilled"])
             progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
         progress(f"evaluator path: {_evaluator_path(run)}")
-        if run_number == 1:
+        if run_number < EVALUATOR_RUNS:
             clock.advance(EVALUATOR_SCHEDULE)
     if stack.has_function("action_relay"):
         relayed = stack.run_scheduled("action_relay")

@@ -91,7 +91,7 @@ def build(wiring: Wiring) -> EvaluatorRuntime:
         archive=archive,
         backfill=_backfill(settings, archive, clients) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
-        unit_limit=settings.unit_items,
+        unit_limit=settings.unit_rollups,
     )
     bucket = settings.backfill_results_bucket
     files = RunFiles(clients("s3"), bucket) if bucket else None
@@ -147,7 +147,9 @@ def _finish(runtime: EvaluatorRuntime, request: FinishRequest) -> dict[str, obje
     plan = runtime.files.read_plan(request.plan)
     results = runtime.files.unit_results(request.results)
     for unit, reason in results.failed.items():
-        logger.error("evaluator unit failed after its retries; evaluated again next run", unit=unit, reason=reason)
+        logger.error(
+            "evaluator unit failed after its retries; evaluated again next run", unit=unit, reason=reason
+        )
     report = runtime.evaluator.finish(plan, results.reports, container.now())
     report.failures.update(results.failed)
     return {**_publish(report), "failed_units": len(results.failed)}

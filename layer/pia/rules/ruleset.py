@@ -33,6 +33,10 @@ CURRENT_SK = "CURRENT"
 CHUNK_SK = "BODY"
 INLINE_BODY_BYTES = 300_000
 CHUNK_BYTES = 350_000
+LEGACY_SERIES_PARTITIONS = 16
+"""The rollup partitions of a series the ruleset records no count for: every series created before
+the count became the ``ROLLUP_PARTITIONS`` setting was keyed over 16."""
+MAX_SERIES_PARTITIONS = 1_000
 """Both leave room under DynamoDB's 400 KB item limit for the keys and the other attributes."""
 
 
@@ -45,8 +49,8 @@ class Ruleset:
     series_activation: Mapping[str, str] = field(default_factory=dict)
     removed: Mapping[str, str] = field(default_factory=dict)
     series_partitions: Mapping[str, int] = field(default_factory=dict)
-    """How many rollup partitions each series was created with; a series missing here predates the
-    setting and keeps the 16 it was created with."""
+    """How many rollup partitions each series was created with (its items' keys depend on it, so it
+    never changes); a series missing here predates the setting and keeps the 16 it was created with."""
 
     @property
     def content_hash(self) -> str:

@@ -9,7 +9,7 @@ nothing more: the rollup being written holds every day of the user's windows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -39,8 +39,10 @@ from pia.timeseries.rollups import (
     date_action,
     decide,
     local_day,
+    next_change,
     plan_series,
     record_sent,
+    wake_at,
 )
 
 ROLLUPS = "rollup"
@@ -52,6 +54,8 @@ class ArchivePort(Protocol):
 
 class RollupPort(StatePort[SeriesKey, SeriesRollup], ParkingPort, Protocol):
     """The rollups' table: conditional writes of rollup items, and where parked actions go."""
+
+    def use_layout(self, layout: Mapping[str, int]) -> None: ...
 
 
 Runs = dict[SeriesKey, tuple[SeriesPlan, list[tuple[Position, Event]]]]
@@ -113,6 +117,7 @@ class TimeSeriesPath:
         if not plans:
             return ExtensionOutcome()
         lanes = {r.position.lane for r in records}
+        self._rollups.use_layout(ruleset.series_partitions)
         return self._commit_runs(
             group_by_series(records, plans), self._rollups, today, utc_seconds(now), lanes
         )
@@ -138,6 +143,7 @@ class TimeSeriesPath:
                 return None
             decisions = decide(step.state, plan.rules, today, step.days)
             state = record_sent(step.state, decisions)
+            state = replace(state, wake=wake_at(next_change(state, plan.rules, today), self._zone))
             position, event = step.last
             actions = [
                 date_action(

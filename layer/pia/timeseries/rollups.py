@@ -123,6 +123,9 @@ class SeriesRollup:
     recent_ids: tuple[str, ...] = ()
     pending: tuple[Pending, ...] = ()
     due: int = 0
+    partitions: int = 0
+    """The series' partition count this item is keyed under, as read from it (0: a new item, keyed by
+    the ruleset's layout): what writes it back, the relay included, keeps it where it is."""
     wake: int = 0
     """Epoch seconds of the next moment the evaluator may change this user's output without a new
     event (the sparse ``due`` index); 0: only an event or a backfill can change it."""

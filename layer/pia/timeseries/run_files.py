@@ -101,8 +101,8 @@ class RunFiles:
                 if status == "SUCCEEDED":
                     try:
                         results.reports.append(self._report(execution, name))
-                    except RunFileError as error:
-                        results.failed[f"unit/{name}"] = str(error)[:500]
+                    except RunFileError as unreadable:
+                        results.failed[f"unit/{name}"] = str(unreadable)[:500]
                 else:
                     error = execution.get("Error") or status
                     results.failed[f"unit/{name}"] = f"{error}: {execution.get('Cause', '')}"[:500]

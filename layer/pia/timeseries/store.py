@@ -34,6 +34,7 @@ from pia.aws.state_table import (
 from pia.core.state import StateCommit, StateWrite
 from pia.counting.aggregator import InboundRecord
 from pia.counting.store import lane_marks_from, seen_attrs
+from pia.rules.ruleset import LEGACY_SERIES_PARTITIONS
 from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import Coverage
 from pia.timeseries.rollups import DayTotal, SeriesKey, SeriesRollup
@@ -43,9 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
-ROLLUP_BUCKETS = 16
-"""The partition count of a series the ruleset records none for: every series created before the
-count became a setting, whose items are keyed over 16 partitions."""
+ROLLUP_BUCKETS = LEGACY_SERIES_PARTITIONS
 DUE_INDEX = "due"
 SIGNATURE_PREFIX = "G#"
 BATCH_GET_KEYS = 100
@@ -101,6 +100,7 @@ def rollup_item(
         "u": {"N": str(now)},
         "ttl": {"N": str(_expiry(state, now, retention_days))},
     }
+    item["np"] = {"N": str(buckets)}
     if state.wake:
         item["wd"] = {"N": str(state.wake)}
     item.update(seen_attrs(state.endpoints, state.recent_ids))
@@ -125,6 +125,7 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
         recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
         pending=pending,
         due=due,
+        partitions=int(item["np"]["N"]) if "np" in item else 0,
         wake=int(item["wd"]["N"]) if "wd" in item else 0,
     )
 
@@ -146,7 +147,9 @@ class RollupCodec:
         return rollup_key(key.series, key.user_id, self.partitions(key.series))
 
     def item(self, key: SeriesKey, state: SeriesRollup, now: int) -> AttributeMap:
-        return rollup_item(state, now, self._retention_days, self.partitions(state.series))
+        return rollup_item(
+            state, now, self._retention_days, state.partitions or self.partitions(state.series)
+        )
 
     def state(self, item: Mapping[str, Any]) -> SeriesRollup:
         return rollup_from_item(item)
