@@ -52,7 +52,7 @@ _FIELDS = {
     "Choice": {"Type", "Comment", "Choices", "Default", "InputPath", "OutputPath"},
     "Pass": _COMMON | {"Parameters", "Result", "ResultPath"},
     "Succeed": {"Type", "Comment", "InputPath", "OutputPath"},
-    "Fail": {"Type", "Comment", "Error", "Cause"},
+    "Fail": {"Type", "Comment", "Error", "Cause", "CausePath"},
 }
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "IsNull": lambda value, want: (value is None) == want,
@@ -207,7 +207,8 @@ class StateMachine:
             self._event(execution, 1)
             kind = state["Type"]
             if kind == "Fail":
-                raise StatesError(state.get("Error", "States.Fail"), state.get("Cause", ""))
+                cause = self._path(state["CausePath"], data, execution) if "CausePath" in state else None
+                raise StatesError(state.get("Error", "States.Fail"), str(cause or state.get("Cause", "")))
             effective = self._path(state.get("InputPath", "$"), data, execution)
             self._payload(effective, f"{name} input")
             if kind == "Choice":
@@ -503,7 +504,7 @@ def _check_state(where: str, state: Mapping[str, Any], states: Mapping[str, Any]
     for target in targets:
         if target not in states:
             raise DefinitionError(f"{where}: Next {target!r} is not a state")
-    for key in ("InputPath", "OutputPath", "ResultPath", "MaxConcurrencyPath"):
+    for key in ("InputPath", "OutputPath", "ResultPath", "MaxConcurrencyPath", "CausePath"):
         if key in state and state[key] is not None:
             _check_path(where, state[key])
     for key in ("Parameters", "ResultSelector", "ItemSelector"):

@@ -152,7 +152,12 @@ def _finish(runtime: EvaluatorRuntime, request: FinishRequest) -> dict[str, obje
         )
     report = runtime.evaluator.finish(plan, results.reports, container.now())
     report.failures.update(results.failed)
-    return {**_publish(report), "failed_units": len(results.failed)}
+    return {
+        **_publish(report),
+        "units": report.units,
+        "most_unit_rollups": report.most_unit_rollups,
+        "failed_units": len(results.failed),
+    }
 
 
 @logger.inject_lambda_context
