@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.core.mapping import FieldMapping, MappingError
 from pia.rules.ruleset import LEGACY_SERIES_PARTITIONS, MAX_SERIES_PARTITIONS
-from pia.timeseries.units import DEFAULT_UNIT_LIMIT
 
 KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 DEFAULT_TARGETS = ("eventbridge",)
@@ -206,6 +205,12 @@ class RelaySettings:
         )
 
 
+DEFAULT_UNIT_ROLLUPS = 2_000
+"""Most rollups one evaluator unit reads: about 2 MB of items (a month of activity is about 1 KB a
+user), a pandas frame of a few MB, and seconds of evaluation, so a unit's memory stays flat whatever
+the series' size."""
+
+
 @dataclass(frozen=True)
 class EvaluatorSettings:
     ruleset_table: str
@@ -220,7 +225,7 @@ class EvaluatorSettings:
     glue_database: str = ""
     backfill_results_bucket: str = ""
     backfill_lambda_max_objects: int = 2_000
-    unit_rollups: int = DEFAULT_UNIT_LIMIT
+    unit_rollups: int = DEFAULT_UNIT_ROLLUPS
     max_concurrency: int = 10
 
     @staticmethod
@@ -239,7 +244,9 @@ class EvaluatorSettings:
             glue_database=e.text("GLUE_DATABASE"),
             backfill_results_bucket=e.text("BACKFILL_RESULTS_BUCKET"),
             backfill_lambda_max_objects=e.integer("BACKFILL_LAMBDA_MAX_OBJECTS", 2_000),
-            unit_rollups=e.integer("EVALUATOR_UNIT_ROLLUPS", DEFAULT_UNIT_LIMIT, minimum=1, maximum=100_000),
+            unit_rollups=e.integer(
+                "EVALUATOR_UNIT_ROLLUPS", DEFAULT_UNIT_ROLLUPS, minimum=1, maximum=100_000
+            ),
             max_concurrency=e.integer("EVALUATOR_MAX_CONCURRENCY", 10, minimum=1, maximum=1_000),
         )
 

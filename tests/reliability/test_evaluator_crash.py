@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
 
 from pia.rules.model import Rule, parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
-from pia.timeseries.rollups import DayTotal, SeriesRollup, next_change, wake_at
+from pia.timeseries.rollups import DayTotal, SeriesRollup, kept_wake, next_change
 from pia.timeseries.store import RollupStore, rollup_item
 from pia_cli.local_stack import EVALUATOR_STATE_MACHINE, TEMPLATE
 from pia_cli.state_machine import StateMachine, StatesError, load_definition
@@ -112,15 +113,15 @@ class Evaluations:
 
 
 def _seed(
-    stack: Deployment, rules: Sequence[Rule], history: dict[str, Days], users: list[str], now: datetime
+    stack: Deployment, rules: tuple[Rule, ...], history: dict[str, Days], users: list[str], now: datetime
 ) -> None:
     """Rollups as the aggregator leaves them, one per series (a count series, and one that sums the
-    event's only metric), with the moment each is next due. Read-modify-write, keeping what the
-    evaluator recorded as sent: the test is the only writer."""
-    all_series = {rule.series for rule in rules}
+    event's only metric), with the due moment it keeps. Read-modify-write, keeping what the evaluator
+    recorded as sent: the test is the only writer."""
     store = RollupStore(stack.dynamodb, stack.timeseries)
     requests: list[Any] = []
-    for series in sorted(all_series):
+    for series in sorted({rule.series for rule in rules}):
+        own = tuple(rule for rule in rules if rule.series == series)
         stored = {r.user_id: r for r in store.series_rollups(series)}
         for user in users:
             current = stored.get(user) or SeriesRollup(
@@ -128,8 +129,8 @@ def _seed(
             )
             days = {d: DayTotal(c, t) for d, (c, t) in history[user].items()}
             state = replace(current, version=current.version + 1, days=days)
-            own = [rule for rule in rules if rule.series == series]
-            state = replace(state, wake=wake_at(next_change(state, own, now.date()), UTC))
+            change = next_change(state, own, now.date())
+            state = replace(state, wake=kept_wake(current.wake, change, ZoneInfo("UTC")))
             requests.append({"PutRequest": {"Item": rollup_item(state, int(now.timestamp()), 400)}})
     for start in range(0, len(requests), 25):
         stack.dynamodb.batch_write_item(RequestItems={stack.timeseries: requests[start : start + 25]})

@@ -24,6 +24,7 @@ from pia.core.actions import NOT_READY, READY, Action, ActionTarget
 from pia.core.state import Change, Pending, commit_loop, owe, send_and_clear
 from pia.counting.counters import utc_seconds
 from pia.rules.ruleset import Ruleset
+from pia.settings import DEFAULT_UNIT_ROLLUPS
 from pia.targets.relay import DueItems, relay_due
 from pia.timeseries.archive import RawObject, hour_prefix
 from pia.timeseries.backfill import (
@@ -58,7 +59,7 @@ from pia.timeseries.rollups import (
     wake_at,
 )
 from pia.timeseries.seen import SeenSummary
-from pia.timeseries.units import DEFAULT_UNIT_LIMIT, DUE, SWEEP, RunPlan, UnitFormatError, WorkUnit
+from pia.timeseries.units import DUE, SWEEP, RunPlan, UnitFormatError, WorkUnit
 
 EVALUATOR_LANE = "evaluator"
 ARCHIVE_HOUR_CLOSES = timedelta(minutes=75)
@@ -243,7 +244,7 @@ class Evaluator:
         settle: timedelta = SETTLE,
         max_rounds: int = 6,
         hand_over_seconds: int = 300,
-        unit_limit: int = DEFAULT_UNIT_LIMIT,
+        unit_limit: int = DEFAULT_UNIT_ROLLUPS,
     ) -> None:
         self._hand_over = hand_over_seconds
         self._unit_limit = unit_limit

@@ -38,11 +38,11 @@ from pia.timeseries.rollups import (
     absorb,
     date_action,
     decide,
+    kept_wake,
     local_day,
     next_change,
     plan_series,
     record_sent,
-    wake_at,
 )
 
 ROLLUPS = "rollup"
@@ -143,7 +143,9 @@ class TimeSeriesPath:
                 return None
             decisions = decide(step.state, plan.rules, today, step.days)
             state = record_sent(step.state, decisions)
-            state = replace(state, wake=wake_at(next_change(state, plan.rules, today), self._zone))
+            state = replace(
+                state, wake=kept_wake(base.wake, next_change(state, plan.rules, today), self._zone)
+            )
             position, event = step.last
             actions = [
                 date_action(

@@ -316,6 +316,17 @@ def wake_at(day: date | None, zone: ZoneInfo) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
 
 
+def kept_wake(stored: int, change: date | None, zone: ZoneInfo) -> int:
+    """The due moment a real-time write stores: the new one, unless the stored one is earlier. Waking
+    early costs the evaluator one read that finds nothing to send (and moves the moment on); moving
+    it later on every event would cost the ``due`` index two writes each time, since each event can
+    push back the day a window's total falls under its target."""
+    wake = wake_at(change, zone)
+    if stored and (not wake or stored < wake):
+        return stored
+    return wake
+
+
 def rules_signature(plan: SeriesPlan, today: date) -> str:
     """What the due moments kept in a series' rollups were computed from: its activation and its open
     rules. When it changes, every rollup's due moment is recomputed (a sweep). Rules past their

@@ -13,11 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_UNIT_LIMIT = 2_000
-"""Most rollups one unit reads: about 2 MB of items (a month of activity is about 1 KB a user), a
-pandas frame of a few MB, and well under a minute of evaluation, so a unit's memory stays flat
-whatever the series' size."""
-
 DUE = "due"
 """A unit that reads only the rollups whose next change is due (the sparse ``due`` index)."""
 SWEEP = "sweep"
