@@ -365,3 +365,17 @@ def run_evaluator_scale(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
         "extrapolation": extrapolate(rows),
         "backfill_extrapolation": backfill_extrapolation(),
     }
+
+
+def scale_keys(scale: dict[str, Any]) -> dict[str, float]:
+    """The worst size's figure for each of issue #12's targets."""
+    rows = scale["sizes"]
+    return {
+        "evaluator.idle_rerun_items_read": max(r["idle_rerun_items_read"] for r in rows),
+        "evaluator.due_run_rollups_over_due_users": max(r["due_rollups_read"] - r["due_users"] for r in rows),
+        "evaluator.most_rollups_one_unit_read": max(
+            max(r["most_unit_rollups"], r["sweep_unit_rollups"]) for r in rows
+        ),
+        "evaluator.due_index_share_of_realtime_write_units": scale["realtime"]["due_index_write_units"]
+        / scale["realtime"]["write_units"],
+    }

@@ -158,3 +158,25 @@ def test_the_aggregator_keeps_the_due_moment_of_what_it_writes(timeseries_stack:
     assert _evaluator(stack).run(DAY + timedelta(days=6, hours=1)).rollups_read == 0
     last = _evaluator(stack).run(DAY + timedelta(days=7))
     assert (last.rollups_read, last.not_ready) == (1, 1)
+
+
+def test_a_rollup_is_written_back_under_the_partition_count_it_was_read_with(timeseries_stack: Any) -> None:
+    """The relay's store knows no ruleset: a rollup of a 3-partition series must stay where it is."""
+    from pia.core.state import StateWrite
+    from pia.timeseries.rollups import SeriesKey
+    from pia.timeseries.store import rollup_from_item, rollup_key
+
+    dynamodb = timeseries_stack.dynamodb
+    state = SeriesRollup("purchase", "amy", version=1, days={date(2026, 3, 19): DayTotal(2, Decimal(0))})
+    dynamodb.put_item(TableName=TIMESERIES_TABLE, Item=rollup_item(state, 1_772_000_000, 400, 3))
+    read = rollup_from_item(
+        dynamodb.get_item(TableName=TIMESERIES_TABLE, Key=rollup_key("purchase", "amy", 3))["Item"]
+    )
+    assert read.partitions == 3
+    relay_store = RollupStore(dynamodb, TIMESERIES_TABLE)
+    outcome = relay_store.commit([StateWrite(SeriesKey("purchase", "amy"), read.with_version(2), 1)], 1)
+    assert outcome.reasons == {}
+    items = dynamodb.scan(TableName=TIMESERIES_TABLE)["Items"]
+    assert [(i["pk"]["S"], i["v"]["N"]) for i in items] == [
+        (rollup_key("purchase", "amy", 3)["pk"]["S"], "2")
+    ]

@@ -15,6 +15,7 @@ from pia.timeseries.rollups import (
     DayTotal,
     SeriesRollup,
     decide,
+    kept_wake,
     load_zone,
     next_change,
     record_sent,
@@ -142,3 +143,13 @@ def test_evaluating_only_when_due_sends_what_evaluating_every_day_sends(
     state = state_with({TODAY + timedelta(days=d): c for d, c in days.items()}, sent)
     last = TODAY + timedelta(days=HORIZON)
     assert only_when_due(state, rules, TODAY, last) == every_day(state, rules, TODAY, last)
+
+
+def test_a_real_time_write_keeps_an_earlier_due_moment_and_never_a_later_one() -> None:
+    utc = load_zone("UTC")
+    earlier, later = date(2026, 3, 12), date(2026, 3, 20)
+    assert kept_wake(wake_at(earlier, utc), later, utc) == wake_at(earlier, utc)
+    assert kept_wake(wake_at(earlier, utc), None, utc) == wake_at(earlier, utc)
+    assert kept_wake(wake_at(later, utc), earlier, utc) == wake_at(earlier, utc)
+    assert kept_wake(0, later, utc) == wake_at(later, utc)
+    assert kept_wake(0, None, utc) == 0
