@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -47,22 +47,7 @@ SAMPLE_RULES = DATA / "demo-rules.csv"
 DEMO_NOW = "2026-04-30T12:00:00Z"
 STACK_NAME = "pia-demo"
 DEMO_UNIT_ROLLUPS = 10
-EVALUATOR_SCHEDULE = timedelta(hours=1)
-EVALUATOR_RUNS = 3
 SUPPORTED_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
-
-
-class DemoClock:
-    """The simulated clock every function reads; the demo moves it on by the evaluator's schedule."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def __call__(self) -> datetime:
-        return self._now
-
-    def advance(self, by: timedelta) -> None:
-        self._now += by
 
 
 @dataclass(frozen=True)
@@ -151,8 +136,7 @@ def run_demo(
     log_path = output_dir / "functions.log"
     with log_path.open("w", encoding="utf-8") as logs, running_emulator() as emulator:
         progress(f"emulator: moto server on {emulator.endpoint_url} (function logs: {log_path})")
-        clock = DemoClock(clock_time)
-        stack = _deploy(emulator.region, targets, clock, logs, progress)
+        stack = _deploy(emulator.region, targets, clock_time, logs, progress)
         with stack:
             if "eventbridge" in targets:
                 stack.capture_eventbridge()
@@ -169,7 +153,7 @@ def run_demo(
                 "records": stats.records_read,
                 "discarded": stats.records_discarded,
             }
-            _run_schedules(stack, clock, progress)
+            _run_schedules(stack, clock_time, progress)
             _read_targets(stack, result)
     result.seconds = progress.elapsed
     progress("emulator stopped")
@@ -177,7 +161,7 @@ def run_demo(
 
 
 def _deploy(
-    region: str, targets: Sequence[str], clock: DemoClock, logs: TextIO, progress: Progress
+    region: str, targets: Sequence[str], clock_time: datetime, logs: TextIO, progress: Progress
 ) -> LocalStack:
     parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
     # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
@@ -189,7 +173,9 @@ def _deploy(
         parameters["EventBusName"] = LOCAL_EVENT_BUS
     if "customer-profiles" in targets:
         parameters.update(ProfilesDomainName=LOCAL_PROFILES_DOMAIN, ProfilesCreateMissing="true")
-    stack = LocalStack.deploy(STACK_NAME, parameters, region=region, clock=clock, log_stream=logs)
+    stack = LocalStack.deploy(
+        STACK_NAME, parameters, region=region, clock=lambda: clock_time, log_stream=logs
+    )
     deployment = stack.deployment
     progress(
         f"deployed template.yaml as stack {STACK_NAME}: {len(deployment.resources)} resources, "
@@ -254,20 +240,14 @@ def _stream_events(
     )
 
 
-def _run_schedules(stack: LocalStack, clock: DemoClock, progress: Progress) -> None:
-    """The evaluator's schedule fires three times, an hour apart: the first run backfills the new
-    date rules' history, the second completes it once the activation hour has settled, the third
-    evaluates by units, as every later run does; then the relay runs."""
-    for run_number in range(1, EVALUATOR_RUNS + 1):
-        run = stack.run_evaluator()
-        evaluation = run.output
-        progress(f"evaluator (scheduled run at {clock():%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
-        if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
-            backfilled = len(evaluation["backfilled"])
-            progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
-        progress(f"evaluator path: {_evaluator_path(run)}")
-        if run_number < EVALUATOR_RUNS:
-            clock.advance(EVALUATOR_SCHEDULE)
+def _run_schedules(stack: LocalStack, clock_time: datetime, progress: Progress) -> None:
+    run = stack.run_evaluator()
+    evaluation = run.output
+    progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
+    if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
+        backfilled = len(evaluation["backfilled"])
+        progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
+    progress(f"evaluator path: {_evaluator_path(run)}")
     if stack.has_function("action_relay"):
         relayed = stack.run_scheduled("action_relay")
         progress(f"action relay: {_brief(relayed)}")

@@ -37,6 +37,9 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert "AWS_ENDPOINT_URL" not in os.environ
     # The sample's date rules take the large-backfill path: Athena's query, run by DuckDB locally.
     assert "backfill path: athena-sql-on-duckdb (2 series)" in progress
+    # The evaluator's run goes through its state machine, fanned out over units of the demo's bound.
+    path = re.search(r"evaluator path: step-functions \((\d+) units, (\d+) follow-ups, 0 failed", progress)
+    assert path is not None and int(path.group(1)) > 1, progress
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert result.events_put == len(events)
