@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from pia_cli.datagen import generate
@@ -60,6 +61,16 @@ def _runs(path: str) -> tuple[list[EvaluatorRun], dict[str, dict[str, str]]]:
             clock.now = moment
             runs.append(stack.run_evaluator())
         attributes = stack.targets_view().attributes
+        events = boto3.client("events", region_name=stack.deployment.region)
+        states = {
+            logical_id: events.describe_rule(Name=name)["State"]
+            for logical_id, name in stack.deployment.physical_ids("AWS::Events::Rule").items()
+            if logical_id.startswith("Evaluator")
+        }
+    enabled = sorted(lid for lid, state in states.items() if state == "ENABLED")
+    assert enabled == (
+        ["EvaluatorStateMachineSchedule"] if path == "step-functions" else ["EvaluatorFunctionSchedule"]
+    )
     return runs, attributes
 
 
