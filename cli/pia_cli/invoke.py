@@ -190,11 +190,11 @@ def invoke(
         with stack:
             if source == "evaluator" and "mode" not in event and stack.has_state_machine():
                 # What the evaluator's schedule does on this stack: start its state machine.
-                run = stack.run_evaluator()
+                evaluation = stack.run_evaluator()
                 out.write(
-                    f"EvaluatorPath step-functions: the schedule starts the state machine ({run.stats})\n"
+                    f"EvaluatorPath step-functions: the schedule starts the state machine ({evaluation.stats})\n"
                 )
-                response = run.output
+                response = evaluation.output
             else:
                 response = stack.function(source).invoke(event)
         out.write(json.dumps(response, indent=2, default=str) + "\n")
