@@ -191,9 +191,7 @@ def invoke(
             if source == "evaluator" and "mode" not in event and stack.has_state_machine():
                 # What the evaluator's schedule does on this stack: start its state machine.
                 evaluation = stack.run_evaluator()
-                out.write(
-                    f"EvaluatorPath step-functions: the schedule starts the state machine ({evaluation.stats})\n"
-                )
+                out.write(f"the schedule starts its state machine ({evaluation.stats})\n")
                 response = evaluation.output
             else:
                 response = stack.function(source).invoke(event)
