@@ -11,8 +11,11 @@ no run starts with a sweep. Then, metered:
 - ``idle_rerun``: an hour after that.
 Per size: items read on each run (the rollups it fetched, and every DynamoDB item it read, index
 entries and coverage items included), units and the most rollups one unit read; peak memory
-(tracemalloc) of one full sweep unit, the largest a unit can be; and the backfill's input against
-the in-Lambda path's for the same users, from the backfill bench's bytes per event and per row.
+(tracemalloc) of one full sweep unit, the largest a unit can be; and the backfill's input for the
+same users' history, modelled, not run: in-Lambda the evaluator reads every event (100 bytes gzipped
+each, docs/SCALE.md's figure for a real Pinpoint event), on Athena only one result row per user
+(110 bytes: a month of day totals as a JSON line). ``bench/backfill_paths.py`` runs both paths for
+real on a smaller archive.
 
 The real-time path's share: 200 users' events over 5 days through :class:`TimeSeriesPath` with the
 same rule, metered, gives the write units of its rollup writes and those of the ``due`` index.
@@ -80,6 +83,8 @@ round trips at that rate, plus 1 ms of evaluation per rollup (pandas on a frame 
 STEP_FUNCTIONS_TRANSITION_USD = Decimal("0.000025")
 """Step Functions Standard, us-east-1: $0.025 per 1,000 state transitions (about 3 per unit in a Map)."""
 BACKFILL_BYTES_PER_EVENT = 100
+"""docs/SCALE.md's assumption for a real Pinpoint event in the gzipped archive (the bench's own
+synthetic events compress to about 14 bytes)."""
 BACKFILL_BYTES_PER_ROW = 110
 
 

@@ -444,7 +444,8 @@ active days in the 30 days before the run (`bench/evaluator_scale.py`). The roll
 aggregator leaves them (value sent, due moment); the project's own adapters run over an in-memory
 DynamoDB stand-in that bills like the meter and ends Query pages at 1 MB (at 1,000 users moto gives
 the same counts; at 100,000 moto takes minutes per run). *Items read* counts every DynamoDB item a
-run reads: the rollups, the keys-only `due` index entries that name them, and the coverage items."""
+run reads: the rollups, the keys-only `due` index entries that name them, and the coverage items.
+The backfill columns are modelled (100 bytes per archived event, 110 per result row), not run."""
 
 
 def scale_section(scale: Mapping[str, Any] | None) -> list[str]:

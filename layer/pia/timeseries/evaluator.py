@@ -248,6 +248,7 @@ class Evaluator:
     ) -> None:
         self._hand_over = hand_over_seconds
         self._unit_limit = unit_limit
+        self._pinned: Ruleset | None = None
         self._rulesets = rulesets
         self._rollups = rollups
         self._coverage = coverage
@@ -260,6 +261,11 @@ class Evaluator:
         self._settle = settle
         self._max_rounds = max_rounds
 
+    def _ruleset(self) -> Ruleset:
+        """The ruleset, read once per invocation: a run in one invocation reads it once, not once
+        per unit."""
+        return self._pinned if self._pinned is not None else self._rulesets()
+
     def plan(self, now: datetime) -> RunPlan:
         """Recover what a crashed run owes, backfill new series, and list the run's units: reads the
         pending index, the coverage items and the series whose backfill runs, never every series'
@@ -269,7 +275,7 @@ class Evaluator:
         report = EvaluationReport()
         epoch = utc_seconds(now)
         self._recover(epoch, report)
-        ruleset = self._rulesets()
+        ruleset = self._ruleset()
         self._rollups.use_layout(ruleset.series_partitions)
         report.ruleset_version = ruleset.version
         today = local_day(now, self._zone)
@@ -329,7 +335,7 @@ class Evaluator:
         ``unit.due_at``, or every one in a sweep; the rest comes back as ``report.more``."""
         report = EvaluationReport(units=1)
         epoch = utc_seconds(now)
-        ruleset = self._rulesets()
+        ruleset = self._ruleset()
         self._rollups.use_layout(ruleset.series_partitions)
         today = local_day(now, self._zone)
         plan = plan_series(ruleset, today, include_final=set(unit.closing)).get(unit.series)
@@ -370,7 +376,7 @@ class Evaluator:
             if series in done:
                 self._coverage.record_signature(series, signature, epoch)
         if plan.closing:
-            ruleset = self._rulesets()
+            ruleset = self._ruleset()
             today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
             plans = plan_series(ruleset, today, include_final=set(plan.closing))
             self._finalize({s: p for s, p in plans.items() if s in done}, set(plan.closing), epoch, report)
@@ -380,14 +386,18 @@ class Evaluator:
 
     def run(self, now: datetime) -> EvaluationReport:
         """The whole run in one invocation: the plan, every unit and its follow-ups, then the finish."""
-        plan = self.plan(now)
-        reports: list[EvaluationReport] = []
-        for first in plan.units:
-            unit: WorkUnit | None = first
-            while unit is not None:
-                reports.append(self.run_unit(unit, now))
-                unit = reports[-1].more
-        return self.finish(plan, reports, now)
+        self._pinned = self._rulesets()
+        try:
+            plan = self.plan(now)
+            reports: list[EvaluationReport] = []
+            for first in plan.units:
+                unit: WorkUnit | None = first
+                while unit is not None:
+                    reports.append(self.run_unit(unit, now))
+                    unit = reports[-1].more
+            return self.finish(plan, reports, now)
+        finally:
+            self._pinned = None
 
     def _finalize(
         self, plans: Mapping[str, SeriesPlan], closing: set[str], epoch: int, report: EvaluationReport
