@@ -40,6 +40,7 @@ from pia.timeseries.backfill import (
 )
 from pia.timeseries.backfill_engine import ArchiveReader, ArchiveScan
 from pia.timeseries.evaluation import changes, rollup_frame
+from pia.timeseries.readiness import Readiness, readiness
 from pia.timeseries.rollups import (
     BEGINNING,
     DayTotal,
@@ -133,6 +134,8 @@ class EvaluationReport:
     failures: dict[str, str] = field(default_factory=dict)
     seen_hours: int = 0
     finalized: list[str] = field(default_factory=list)
+    readiness: list[Readiness] = field(default_factory=list)
+    """Per live date rule: is its history computed yet (:mod:`pia.timeseries.readiness`)."""
     units: int = 0
     most_unit_rollups: int = 0
     completed: list[str] = field(default_factory=list)
@@ -160,6 +163,7 @@ class EvaluationReport:
             "failures": len(self.failures),
             "seen_hours": self.seen_hours,
             "finalized": list(self.finalized),
+            "readiness": [line.to_json() for line in self.readiness],
         }
 
     def to_json(self) -> dict[str, object]:
@@ -168,8 +172,9 @@ class EvaluationReport:
                 list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
             )
             for name, value in vars(self).items()
-            if name != "more"
+            if name not in ("more", "readiness")
         }
+        data["readiness"] = [line.to_json() for line in self.readiness]
         data["more"] = self.more.to_json() if self.more is not None else None
         return data
 
@@ -177,7 +182,7 @@ class EvaluationReport:
     def from_json(cls, data: Mapping[str, object]) -> EvaluationReport:
         report = cls()
         for name, default in vars(cls()).items():
-            if name == "more" or name not in data:
+            if name in ("more", "readiness") or name not in data:
                 continue
             value = data[name]
             if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
@@ -185,6 +190,10 @@ class EvaluationReport:
                     f"report: field {name!r} must be {type(default).__name__}, not {value!r}"
                 )
             setattr(report, name, value)
+        lines = data.get("readiness", [])
+        if not isinstance(lines, list) or not all(isinstance(line, Mapping) for line in lines):
+            raise UnitFormatError("report: field 'readiness' must be a list of objects")
+        report.readiness = [Readiness.from_json(line) for line in lines]
         more = data.get("more")
         if more is not None:
             if not isinstance(more, Mapping):
@@ -286,6 +295,7 @@ class Evaluator:
         waiting: set[str] = set()
         landed: set[str] = set()
         inline: set[str] = set()
+        tasks: list[BackfillTask] = []
         if plans and self._backfill_engine is not None:
             oldest = today - timedelta(days=self._retention_days)
             tasks = backfill_tasks(
@@ -304,6 +314,15 @@ class Evaluator:
                 inline = {series for series in landed if len(rollups[series]) <= self._unit_limit}
                 for series in sorted(inline):
                     self._evaluate(plans[series], rollups[series], today, now, epoch, report)
+        report.readiness = readiness(
+            plans,
+            tasks,
+            report.backfilled,
+            today=today,
+            zone=self._zone,
+            archive=self._backfill_engine is not None,
+            waiting_reason=report.failures.get("backfill", ""),
+        )
         signatures = self._coverage.signatures() if plans else {}
         swept: dict[str, str] = {series: rules_signature(plans[series], today) for series in landed}
         units: list[WorkUnit] = []

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pia.timeseries.evaluator import EvaluationReport
+from pia.timeseries.readiness import Readiness
 from pia.timeseries.units import SWEEP, RunPlan, UnitFormatError, WorkUnit
 
 
@@ -47,6 +48,7 @@ def test_a_missing_field_is_named() -> None:
 def test_a_plan_and_a_report_read_back_from_json_text() -> None:
     report = EvaluationReport(ruleset_version=3, rollups_read=12, failures={"s/u": "boom"}, finalized=["r"])
     report.more = WorkUnit("s", 1, 5, 10, start='{"k":1}')
+    report.readiness = [Readiness(2, "trk", "computing", 240, 0, "an Athena query is still running")]
     plan = RunPlan(5, 3, (WorkUnit("s", 0, 5, 10), WorkUnit("s", 1, 5, 10)), ("r",), ("w",), {"s": "sig"})
     plan = RunPlan(**{**plan.__dict__, "report": report.to_json()})
     assert RunPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
