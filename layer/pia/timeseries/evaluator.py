@@ -50,6 +50,7 @@ from pia.timeseries.rollups import (
     SeriesRollup,
     date_action,
     decide,
+    in_audience,
     is_final,
     local_day,
     merge_endpoints,
@@ -539,16 +540,19 @@ class Evaluator:
         bases = {
             state.key: state
             for state in states
-            if state.user_id in found or wakes[state.user_id] != state.wake
+            if state.user_id in found
+            or wakes[state.user_id] != state.wake
+            or in_audience(state, plan.rules) != state.keep
         }
 
         def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
             decisions = decide(state, plan.rules, today) if retry else found.get(state.user_id, [])
             new = record_sent(state, decisions)
             wake = self._wake(state, decisions, plan, today) if retry else wakes[state.user_id]
-            if not decisions and wake == state.wake:
+            keep = in_audience(new, plan.rules)
+            if not decisions and wake == state.wake and keep == state.keep:
                 return None
-            new = replace(new, wake=wake)
+            new = replace(new, wake=wake, keep=keep)
             cause = (EVALUATOR_LANE, state.version)
             return new, [
                 date_action(d, new, cause=cause, lane=EVALUATOR_LANE, occurred_at=now) for d in decisions

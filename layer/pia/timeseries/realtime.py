@@ -38,6 +38,7 @@ from pia.timeseries.rollups import (
     absorb,
     date_action,
     decide,
+    in_audience,
     kept_wake,
     local_day,
     next_change,
@@ -144,7 +145,9 @@ class TimeSeriesPath:
             decisions = decide(step.state, plan.rules, today, step.days)
             state = record_sent(step.state, decisions)
             state = replace(
-                state, wake=kept_wake(base.wake, next_change(state, plan.rules, today), self._zone)
+                state,
+                wake=kept_wake(base.wake, next_change(state, plan.rules, today), self._zone),
+                keep=in_audience(state, plan.rules),
             )
             position, event = step.last
             actions = [

@@ -89,8 +89,13 @@ def is_final(rule: Rule, today: date) -> bool:
     )
 
 
-def is_met(rule: Rule, totals: DayTotal) -> bool:
-    """Only users with at least one matching event in the window are considered."""
+def is_met(rule: Rule, totals: DayTotal, seen: bool = True) -> bool:
+    """Only users with at least one matching event in the window are considered; for an absence
+    rule, only users ``seen`` before (a day in their rollup, or already in the audience: a series
+    rebuilt on a new activation may find no day of a user quiet for longer than the retention, and
+    only an event takes a user out) with none in the window."""
+    if rule.absent:
+        return seen and totals.count == 0
     return totals.count > 0 and rule.is_met(totals.count, totals.total)
 
 
@@ -129,6 +134,9 @@ class SeriesRollup:
     wake: int = 0
     """Epoch seconds of the next moment the evaluator may change this user's output without a new
     event (the sparse ``due`` index); 0: only an event or a backfill can change it."""
+    keep: bool = False
+    """The item holds a user in an absence audience, so it never expires: however long they stay
+    quiet, only this item can take them out (``not-ready``) when they act again."""
 
     @property
     def key(self) -> SeriesKey:
@@ -160,6 +168,11 @@ class SeriesRollup:
     def last_day(self) -> date | None:
         return max((*self.days, *self.backfill), default=None)
 
+    @property
+    def seen(self) -> bool:
+        """Whether the user has a matching event on record: the scope of absence rules."""
+        return bool(self.days) or bool(self.backfill)
+
 
 @dataclass(frozen=True)
 class SeriesPlan:
@@ -183,8 +196,14 @@ class SeriesPlan:
         return ZERO if value is None else value
 
     def earliest_day(self, today: date) -> date:
-        """The first day any of the rules' windows reaches back to on ``today``."""
-        return min(window[0] for rule in self.rules if (window := rule.window_for(today)) is not None)
+        """The first day any of the rules' windows reaches back to on ``today``. An absence rule
+        reaches back as far as history goes (the caller bounds it by the retention): a user whose last
+        event is older than the quiet period is exactly who it is for."""
+        return min(
+            date.min if rule.absent else window[0]
+            for rule in self.rules
+            if (window := rule.window_for(today)) is not None
+        )
 
 
 def plan_series(
@@ -283,7 +302,8 @@ def decide(
         if days is not None and not any(first <= day <= last for day in days):
             continue
         totals = state.window_total(first, last)
-        value = next_value(is_met(rule, totals), state.sent.get(rule.rule_id))
+        sent = state.sent.get(rule.rule_id)
+        value = next_value(is_met(rule, totals, state.seen or sent == READY), sent)
         if value is not None:
             decisions.append(Decision(rule, value, totals))
     return decisions
@@ -307,6 +327,11 @@ def next_change(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date
         if decide(state, rules, day):
             return day
     return None
+
+
+def in_audience(state: SeriesRollup, rules: Iterable[Rule]) -> bool:
+    """Whether the rollup holds its user in one of ``rules``' absence audiences (``keep``)."""
+    return any(rule.absent and state.sent.get(rule.rule_id) == READY for rule in rules)
 
 
 def wake_at(day: date | None, zone: ZoneInfo) -> int:

@@ -4,7 +4,8 @@ Time-series table layout (``pk``, ``sk``; TTL attribute ``ttl``):
 - rollup: ``S#<series>#<bucket 00..15>`` / ``<user_id>``; ``sr`` series, ``v`` version, ``ac``
   activation, ``d`` map day -> ``"<count>:<sum>"`` (the aggregator's part), ``ln`` lane marks,
   ``ba`` / ``b`` the backfill's activation and days, ``ep`` endpoints, ``st`` map rule -> value last
-  sent, ``u`` updated, ``ttl`` the last day plus the retention. Series-major keys: the evaluator
+  sent, ``u`` updated, ``ttl`` the last day plus the retention (never before ``wd``, the due moment;
+  none while ``kp`` marks a user held in an absence audience). Series-major keys: the evaluator
   reads a series with one Query per bucket; the bucket spreads a popular series over 16 partitions.
 - backfill coverage: ``COVERAGE`` / ``<series>``; ``ac``, ``from`` (first day), ``fin`` (final).
 - seen values: ``SEEN`` / ``D#<yyyy-mm-dd>`` (``body``: JSON), and ``SEEN`` / ``CURSOR`` (``h``: the
@@ -76,12 +77,14 @@ def _days_from(attr: Mapping[str, Any] | None) -> dict[date, DayTotal]:
 
 def _expiry(state: SeriesRollup, now: int, retention_days: int) -> int:
     """A rollup lives as long as the raw events of its last day: a rolling window has long moved past
-    it, and a fixed window that old is final."""
+    it, and a fixed window that old is final. It also outlives its due moment by a day, so a quiet
+    period longer than the retention still ends with the user entering, not with the item gone."""
     last = state.last_day()
+    floor = max(now + 86_400, state.wake + 86_400 if state.wake else 0)
     if last is None:
-        return now + retention_days * 86_400
+        return max(now + retention_days * 86_400, floor)
     end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=retention_days + 1)
-    return max(int(end.timestamp()), now + 86_400)
+    return max(int(end.timestamp()), floor)
 
 
 def rollup_item(
@@ -98,8 +101,11 @@ def rollup_item(
         "b": _days_attr(state.backfill),
         "st": {"M": {rule_id: {"S": value} for rule_id, value in sorted(state.sent.items())}},
         "u": {"N": str(now)},
-        "ttl": {"N": str(_expiry(state, now, retention_days))},
     }
+    if state.keep:
+        item["kp"] = {"BOOL": True}
+    else:
+        item["ttl"] = {"N": str(_expiry(state, now, retention_days))}
     item["np"] = {"N": str(buckets)}
     if state.wake:
         item["wd"] = {"N": str(state.wake)}
@@ -127,6 +133,7 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
         due=due,
         partitions=int(item["np"]["N"]) if "np" in item else 0,
         wake=int(item["wd"]["N"]) if "wd" in item else 0,
+        keep=bool(item.get("kp", {}).get("BOOL", False)),
     )
 
 
