@@ -26,6 +26,7 @@ from pia.aws.state_table import (
 )
 from pia.core.state import StateCommit, StateWrite
 from pia.counting.counters import CounterKey, CounterState, LaneMark
+from pia.rules.aggregates import DISTINCT_DIGEST_BYTES
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,9 +61,34 @@ def counter_item(state: CounterState, now: int) -> AttributeMap:
     }
     if state.settled:
         item["sd"] = {"BOOL": True}
+    item.update(aggregate_attrs(state))
     item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.rule_id}/{state.user_id}", state.pending, state.due))
     return item
+
+
+def aggregate_attrs(state: CounterState) -> AttributeMap:
+    """The aggregates beyond count and sum, and a value rule's last value, written only when a rule
+    keeps them, so a count or sum counter's item is exactly as small as before. Distinct values are
+    fixed-size digests in one binary attribute: at MAX_DISTINCT they add 8 KB."""
+    attrs: AttributeMap = {}
+    if state.low is not None:
+        attrs["lo"] = {"S": str(state.low)}
+    if state.high is not None:
+        attrs["hi"] = {"S": str(state.high)}
+    if state.distinct:
+        attrs["dv"] = {"B": b"".join(sorted(state.distinct))}
+    if state.distinct_over:
+        attrs["dx"] = {"BOOL": True}
+    if state.shown is not None:
+        attrs["vs"] = {"S": state.shown}
+        attrs["va"] = {"N": str(state.shown_at)}
+    return attrs
+
+
+def _digests(raw: bytes) -> frozenset[bytes]:
+    size = DISTINCT_DIGEST_BYTES
+    return frozenset(raw[i : i + size] for i in range(0, len(raw), size))
 
 
 def seen_attrs(endpoints: Sequence[str], recent_ids: Sequence[str]) -> dict[str, Any]:
@@ -103,6 +129,12 @@ def counter_from_item(item: Mapping[str, Any]) -> CounterState:
         settled=bool(item.get("sd", {}).get("BOOL", False)),
         pending=pending,
         due=due,
+        low=Decimal(item["lo"]["S"]) if "lo" in item else None,
+        high=Decimal(item["hi"]["S"]) if "hi" in item else None,
+        distinct=_digests(bytes(item["dv"]["B"])) if "dv" in item else frozenset(),
+        distinct_over=bool(item.get("dx", {}).get("BOOL", False)),
+        shown=item["vs"]["S"] if "vs" in item else None,
+        shown_at=int(item["va"]["N"]) if "va" in item else 0,
     )
 
 

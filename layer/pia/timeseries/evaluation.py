@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pia.core.actions import NOT_READY, READY
+from pia.rules.aggregates import Aggregate
 from pia.rules.model import Comparison, Condition, Rule
 from pia.timeseries.rollups import ZERO, SeriesRollup
 
@@ -100,6 +101,18 @@ def _sum_mask(total: pd.Series, condition: Condition) -> pd.Series:
     return pd.Series(_COMPARE[condition.op](total, condition.target), index=total.index, dtype=bool)
 
 
+def _measures(rule: Rule, totals: pd.DataFrame) -> pd.Series:
+    """What Operator-V compares: the window's sum, or for an ``avg`` rule the exact average (users
+    with no event in the window are masked out by the caller, so their average is never read)."""
+    if rule.aggregate is not Aggregate.AVG:
+        return totals["total"]
+    averages = [
+        rule.window_measure(int(count), total) if count > 0 else ZERO
+        for count, total in zip(totals["count"], totals["total"], strict=True)
+    ]
+    return pd.Series(averages, index=totals.index, dtype=object)
+
+
 def window_totals(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     """Each user's count and sum over the rule's window on ``today`` (0 for users with none)."""
     window = rule.window_for(today)
@@ -125,7 +138,7 @@ def changes(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     if rule.count_condition is not None:
         met &= _count_mask(totals["count"], rule.count_condition)
     if rule.sum_condition is not None:
-        met &= _sum_mask(totals["total"], rule.sum_condition)
+        met &= _sum_mask(_measures(rule, totals), rule.sum_condition)
     was_ready = frame.sent(rule.rule_id).eq(READY)
     value = np.where(met & ~was_ready, READY, np.where(~met & was_ready, NOT_READY, ""))
     changed = value != ""
