@@ -5,8 +5,9 @@ and Operator-V the sum of MetricName. Any other aggregate reads only the events 
 aggregates (the metric, or the attribute of ``distinct``), so Operator-C then counts those events and
 an average is exactly their sum divided by their count, in the aggregator and over daily rollups alike.
 
-Everything is exact ``Decimal``. An average is rounded half-even to :data:`AVERAGE_PLACES` decimal
-places, once, when it is compared or written, never carried rounded into the next event.
+Everything is exact ``Decimal``. An average is compared exactly (its sum against the target times
+its count) and rounded half-even to :data:`AVERAGE_PLACES` decimal places only when it is written;
+nothing rounded is ever carried into the next event.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Any
 
@@ -24,7 +24,6 @@ from pia.rules.aggregates import (
     Aggregate,
     AggregateError,
     chosen_metric,
-    mean,
     parse_aggregate,
 )
 from pia.rules.filters import Filter, FilterError, Observed, compile_filter
@@ -118,6 +117,20 @@ class Condition:
             case Comparison.NE:
                 return value != self.target
 
+    def holds_for_mean(self, total: Decimal, count: int) -> bool:
+        """Whether ``total / count`` meets the condition, decided exactly (``total`` against
+        ``target * count``, which no rounding touches): a mean of 10.0000001 is above 10 even though
+        it is written as 10 to six places."""
+        if count <= 0:
+            return False
+        with localcontext() as context:
+            context.prec = EXACT_PRODUCT_DIGITS
+            return Condition(self.op, self.target * count).holds(total)
+
+
+EXACT_PRODUCT_DIGITS = 80
+"""Enough for any target (38 significant digits) times any count (below 2**63) without rounding."""
+
 
 _SERIES_SEPARATORS = re.compile(r"([\\|=#*])")
 
@@ -204,19 +217,18 @@ class Rule:
         return self.filter is None or self.filter.matches(event)
 
     def is_met(self, count: int | Decimal, total: Decimal, measure: Decimal | None = None) -> bool:
-        """Operator-C on the count; Operator-V on the sum for ``count`` and ``sum`` rules, and on
-        ``measure`` (the average, minimum, maximum or distinct count) for the others: ``None`` (no
-        value yet) meets no condition."""
+        """Operator-C on the count; Operator-V on the sum for ``count`` and ``sum`` rules, on the exact
+        mean for ``avg`` (from count and sum, so daily rollups give it too), and on ``measure`` (the
+        minimum, maximum or distinct count) for the others: ``None`` (no value yet) meets no
+        condition."""
         if self.count_condition is not None and not self.count_condition.holds(Decimal(count)):
             return False
         if self.sum_condition is None:
             return True
+        if self.aggregate is Aggregate.AVG:
+            return self.sum_condition.holds_for_mean(total, int(count))
         value = total if self.aggregate in (Aggregate.COUNT, Aggregate.SUM) else measure
         return value is not None and self.sum_condition.holds(value)
-
-    def window_measure(self, count: int, total: Decimal) -> Decimal | None:
-        """The measure over a window of daily rollups (only count, sum and avg are allowed there)."""
-        return mean(total, count) if self.aggregate is Aggregate.AVG else total
 
     def window_for(self, today: date) -> tuple[date, date] | None:
         """The inclusive calendar-date span a date rule covers on ``today``."""

@@ -101,16 +101,15 @@ def _sum_mask(total: pd.Series, condition: Condition) -> pd.Series:
     return pd.Series(_COMPARE[condition.op](total, condition.target), index=total.index, dtype=bool)
 
 
-def _measures(rule: Rule, totals: pd.DataFrame) -> pd.Series:
-    """What Operator-V compares: the window's sum, or for an ``avg`` rule the exact average (users
-    with no event in the window are masked out by the caller, so their average is never read)."""
+def _value_mask(rule: Rule, totals: pd.DataFrame, condition: Condition) -> pd.Series:
+    """Operator-V over the window: on the sum, or for an ``avg`` rule on the exact mean."""
     if rule.aggregate is not Aggregate.AVG:
-        return totals["total"]
-    averages = [
-        rule.window_measure(int(count), total) if count > 0 else ZERO
+        return _sum_mask(totals["total"], condition)
+    held = [
+        condition.holds_for_mean(total, int(count))
         for count, total in zip(totals["count"], totals["total"], strict=True)
     ]
-    return pd.Series(averages, index=totals.index, dtype=object)
+    return pd.Series(held, index=totals.index, dtype=bool)
 
 
 def window_totals(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
@@ -138,7 +137,7 @@ def changes(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     if rule.count_condition is not None:
         met &= _count_mask(totals["count"], rule.count_condition)
     if rule.sum_condition is not None:
-        met &= _sum_mask(_measures(rule, totals), rule.sum_condition)
+        met &= _value_mask(rule, totals, rule.sum_condition)
     was_ready = frame.sent(rule.rule_id).eq(READY)
     value = np.where(met & ~was_ready, READY, np.where(~met & was_ready, NOT_READY, ""))
     changed = value != ""

@@ -89,9 +89,7 @@ def is_final(rule: Rule, today: date) -> bool:
 
 def is_met(rule: Rule, totals: DayTotal) -> bool:
     """Only users with at least one matching event in the window are considered."""
-    return totals.count > 0 and rule.is_met(
-        totals.count, totals.total, rule.window_measure(totals.count, totals.total)
-    )
+    return totals.count > 0 and rule.is_met(totals.count, totals.total)
 
 
 def next_value(met: bool, sent: str | None) -> str | None:

@@ -204,7 +204,8 @@ def test_operator_v_compares_the_chosen_aggregate() -> None:
     assert not averaged.is_met(3, Decimal(30), Decimal(10))
     assert averaged.is_met(3, Decimal(33), Decimal(11))
     assert not averaged.is_met(0, Decimal(0), None), "no value yet meets no condition"
-    assert averaged.window_measure(3, Decimal(31)) == Decimal("10.333333")
+    assert averaged.is_met(1, Decimal("10.0000000000000000000000001")), "exactly, not through the rounding"
+    assert not averaged.is_met(3, Decimal("30.0000000000000000000000001") - Decimal("1E-25"))
 
 
 def test_the_stored_ruleset_round_trips_the_columns() -> None:
