@@ -115,6 +115,20 @@ CASE_COURSE = (
     "9999-99-99",
     "9999-99-99",
 )
+PURCHASE_NO_CONDITION = (
+    "aggregator",
+    "purchase",
+    "na",
+    "na",
+    "na",
+    "999",
+    "na",
+    "999",
+    "no",
+    "9999-99-99",
+    "9999-99-99",
+)
+"""An aggregator rule on purchase with no condition: the base of an ``Output = value`` row."""
 CASE_PURCHASE = (
     "date",
     "purchase",

@@ -11,27 +11,13 @@ from typing import Any
 import pytest
 
 from pia.rules.aggregates import VALUE_UPDATE_SECONDS
-from tests.conftest import publish_rows, rule_row
+from tests.conftest import PURCHASE_NO_CONDITION, publish_rows, rule_row
 from tests.integration.test_aggregator import batch, counter, pin_event
 from tests.integration.test_outbox import later, relay_app  # noqa: F401
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 LTV = rule_row(
-    "aggregator",
-    "purchase",
-    "na",
-    "na",
-    "na",
-    "999",
-    "na",
-    "999",
-    "no",
-    "9999-99-99",
-    "9999-99-99",
-    Aggregate="sum",
-    MetricName="price",
-    Output="value",
-    OutputName="trk_ltv",
+    *PURCHASE_NO_CONDITION, Aggregate="sum", MetricName="price", Output="value", OutputName="trk_ltv"
 )
 
 

@@ -338,31 +338,13 @@ def apply_events(
             continue
         if rule.reset:
             actions.append(
-                _action(
-                    ActionKind.FIRE_EVENT,
-                    rule,
-                    state.user_id,
-                    position,
-                    event,
-                    endpoints,
-                    tally.count,
-                    tally.total,
-                )
+                _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, tally)
             )
             fired += 1
             tally.reset()
         elif not ready:
             actions.append(
-                _action(
-                    ActionKind.SET_ATTRIBUTE,
-                    rule,
-                    state.user_id,
-                    position,
-                    event,
-                    endpoints,
-                    tally.count,
-                    tally.total,
-                )
+                _action(ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, tally)
             )
             ready = True
             fired += 1
@@ -373,17 +355,7 @@ def apply_events(
     if text is not None and text != shown:
         position, event = last
         actions.append(
-            _action(
-                ActionKind.SET_ATTRIBUTE,
-                rule,
-                state.user_id,
-                position,
-                event,
-                endpoints,
-                tally.count,
-                tally.total,
-                value=text,
-            )
+            _action(ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, tally, text)
         )
         shown_at, hold_until = value_schedule(shown, shown_at, now)
         shown = text
@@ -436,8 +408,7 @@ def _action(
     position: Position,
     event: Event,
     endpoints: tuple[str, ...],
-    count: int,
-    total: Decimal,
+    tally: _Tally,
     value: str | None = None,
 ) -> Action:
     return Action(
@@ -448,8 +419,8 @@ def _action(
         output_name=rule.output_name,
         value=value if value is not None else READY if kind is ActionKind.SET_ATTRIBUTE else None,
         endpoint_ids=endpoints,
-        count=count,
-        total=total,
+        count=tally.count,
+        total=tally.total,
         occurred_at=event.timestamp,
         lane=position.lane,
     )

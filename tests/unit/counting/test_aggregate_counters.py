@@ -30,28 +30,17 @@ from pia.counting.store import counter_from_item, counter_item
 from pia.rules.aggregates import MAX_DISTINCT, VALUE_UPDATE_SECONDS, mean
 from pia.rules.model import Rule, parse_rules
 from pia_cli.service_limits import DYNAMODB_MAX_ITEM, attribute_size
-from tests.conftest import rule_row
+from tests.conftest import PURCHASE_NO_CONDITION, rule_row
 
 T0 = datetime(2026, 11, 20, 9, tzinfo=UTC)
 NOW = int(T0.timestamp())
 SHARD = "shardId-000000000000"
-NO_CONDITION = (
-    "aggregator",
-    "purchase",
-    "na",
-    "na",
-    "na",
-    "999",
-    "na",
-    "999",
-    "no",
-    "9999-99-99",
-    "9999-99-99",
-)
 
 
 def value_rule(aggregate: str, metric: str = "price") -> Rule:
-    row = rule_row(*NO_CONDITION, Aggregate=aggregate, Output="value", MetricName=metric, OutputName="trk_v")
+    row = rule_row(
+        *PURCHASE_NO_CONDITION, Aggregate=aggregate, Output="value", MetricName=metric, OutputName="trk_v"
+    )
     parsed = parse_rules([(2, row)])
     assert not parsed.errors, parsed.errors
     return parsed.rules[0]
@@ -159,7 +148,9 @@ def test_distinct_is_exact_to_its_bound_then_says_so() -> None:
 
 
 def test_a_distinct_condition_past_the_bound_compares_as_more() -> None:
-    row = rule_row(*NO_CONDITION, Aggregate="distinct(sku)", **{"Operator-V": ">", "Target-V": "1000"})
+    row = rule_row(
+        *PURCHASE_NO_CONDITION, Aggregate="distinct(sku)", **{"Operator-V": ">", "Target-V": "1000"}
+    )
     (rule,) = parse_rules([(2, row)]).rules
     step = apply(fresh(rule), rule, [ev(n, sku=str(n)) for n in range(MAX_DISTINCT)])
     assert step.actions == ()

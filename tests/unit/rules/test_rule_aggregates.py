@@ -16,22 +16,7 @@ from pia.rules.ruleset import Ruleset, content_hash
 from pia.rules.sheets import read_table
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE
-from tests.conftest import rule_row
-
-PURCHASES = (
-    "aggregator",
-    "purchase",
-    "na",
-    "na",
-    "na",
-    "999",
-    "na",
-    "999",
-    "no",
-    "9999-99-99",
-    "9999-99-99",
-)
-"""An aggregator rule on purchase with no condition: what a value rule looks like."""
+from tests.conftest import PURCHASE_NO_CONDITION, rule_row
 
 
 def parse(*rows: dict[str, str]) -> ParseResult:
@@ -40,7 +25,7 @@ def parse(*rows: dict[str, str]) -> ParseResult:
 
 def value_rule(aggregate: str = "sum", **extra: str) -> dict[str, str]:
     cells = {"Aggregate": aggregate, "Output": "value", "MetricName": "price", "OutputName": "trk_ltv"}
-    return rule_row(*PURCHASES, **{**cells, **extra})
+    return rule_row(*PURCHASE_NO_CONDITION, **{**cells, **extra})
 
 
 def event(attributes: dict[str, str] | None = None, **metrics: str) -> Event:
@@ -100,7 +85,7 @@ def test_every_aggregate_but_count_and_a_value_output_make_a_different_rule() ->
     (sum_value,) = parse(value_rule()).rules
     (sum_ready,) = parse(
         rule_row(
-            *PURCHASES,
+            *PURCHASE_NO_CONDITION,
             Aggregate="sum",
             MetricName="price",
             OutputName="trk_ltv",
@@ -184,7 +169,9 @@ def test_metric_aggregates_read_only_events_with_the_metric_and_distinct_only_ev
     assert avg.matches(event(price="3")) and not avg.matches(event(qty="3"))
     (distinct,) = parse(value_rule("distinct(sku)", MetricName="na")).rules
     assert distinct.matches(event({"sku": "a"})) and not distinct.matches(event(price="1"))
-    (counted,) = parse(rule_row(*PURCHASES, MetricName="price", **{"Operator-V": ">", "Target-V": "1"})).rules
+    (counted,) = parse(
+        rule_row(*PURCHASE_NO_CONDITION, MetricName="price", **{"Operator-V": ">", "Target-V": "1"})
+    ).rules
     assert counted.matches(event(qty="3")), "count keeps its meaning: every event counts"
 
 
