@@ -73,7 +73,7 @@ HEADER_HELP = {
         "(the latest value is always sent); Operator-C and Operator-V are then na."
     ),
 }
-# Case 1, 2 and 3 of the README, one row each.
+# Case 1, 2 and 3 of the README, one row each, and a value output (Aggregate and Output).
 EXAMPLES = (
     {
         "RuleType": "aggregator",
