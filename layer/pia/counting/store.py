@@ -25,7 +25,7 @@ from pia.aws.state_table import (
     query_partition,
 )
 from pia.core.state import StateCommit, StateWrite
-from pia.counting.counters import CounterKey, CounterState, LaneMark
+from pia.counting.counters import NO_MEASURES, CounterKey, CounterState, LaneMark, Measures
 from pia.rules.aggregates import DISTINCT_DIGEST_BYTES
 
 if TYPE_CHECKING:
@@ -72,18 +72,34 @@ def aggregate_attrs(state: CounterState) -> AttributeMap:
     keeps them, so a count or sum counter's item is exactly as small as before. Distinct values are
     fixed-size digests in one binary attribute: at MAX_DISTINCT they add 8 KB."""
     attrs: AttributeMap = {}
-    if state.low is not None:
-        attrs["lo"] = {"S": str(state.low)}
-    if state.high is not None:
-        attrs["hi"] = {"S": str(state.high)}
-    if state.distinct:
-        attrs["dv"] = {"B": b"".join(sorted(state.distinct))}
-    if state.distinct_over:
+    kept = state.measures
+    if kept is NO_MEASURES:
+        return attrs
+    if kept.low is not None:
+        attrs["lo"] = {"S": str(kept.low)}
+    if kept.high is not None:
+        attrs["hi"] = {"S": str(kept.high)}
+    if kept.distinct:
+        attrs["dv"] = {"B": b"".join(sorted(kept.distinct))}
+    if kept.distinct_over:
         attrs["dx"] = {"BOOL": True}
-    if state.shown is not None:
-        attrs["vs"] = {"S": state.shown}
-        attrs["va"] = {"N": str(state.shown_at)}
+    if kept.shown is not None:
+        attrs["vs"] = {"S": kept.shown}
+        attrs["va"] = {"N": str(kept.shown_at)}
     return attrs
+
+
+def measures_from(item: Mapping[str, Any]) -> Measures:
+    if not any(name in item for name in ("lo", "hi", "dv", "dx", "vs")):
+        return NO_MEASURES
+    return Measures(
+        low=Decimal(item["lo"]["S"]) if "lo" in item else None,
+        high=Decimal(item["hi"]["S"]) if "hi" in item else None,
+        distinct=_digests(bytes(item["dv"]["B"])) if "dv" in item else frozenset(),
+        distinct_over=bool(item.get("dx", {}).get("BOOL", False)),
+        shown=item["vs"]["S"] if "vs" in item else None,
+        shown_at=int(item["va"]["N"]) if "va" in item else 0,
+    )
 
 
 def _digests(raw: bytes) -> frozenset[bytes]:
@@ -129,12 +145,7 @@ def counter_from_item(item: Mapping[str, Any]) -> CounterState:
         settled=bool(item.get("sd", {}).get("BOOL", False)),
         pending=pending,
         due=due,
-        low=Decimal(item["lo"]["S"]) if "lo" in item else None,
-        high=Decimal(item["hi"]["S"]) if "hi" in item else None,
-        distinct=_digests(bytes(item["dv"]["B"])) if "dv" in item else frozenset(),
-        distinct_over=bool(item.get("dx", {}).get("BOOL", False)),
-        shown=item["vs"]["S"] if "vs" in item else None,
-        shown_at=int(item["va"]["N"]) if "va" in item else 0,
+        measures=measures_from(item),
     )
 
 

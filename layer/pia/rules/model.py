@@ -210,11 +210,14 @@ class Rule:
             and event.attributes.get(self.attribute_name) != self.attribute_value
         ):
             return False
-        if self.aggregate.on_metric and chosen_metric(event.metrics, self.metric_name) is None:
-            return False
-        if self.distinct_attribute is not None and self.distinct_attribute not in event.attributes:
+        if self.aggregate is not Aggregate.COUNT and not self._carries_aggregated(event):
             return False
         return self.filter is None or self.filter.matches(event)
+
+    def _carries_aggregated(self, event: Observed) -> bool:
+        if self.distinct_attribute is not None:
+            return self.distinct_attribute in event.attributes
+        return chosen_metric(event.metrics, self.metric_name) is not None
 
     def is_met(self, count: int | Decimal, total: Decimal, measure: Decimal | None = None) -> bool:
         """Operator-C on the count; Operator-V on the sum for ``count`` and ``sum`` rules, on the exact

@@ -139,12 +139,12 @@ def test_distinct_is_exact_to_its_bound_then_says_so() -> None:
     events = [ev(n, sku=f"sku-{n}") for n in range(MAX_DISTINCT)]
     step = apply(fresh(rule), rule, events)
     assert [a.value for a in step.actions] == [str(MAX_DISTINCT)]
-    assert not step.state.distinct_over
+    assert not step.state.measures.distinct_over
     step = apply(step.state, rule, [ev(MAX_DISTINCT, sku="sku-0")], now=NOW + VALUE_UPDATE_SECONDS)
     assert step.actions == (), "a value already seen at the bound changes nothing"
     step = apply(step.state, rule, [ev(MAX_DISTINCT + 1, sku="new")], now=NOW + 2 * VALUE_UPDATE_SECONDS)
     assert [a.value for a in step.actions] == [f"{MAX_DISTINCT}+"]
-    assert step.state.distinct_over and len(step.state.distinct) == MAX_DISTINCT
+    assert step.state.measures.distinct_over and len(step.state.measures.distinct) == MAX_DISTINCT
 
 
 def test_a_distinct_condition_past_the_bound_compares_as_more() -> None:
@@ -182,7 +182,7 @@ def test_a_full_distinct_counter_stays_far_under_the_item_limit() -> None:
     size = sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
     assert size < DYNAMODB_MAX_ITEM // 2, size
     assert len(item["dv"]["B"]) == 8 * MAX_DISTINCT
-    assert counter_from_item(item).distinct == state.distinct
+    assert counter_from_item(item).measures.distinct == state.measures.distinct
 
 
 def test_the_item_round_trips_every_aggregate_and_a_count_item_is_unchanged() -> None:
@@ -292,7 +292,7 @@ def test_aggregates_agree_with_a_sequential_model_under_batching_and_redelivery(
         for action in step.actions:
             assert action.value != (values[-1] if values else None), "a value is written only when it changes"
             values.append(action.value)
-            sent_at.append(step.state.shown_at)
+            sent_at.append(step.state.measures.shown_at)
         state = step.state
     matched = [(p, e) for p, e in stream if rule.matches(e)]
     expected = model_text(
