@@ -19,6 +19,7 @@ TEMPLATE_COLUMNS = (
     "OutputName",
     "Window",
     "Filter",
+    "Cap",
     "Aggregate",
     "Output",
 )
@@ -30,11 +31,14 @@ DROPDOWNS: dict[str, tuple[str, ...]] = {
     "Operator-V": OPERATORS,
     "ResetWhenReachTarget": ("yes", "no"),
     "Enabled": ("yes", "no"),
-    "Aggregate": ("count", "sum", "avg", "min", "max", "distinct(attribute)"),
     "Output": ("ready", "value"),
 }
-OPEN_DROPDOWNS = frozenset({"Aggregate"})
-"""Dropdowns that suggest rather than restrict: ``distinct(product_id)`` names its own attribute."""
+SUGGESTIONS: dict[str, tuple[str, ...]] = {
+    "Cap": ("na", "once", "1 per hour", "1 per day", "3 per day", "1 per 7 days", "1 per week"),
+    "Aggregate": ("count", "sum", "avg", "min", "max", "distinct(attribute)"),
+}
+"""Dropdowns that also accept typed values: any N per K hours/days/weeks is a valid Cap, and
+``distinct(product_id)`` names its own attribute."""
 DATE_HELP = (
     "Dates are written YYYY-MM-DD, for example 2021-01-01. "
     f"Aggregator rules count from the moment the rule is live and take {PLACEHOLDER_DATE} in both "
@@ -53,6 +57,11 @@ HEADER_HELP = {
     "Enabled": "no pauses the rule; its counts are kept.",
     "OutputName": "Overrides the name written to Pinpoint: starts with trk_, at most 50 characters, "
     "none of # : ? \\ /.",
+    "Cap": (
+        "Reset rules only: how often the trk_ event may fire per user, such as once, 3 per day or "
+        "1 per 7 days (days are calendar days in the stack's time zone). A crossing over the cap "
+        "resets the count and fires nothing. na: every crossing fires."
+    ),
     "Window": 'Date rules only: "last N days" instead of StartDate and FinishDate.',
     "Filter": (
         "Only count events that match, for example: "
@@ -136,13 +145,13 @@ def write_template(path: Path) -> None:
         if column in HEADER_HELP:
             header.comment = Comment(HEADER_HELP[column], "pia", width=320, height=140)
         sheet.column_dimensions[letter].width = max(14, len(column) + 4)
-        choices = DROPDOWNS.get(column)
+        choices = DROPDOWNS.get(column) or SUGGESTIONS.get(column)
         if choices:
             validation = DataValidation(
                 type="list",
                 formula1='"' + ",".join(choices) + '"',
                 allow_blank=True,
-                showErrorMessage=column not in OPEN_DROPDOWNS,
+                showErrorMessage=column in DROPDOWNS,
                 errorTitle=column,
                 error=f"{column} is one of: {', '.join(choices)}",
             )

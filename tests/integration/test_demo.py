@@ -9,6 +9,7 @@ import re
 import urllib.error
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,19 +45,28 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert result.events_put == len(events)
     greens: Counter[str] = Counter()
     courses: Counter[str] = Counter()
+    daily: dict[str, list[str]] = {}
     for event in events:
         user = signed_in(event)
         if user is not None and event["event_type"] == "greenbutton":
             greens[user] += 1
         if user is not None and event["event_type"] == "course_completed":
             courses[user] += 1
+            if courses[user] % 3 == 0:
+                day = datetime.fromtimestamp(int(event["event_timestamp"]) / 1000, UTC).date().isoformat()
+                if day not in daily.setdefault(user, []):
+                    daily[user].append(day)
     by_output = {rule.output_name: rule for rule in result.rules}
     # Sample rule rows 2 and 3: more than 5 green buttons; every 3rd completed course fires and resets.
     assert by_output["trk_greenbutton"].users == sum(1 for n in greens.values() if n > 5)
     assert by_output["trk_course_completed"].users == sum(1 for n in courses.values() if n >= 3)
     assert by_output["trk_course_completed"].fired == sum(n // 3 for n in courses.values())
-    assert len(result.rules) == 7
-    # Sample rule row 9: each user's average purchase price, written as the value, the latest one.
+    # Row 9 is row 3 with "Cap: 1 per day": of each user's crossings, the first of each UTC day fires.
+    assert by_output["trk_course_daily"].fired == sum(len(days) for days in daily.values())
+    assert by_output["trk_course_daily"].fired < by_output["trk_course_completed"].fired
+    assert by_output["trk_course_daily"].description.endswith("reset, cap 1 per day")
+    assert len(result.rules) == 8
+    # Sample rule row 10: each user's average purchase price, written as the value, the latest one.
     prices: dict[str, list[Decimal]] = {}
     for event in events:
         user = signed_in(event)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, Self
+from zoneinfo import ZoneInfo
 
 from pia.core.actions import READY, Action, ActionKind, action_id_for
 from pia.core.events import Event
@@ -33,9 +34,12 @@ from pia.rules.aggregates import (
     mean,
     value_text,
 )
+from pia.rules.caps import CapWindow
 from pia.rules.model import Comparison, Rule
 
 ZERO = Decimal(0)
+UTC_ZONE = ZoneInfo("UTC")
+NO_WINDOW = CapWindow()
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,10 @@ class CounterState:
 
     ``settled``: no further event can change any output of the rule for this user (a ``reset = no``
     rule already ``ready``, or a count condition that can no longer hold). Such a counter is never
-    written again: its count stays where it settled.
+    written again: its count stays where it settled. A ``once`` cap, once used, settles it too.
+
+    ``cap``: the Cap's open window (two numbers whatever the cap's size); ``capped``: crossings the
+    cap held back (they reset the count and fired nothing).
     """
 
     rule_id: str
@@ -104,6 +111,8 @@ class CounterState:
     settled: bool = False
     pending: tuple[Pending, ...] = ()
     due: int = 0
+    cap: CapWindow = NO_WINDOW
+    capped: int = 0
     measures: Measures = NO_MEASURES
     """What a rule with an Aggregate or a value output keeps besides count and sum: one field, so a
     count rule's state is copied (on every write) no slower than before."""
@@ -313,19 +322,24 @@ def apply_events(
     now: int,
     lane_retention_seconds: int,
     max_actions: int | None = None,
+    zone: ZoneInfo = UTC_ZONE,
 ) -> Step:
     """Apply events in stream order, exactly as if they arrived one at a time.
 
     ``events`` are the batch's events for this user that match ``rule``, in stream order. After
-    each one the rule is evaluated: a reset rule fires and zeroes on every crossing; a non-reset
-    rule sets its attribute once and then settles. A ``value`` rule writes its measure once, after
-    the run, when it differs from the last one written (see :func:`value_schedule`).
+    each one the rule is evaluated: a reset rule zeroes on every crossing and fires unless its Cap's
+    window (in ``zone``) is full; a non-reset rule sets its attribute once and then settles. The cap
+    window travels in the same write as the lane marks, so a redelivered crossing is never charged
+    twice. A crossing's time is its event's timestamp, never later than ``now``. A ``value`` rule
+    writes its measure once, after the run, when it differs from the last one written (see
+    :func:`value_schedule`).
 
     ``max_actions`` stops the step after that many actions: the rest of the events are the caller's
     to apply in a further step, once those actions are sent (an item owes a bounded number at once).
     """
     tally = _Tally.of(state)
     ready, fired = state.ready, state.fired
+    window, capped = state.cap, state.capped
     lanes = dict(state.lanes)
     endpoints = state.endpoints
     recent = state.recent_ids
@@ -336,7 +350,7 @@ def apply_events(
     # Operator-V needs a measure besides count and sum only for min, max and distinct.
     compares_measure = rule.aggregate.keeps_extremes or rule.aggregate is Aggregate.DISTINCT
     for index, (position, event) in enumerate(events):
-        if is_settled(rule, tally.count, ready):
+        if is_settled(rule, tally.count, ready, window):
             settled = len(events) - index
             break
         if max_actions is not None and len(actions) >= max_actions:
@@ -354,10 +368,17 @@ def apply_events(
         if rule.writes_value or not rule.is_met(tally.count, tally.total, measure):
             continue
         if rule.reset:
-            actions.append(
-                _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, tally)
-            )
-            fired += 1
+            allowed = True
+            if rule.cap is not None:
+                moment = min(utc_seconds(event.timestamp), now)
+                allowed, window = rule.cap.admit(window, moment, zone)
+            if allowed:
+                actions.append(
+                    _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, tally)
+                )
+                fired += 1
+            else:
+                capped += 1
             tally.reset()
         elif not ready:
             actions.append(
@@ -386,7 +407,9 @@ def apply_events(
         lanes=prune_lanes(lanes, now, lane_retention_seconds),
         endpoints=endpoints,
         recent_ids=recent,
-        settled=is_settled(rule, tally.count, ready),
+        settled=is_settled(rule, tally.count, ready, window),
+        cap=window,
+        capped=capped,
     )
     if rule.aggregate is not Aggregate.COUNT or rule.writes_value:
         measures = Measures(tally.low, tally.high, frozenset(tally.distinct), tally.over, shown, shown_at)
@@ -396,11 +419,14 @@ def apply_events(
     )
 
 
-def is_settled(rule: Rule, count: int, ready: bool) -> bool:
+def is_settled(rule: Rule, count: int, ready: bool, window: CapWindow = NO_WINDOW) -> bool:
     """Whether no further event can change an output: a ``reset = no`` attribute is sticky once
-    ``ready``; and a count only grows (until a crossing, which this condition rules out), so a count
-    condition of smaller, at most or equal that it has passed can never hold again."""
+    ``ready``; a ``once`` cap, once used, lets nothing fire again; and a count only grows (until a
+    crossing, which this condition rules out), so a count condition of smaller, at most or equal that
+    it has passed can never hold again."""
     if ready and not rule.reset:
+        return True
+    if rule.cap is not None and rule.cap.exhausted(window):
         return True
     condition = rule.count_condition
     if condition is None:

@@ -26,6 +26,7 @@ from pia.rules.aggregates import (
     chosen_metric,
     parse_aggregate,
 )
+from pia.rules.caps import Cap, CapError, parse_cap
 from pia.rules.filters import Filter, FilterError, Observed, compile_filter
 
 REQUIRED_COLUMNS = (
@@ -41,7 +42,17 @@ REQUIRED_COLUMNS = (
     "StartDate",
     "FinishDate",
 )
-OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window", "Filter", "Aggregate", "Output")
+OPTIONAL_COLUMNS = (
+    "Key",
+    "MetricName",
+    "Enabled",
+    "OutputName",
+    "Window",
+    "Filter",
+    "Cap",
+    "Aggregate",
+    "Output",
+)
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 NO_FILTER = frozenset({"na", "999", ""})
@@ -176,6 +187,9 @@ class Rule:
             return f"distinct({self.distinct_attribute})"
         return self.aggregate.value
 
+    cap: Cap | None = None
+    """How often a reset rule may fire per user (:mod:`pia.rules.caps`); ``None``: every crossing."""
+
     @property
     def series(self) -> str:
         """The time series a date rule reads: the event, narrowed by its attribute filter and its
@@ -242,9 +256,9 @@ class Rule:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """A rule without a Filter has no ``filter`` key (nor, with the default Aggregate and Output,
-        ``aggregate`` or ``output`` keys), so rulesets published before those columns existed keep
-        their content hash and are not republished."""
+        """A rule without a Filter has no ``filter`` key (nor, without a Cap, a ``cap`` key, nor, with
+        the default Aggregate and Output, ``aggregate`` or ``output`` keys), so rulesets published
+        before those columns existed keep their content hash and are not republished."""
 
         def cond(c: Condition | None) -> list[str] | None:
             return None if c is None else [c.op.value, str(c.target)]
@@ -271,6 +285,8 @@ class Rule:
             body["aggregate"] = self.aggregate_text
         if self.writes_value:
             body["output"] = "value"
+        if self.cap is not None:
+            body["cap"] = self.cap.source
         return body
 
     @staticmethod
@@ -298,6 +314,7 @@ class Rule:
             aggregate=aggregate,
             distinct_attribute=distinct,
             writes_value=data.get("output") == "value",
+            cap=parse_cap(data["cap"]) if data.get("cap") else None,
         )
 
 
@@ -630,6 +647,31 @@ def _filter(reader: _RowReader) -> Filter | None:
     return compiled
 
 
+def _cap(reader: _RowReader, rule_type: RuleType | None, reset: bool) -> Cap | None:
+    """The Cap column. A cap limits fired events, which only a reset aggregator rule sends: on any
+    other rule it is a warning and ignored (the rule keeps working and its id), not an error that
+    would take the row down."""
+    raw = reader.text("Cap")
+    if raw.lower() in NO_FILTER:
+        return None
+    try:
+        cap = parse_cap(raw)
+    except CapError as exc:
+        reader.error("Cap", f'"{_shown(raw)}": {exc}')
+        return None
+    if rule_type is RuleType.DATE:
+        reader.warn("Cap", "ignored for date rules: their attribute follows the window, it fires no event")
+        return None
+    if rule_type is RuleType.AGGREGATOR and not reset:
+        reader.warn(
+            "Cap",
+            "ignored: ResetWhenReachTarget is no, so the rule sets its attribute once and fires no event; "
+            "set ResetWhenReachTarget to yes to cap how often it fires",
+        )
+        return None
+    return cap
+
+
 def _measure(reader: _RowReader) -> _Measure:
     """The Aggregate and Output columns: what the rule measures, and whether it writes that measure."""
     try:
@@ -805,6 +847,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     timing = _timing(reader, rule_type)
     _measure_fits(reader, rule_type, measure, timing.reset)
     output_name = _output_name(reader, rule_type, event_name, attribute_value)
+    cap = _cap(reader, rule_type, timing.reset)
     if reader.failed or rule_type is None:
         return None
     if (
@@ -813,6 +856,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         and conditions.count is not None
         and conditions.count.holds(Decimal(1))
         and conditions.sum is None
+        and cap is None
     ):
         reader.warn("Operator-C", "met by every single event, so it fires and resets on every event")
 
@@ -837,6 +881,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         identity["aggregate"] = [measure.aggregate.value, measure.distinct_attribute]
     if measure.writes_value:
         identity["output_kind"] = "value"
+    if cap is not None:
+        identity["cap"] = cap.source
     return Rule(
         rule_id=rule_id_for(identity),
         row=reader.row,
@@ -856,6 +902,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         aggregate=measure.aggregate,
         distinct_attribute=measure.distinct_attribute,
         writes_value=measure.writes_value,
+        cap=cap,
     )
 
 
