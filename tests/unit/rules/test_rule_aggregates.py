@@ -222,3 +222,26 @@ def test_value_text_keeps_the_places_of_a_sum_and_stays_short() -> None:
     assert value_text(Decimal("412.50")) == "412.50"
     assert value_text(Decimal("1E+3")) == "1000"
     assert value_text(Decimal("1.7976931348623157e308")) == "1.7976931348623157E+308"
+
+
+@pytest.mark.parametrize(
+    ("cells", "column"), [({"Aggregate": "avg"}, "Aggregate"), ({"Output": "value"}, "Output")]
+)
+def test_an_absence_rule_takes_no_aggregate_and_no_value_output(cells: dict[str, str], column: str) -> None:
+    absence = rule_row(
+        "date",
+        "purchase",
+        "na",
+        "na",
+        "absent",
+        "na",
+        "na",
+        "999",
+        "no",
+        "9999-99-99",
+        "9999-99-99",
+        Window="last 3 days",
+    )
+    assert parse(absence).rules
+    issues = parse({**absence, **cells}).errors
+    assert column in {i.column for i in issues}
