@@ -30,22 +30,12 @@ ShippedModel = Callable[[Config], Any]
 
 @dataclass(frozen=True)
 class AwsClients:
-    """Lambda's clients, from boto3's default session (so anything watching that session sees them).
-
-    One client per service and region for the container's life: a client costs a cold start tens of
-    milliseconds of CPU even when its service model is already loaded (a second DynamoDB client about
-    35 ms, ``make bench``'s cold-start figures), and boto3 clients are safe to share."""
+    """Lambda's clients, from boto3's default session (so anything watching that session sees them)."""
 
     config: Config = SDK_CONFIG
     shipped: Mapping[str, ShippedModel] = field(default_factory=dict)
-    _made: dict[tuple[str, str | None], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, service: str, region_name: str | None = None) -> Any:
-        made = self._made.get((service, region_name))
-        if made is None:
-            if service in self.shipped:
-                made = self.shipped[service](self.config)
-            else:
-                made = boto3.client(service, region_name=region_name, config=self.config)  # type: ignore[call-overload]
-            self._made[(service, region_name)] = made
-        return made
+        if service in self.shipped:
+            return self.shipped[service](self.config)
+        return boto3.client(service, region_name=region_name, config=self.config)  # type: ignore[call-overload]
