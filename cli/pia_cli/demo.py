@@ -107,6 +107,8 @@ def _describe(rule: Any) -> str:
         text += f", {rule.start_date}..{rule.finish_date}"
     if rule.reset:
         text += ", reset"
+    if rule.cap is not None:
+        text += f", cap {rule.cap.source}"
     return text
 
 

@@ -12,7 +12,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from pia.rules.model import PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
-TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window", "Filter")
+TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window", "Filter", "Cap")
 LAST_ROW = 1000
 OPERATORS = ("greater", "smaller", "equal", "greater_or_equal", "less_or_equal", "not_equal", "na")
 DROPDOWNS: dict[str, tuple[str, ...]] = {
@@ -22,6 +22,10 @@ DROPDOWNS: dict[str, tuple[str, ...]] = {
     "ResetWhenReachTarget": ("yes", "no"),
     "Enabled": ("yes", "no"),
 }
+SUGGESTIONS: dict[str, tuple[str, ...]] = {
+    "Cap": ("na", "once", "1 per hour", "1 per day", "3 per day", "1 per 7 days", "1 per week"),
+}
+"""Dropdowns that also accept typed values: any N per K hours/days/weeks is a valid Cap."""
 DATE_HELP = (
     "Dates are written YYYY-MM-DD, for example 2021-01-01. "
     f"Aggregator rules count from the moment the rule is live and take {PLACEHOLDER_DATE} in both "
@@ -40,6 +44,11 @@ HEADER_HELP = {
     "Enabled": "no pauses the rule; its counts are kept.",
     "OutputName": "Overrides the name written to Pinpoint: starts with trk_, at most 50 characters, "
     "none of # : ? \\ /.",
+    "Cap": (
+        "Reset rules only: how often the trk_ event may fire per user, such as once, 3 per day or "
+        "1 per 7 days (days are calendar days in the stack's time zone). A crossing over the cap "
+        "resets the count and fires nothing. na: every crossing fires."
+    ),
     "Window": 'Date rules only: "last N days" instead of StartDate and FinishDate.',
     "Filter": (
         "Only count events that match, for example: "
@@ -103,13 +112,13 @@ def write_template(path: Path) -> None:
         if column in HEADER_HELP:
             header.comment = Comment(HEADER_HELP[column], "pia", width=320, height=140)
         sheet.column_dimensions[letter].width = max(14, len(column) + 4)
-        choices = DROPDOWNS.get(column)
+        choices = DROPDOWNS.get(column) or SUGGESTIONS.get(column)
         if choices:
             validation = DataValidation(
                 type="list",
                 formula1='"' + ",".join(choices) + '"',
                 allow_blank=True,
-                showErrorMessage=True,
+                showErrorMessage=column in DROPDOWNS,
                 errorTitle=column,
                 error=f"{column} is one of: {', '.join(choices)}",
             )

@@ -95,6 +95,7 @@ def build(wiring: Wiring) -> Runtime:
         lane_retention_seconds=settings.lane_retention_seconds,
         cache=state,
         extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, state)],
+        zone=settings.zone,
     )
     return Runtime(settings, aggregator)
 

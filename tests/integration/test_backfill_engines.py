@@ -361,6 +361,13 @@ def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(d
 
     first = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
     assert "the next run reads its results" in first.failures["backfill"] and athena.stopped == []
+    progress = [
+        (r["row"], r["state"], r["progress_percent"], r["archive_hours_done"], r["archive_hours"])
+        for r in first.summary()["readiness"]  # type: ignore[union-attr]
+    ]
+    # From the first day each window reaches (3, 5 and 4 March) to the activation, 10 March 00:00.
+    assert progress == [(2, "computing", 0, 0, 168), (3, "computing", 0, 0, 120), (4, "computing", 0, 0, 144)]
+    assert all("still running" in r.message for r in first.readiness)
 
     tasks = _tasks(zone)
     rows = list(DuckDbBackfill(archive).rows(tasks, zone))
@@ -371,6 +378,11 @@ def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(d
     second = evaluator.run(datetime(2026, 3, 12, 13, tzinfo=UTC))
 
     assert len(athena.started) == 1 and not second.failures
+    assert [(r.row, r.state, r.progress_percent) for r in second.readiness] == [
+        (2, "ready", 100),
+        (3, "ready", 100),
+        (4, "ready", 100),
+    ]
     assert sorted(second.backfilled) == sorted(t.plan.series for t in tasks)
     scan = ArchiveScan(archive, unit_users=7)
     expected = _collect(scan, tasks, zone)

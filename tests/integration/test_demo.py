@@ -9,6 +9,7 @@ import re
 import urllib.error
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -42,18 +43,27 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert result.events_put == len(events)
     greens: Counter[str] = Counter()
     courses: Counter[str] = Counter()
+    daily: dict[str, list[str]] = {}
     for event in events:
         user = signed_in(event)
         if user is not None and event["event_type"] == "greenbutton":
             greens[user] += 1
         if user is not None and event["event_type"] == "course_completed":
             courses[user] += 1
+            if courses[user] % 3 == 0:
+                day = datetime.fromtimestamp(int(event["event_timestamp"]) / 1000, UTC).date().isoformat()
+                if day not in daily.setdefault(user, []):
+                    daily[user].append(day)
     by_output = {rule.output_name: rule for rule in result.rules}
     # Sample rule rows 2 and 3: more than 5 green buttons; every 3rd completed course fires and resets.
     assert by_output["trk_greenbutton"].users == sum(1 for n in greens.values() if n > 5)
     assert by_output["trk_course_completed"].users == sum(1 for n in courses.values() if n >= 3)
     assert by_output["trk_course_completed"].fired == sum(n // 3 for n in courses.values())
-    assert len(result.rules) == 6
+    # Row 9 is row 3 with "Cap: 1 per day": of each user's crossings, the first of each UTC day fires.
+    assert by_output["trk_course_daily"].fired == sum(len(days) for days in daily.values())
+    assert by_output["trk_course_daily"].fired < by_output["trk_course_completed"].fired
+    assert by_output["trk_course_daily"].description.endswith("reset, cap 1 per day")
+    assert len(result.rules) == 7
     assert result.rejected == [result.rejected[0]] and result.rejected[0].startswith("row 8, Operator-C")
     assert result.failures == []
     assert result.mapping["records"] == len(events) and result.mapping["discarded"] == 0

@@ -409,10 +409,10 @@ class Deployment:
                     f"counter {key}: engine has {state and (state.count, state.total)}, expected {tally}"
                 )
                 continue
-            got = (state.count, state.total, state.ready, state.fired)
-            want = (tally.count, tally.total, tally.ready, tally.fired)
+            got = (state.count, state.total, state.ready, state.fired, state.capped)
+            want = (tally.count, tally.total, tally.ready, tally.fired, tally.capped)
             if got != want:
-                found.append(f"counter {key}: (count, sum, ready, fired) is {got}, expected {want}")
+                found.append(f"counter {key}: (count, sum, ready, fired, capped) is {got}, expected {want}")
         attributes = self.recorder.user_attributes
         wanted: Counter[str] = Counter()
         for (output, user), tally in expected.items():

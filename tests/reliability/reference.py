@@ -11,8 +11,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "greater": operator.gt,
@@ -23,6 +25,31 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "not_equal": operator.ne,
 }
 BASE_MILLIS = 1_795_165_200_000
+HOUR, DAY, EVER = "hour", "day", "ever"
+
+
+@dataclass(frozen=True)
+class CapSpec:
+    """A Cap cell as the model reads it: at most ``limit`` fires per ``span`` hours or calendar days
+    in ``zone`` (windows opened by the first fire after the last one closed), or per user, ever."""
+
+    limit: int
+    unit: str
+    span: int = 1
+
+    def cell(self) -> str:
+        return "once" if self.unit == EVER else f"{self.limit} per {self.span} {self.unit}s"
+
+    def window(self, moment: int, zone: ZoneInfo) -> tuple[int, int | None]:
+        local = datetime.fromtimestamp(moment, zone)
+        if self.unit == EVER:
+            return moment, None
+        if self.unit == HOUR:
+            start = int(local.replace(minute=0, second=0, microsecond=0).timestamp())
+            return start, start + 3600 * self.span
+        midnight = datetime(local.year, local.month, local.day, tzinfo=zone)
+        end = datetime.combine(midnight.date() + timedelta(days=self.span), midnight.time(), zone)
+        return int(midnight.timestamp()), int(end.timestamp())
 
 
 @dataclass(frozen=True)
@@ -36,9 +63,11 @@ class RuleSpec:
     reset: bool = False
     attribute: tuple[str, str] | None = None
     metric: str | None = None
+    cap: CapSpec | None = None
 
     def row(self) -> dict[str, str]:
-        return {
+        cap = {"Cap": self.cap.cell()} if self.cap else {}
+        return cap | {
             "RuleType": "aggregator",
             "EventName": self.event,
             "AttributeName": self.attribute[0] if self.attribute else "na",
@@ -73,6 +102,8 @@ class RuleSpec:
         equal target (a count only grows until a crossing)."""
         if tally.ready and not self.reset:
             return True
+        if self.cap is not None and self.cap.unit == EVER and tally.fired >= self.cap.limit:
+            return True
         if self.count is None:
             return False
         op, target = self.count
@@ -95,16 +126,22 @@ class StreamEvent:
     n: int
     attributes: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, Decimal] = field(default_factory=dict)
+    second: int | None = None
+    """Seconds after BASE_MILLIS the app stamps the event (default: ``n``)."""
 
     @property
     def endpoint(self) -> str:
         return f"ep-{self.user}"
 
+    @property
+    def millis(self) -> int:
+        return BASE_MILLIS + (self.n if self.second is None else self.second) * 1000
+
     def document(self) -> dict[str, Any]:
         return {
             "event_type": self.event_type,
-            "event_timestamp": BASE_MILLIS + self.n * 1000,
-            "arrival_timestamp": BASE_MILLIS + self.n * 1000 + 150,
+            "event_timestamp": self.millis,
+            "arrival_timestamp": self.millis + 150,
             "client": {"client_id": self.endpoint},
             "attributes": dict(self.attributes),
             "metrics": {name: float(value) for name, value in self.metrics.items()},
@@ -119,13 +156,29 @@ class Tally:
     ready: bool = False
     fired: int = 0
     crossings: list[tuple[str, int]] = field(default_factory=list)
+    capped: int = 0
+    window: tuple[int, int | None] | None = None
+    window_fires: int = 0
 
 
 class ReferenceModel:
     """Tallies per (output name, user); ``crossings`` are the stream positions that met the rule."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: ZoneInfo | None = None) -> None:
         self.tallies: dict[tuple[str, str], Tally] = {}
+        self.zone = zone or ZoneInfo("UTC")
+
+    def _cap_allows(self, cap: CapSpec | None, tally: Tally, event: StreamEvent) -> bool:
+        if cap is None:
+            return True
+        moment = event.millis // 1000
+        if tally.window is not None and (tally.window[1] is None or moment < tally.window[1]):
+            if tally.window_fires >= cap.limit:
+                return False
+            tally.window_fires += 1
+            return True
+        tally.window, tally.window_fires = cap.window(moment, self.zone), 1
+        return True
 
     def feed(self, rules: Iterable[RuleSpec], lane: str, sequence: int, event: StreamEvent) -> None:
         for rule in rules:
@@ -143,9 +196,12 @@ class ReferenceModel:
             if not rule.met(tally.count, tally.total):
                 continue
             if rule.reset:
+                tally.count, tally.total = 0, Decimal(0)
+                if not self._cap_allows(rule.cap, tally, event):
+                    tally.capped += 1
+                    continue
                 tally.fired += 1
                 tally.crossings.append((lane, sequence))
-                tally.count, tally.total = 0, Decimal(0)
             elif not tally.ready:
                 tally.ready = True
                 tally.fired += 1

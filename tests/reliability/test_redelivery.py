@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from pia_cli.lambda_events import sequence
 from pia_cli.recorder import error_response
 from tests.reliability.deployment import Deployment, Produced
 from tests.reliability.ledger import ReliabilityLedger
-from tests.reliability.reference import StreamEvent
+from tests.reliability.reference import RuleSpec, StreamEvent
 from tests.reliability.workload import CATALOG, random_events, reference_for, users
 
 pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:No application metrics")]
@@ -67,8 +67,10 @@ def _drain(stack: Deployment, runner: Any) -> list[str]:
     return problems
 
 
-def _writes_of_a_clean_delivery(stack: Deployment, events: list[StreamEvent]) -> int:
-    stack.publish(CATALOG)
+def _writes_of_a_clean_delivery(
+    stack: Deployment, events: list[StreamEvent], catalog: Sequence[RuleSpec] = CATALOG
+) -> int:
+    stack.publish(catalog)
     stack.create_stream()
     stack.produce(events)
     stack.crash.arm(10**9)

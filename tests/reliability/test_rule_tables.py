@@ -154,6 +154,16 @@ filter_cell = st.one_of(
     ),
     odd_text,
 )
+CAPS = ["", "na", "once", "3 per day", "1 per 7 days", "1 per week", "2 per 6 hours"]
+cap_cell = st.one_of(
+    st.sampled_from(CAPS),
+    st.sampled_from(
+        ["0 per day", "1 per 367 days", "twice a day", "1e3 per day", "-1 per hour", "once per", "² per day"]
+    ),
+    st.integers(1, 6000).map(lambda n: "9" * n + " per day"),
+    st.integers(0, 10**30).map("{} per day".format),
+    odd_text,
+)
 CELLS: dict[str, st.SearchStrategy[str]] = {
     "RuleType": st.one_of(
         st.sampled_from(["aggregator", "date", "Date", "aggregate", "counter", ""]), odd_text
@@ -174,6 +184,7 @@ CELLS: dict[str, st.SearchStrategy[str]] = {
     "Window": window,
     "Key": st.one_of(st.just(""), odd_text),
     "Filter": filter_cell,
+    "Cap": cap_cell,
 }
 assert set(CELLS) == set(ALL_COLUMNS)
 
@@ -221,6 +232,7 @@ def valid_rows(draw: st.DrawFn) -> dict[str, str]:
         "OutputName": output,
         "Key": "",
         "Filter": condition,
+        "Cap": draw(st.sampled_from(["", "", *CAPS])),
     }
 
 
@@ -232,6 +244,7 @@ DEFINING = (
     "EventName",
     "Operator-V",
     "Filter",
+    "Cap",
 )
 """The cells whose change used to leave two rows colliding: favoured when a row is copied."""
 
@@ -352,7 +365,7 @@ def test_random_rule_tables_validate_row_by_row_and_publish(ledger: ReliabilityL
         "A hypothesis strategy writes tables of 1-20 rows (three quarters valid rows from small pools, so "
         "they collide), changes up to 3 cells to odd values, and adds 1-8 near-duplicates (a row copied "
         "with one cell changed), from cells a marketer or a hostile file can hold: every operator "
-        "spelling, Filter expressions valid and broken, numbers from 1e-131 to 1e5000000 with 39 digits, NaN and decimal commas, any "
+        "spelling, Filter expressions valid and broken, Caps valid and broken, numbers from 1e-131 to 1e5000000 with 39 digits, NaN and decimal commas, any "
         "Unicode, formulas, control characters, bidirectional overrides and the separators of series "
         "keys and Pinpoint names. A fault is a row with an error, an odd cell or a near-duplicate. Checked: "
         "validation never raises; every issue names a row and a column of the table; each row is "

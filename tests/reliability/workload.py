@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from tests.reliability.reference import ReferenceModel, RuleSpec, StreamEvent
 
@@ -61,10 +62,12 @@ def random_events(rng: random.Random, people: Sequence[str], count: int, first: 
 
 
 def reference_for(
-    positions: Iterable[tuple[str, int, StreamEvent]], specs: Sequence[RuleSpec] = CATALOG
+    positions: Iterable[tuple[str, int, StreamEvent]],
+    specs: Sequence[RuleSpec] = CATALOG,
+    zone: ZoneInfo | None = None,
 ) -> ReferenceModel:
     """The sequential model fed in the given order (stream order within each lane)."""
-    model = ReferenceModel()
+    model = ReferenceModel(zone)
     for lane, sequence, event in positions:
         model.feed(specs, lane, sequence, event)
     return model

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from pia.core.actions import Action, ActionTarget
 from pia.core.events import Event
@@ -28,6 +29,7 @@ from pia.core.state import (
     send_and_clear,
 )
 from pia.counting.counters import (
+    UTC_ZONE,
     CounterKey,
     CounterState,
     Position,
@@ -114,6 +116,7 @@ class Aggregator:
         max_rounds: int = 6,
         extensions: Sequence[BatchExtension] = (),
         hand_over_seconds: int = 300,
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
         self._store = store
         self._rulesets = rulesets
@@ -123,6 +126,7 @@ class Aggregator:
         self._max_rounds = max_rounds
         self._extensions = list(extensions)
         self._hand_over = hand_over_seconds
+        self._zone = zone
         self.cache = cache if cache is not None else StateCache(200_000)
 
     def process(self, records: Sequence[InboundRecord]) -> BatchReport:
@@ -166,7 +170,13 @@ class Aggregator:
             rule, events = runs[key]
             room = max(1, (MAX_PENDING - len(state.pending)) // max(1, len(names)))
             step = apply_events(
-                state, rule, events, now=now, lane_retention_seconds=self._lane_retention, max_actions=room
+                state,
+                rule,
+                events,
+                now=now,
+                lane_retention_seconds=self._lane_retention,
+                max_actions=room,
+                zone=self._zone,
             )
             steps[key] = step
             if not step.changed:

@@ -18,14 +18,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, Self
+from zoneinfo import ZoneInfo
 
 from pia.core.actions import READY, Action, ActionKind, action_id_for
 from pia.core.events import Event
 from pia.core.limits import MAX_ENDPOINTS_PER_USER
 from pia.core.state import Pending
+from pia.rules.caps import CapWindow
 from pia.rules.model import Comparison, Rule
 
 ZERO = Decimal(0)
+UTC_ZONE = ZoneInfo("UTC")
+NO_WINDOW = CapWindow()
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,10 @@ class CounterState:
 
     ``settled``: no further event can change any output of the rule for this user (a ``reset = no``
     rule already ``ready``, or a count condition that can no longer hold). Such a counter is never
-    written again: its count stays where it settled.
+    written again: its count stays where it settled. A ``once`` cap, once used, settles it too.
+
+    ``cap``: the Cap's open window (two numbers whatever the cap's size); ``capped``: crossings the
+    cap held back (they reset the count and fired nothing).
     """
 
     rule_id: str
@@ -77,6 +84,8 @@ class CounterState:
     settled: bool = False
     pending: tuple[Pending, ...] = ()
     due: int = 0
+    cap: CapWindow = NO_WINDOW
+    capped: int = 0
 
     @property
     def key(self) -> CounterKey:
@@ -196,17 +205,21 @@ def apply_events(
     now: int,
     lane_retention_seconds: int,
     max_actions: int | None = None,
+    zone: ZoneInfo = UTC_ZONE,
 ) -> Step:
     """Apply events in stream order, exactly as if they arrived one at a time.
 
     ``events`` are the batch's events for this user that match ``rule``, in stream order. After
-    each one the rule is evaluated: a reset rule fires and zeroes on every crossing; a non-reset
-    rule sets its attribute once and then settles.
+    each one the rule is evaluated: a reset rule zeroes on every crossing and fires unless its Cap's
+    window (in ``zone``) is full; a non-reset rule sets its attribute once and then settles. The cap
+    window travels in the same write as the lane marks, so a redelivered crossing is never charged
+    twice. A crossing's time is its event's timestamp, never later than ``now``.
 
     ``max_actions`` stops the step after that many actions: the rest of the events are the caller's
     to apply in a further step, once those actions are sent (an item owes a bounded number at once).
     """
     count, total, ready, fired = state.count, state.total, state.ready, state.fired
+    window, capped = state.cap, state.capped
     lanes = dict(state.lanes)
     endpoints = state.endpoints
     recent = state.recent_ids
@@ -214,7 +227,7 @@ def apply_events(
     applied = duplicates = ambiguous = settled = 0
     consumed = len(events)
     for index, (position, event) in enumerate(events):
-        if is_settled(rule, count, ready):
+        if is_settled(rule, count, ready, window):
             settled = len(events) - index
             break
         if max_actions is not None and len(actions) >= max_actions:
@@ -236,10 +249,19 @@ def apply_events(
         if not rule.is_met(count, total):
             continue
         if rule.reset:
-            actions.append(
-                _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, count, total)
-            )
-            fired += 1
+            allowed = True
+            if rule.cap is not None:
+                moment = min(utc_seconds(event.timestamp), now)
+                allowed, window = rule.cap.admit(window, moment, zone)
+            if allowed:
+                actions.append(
+                    _action(
+                        ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, count, total
+                    )
+                )
+                fired += 1
+            else:
+                capped += 1
             count, total = 0, ZERO
         elif not ready:
             actions.append(
@@ -260,16 +282,21 @@ def apply_events(
         lanes=prune_lanes(lanes, now, lane_retention_seconds),
         endpoints=endpoints,
         recent_ids=recent,
-        settled=is_settled(rule, count, ready),
+        settled=is_settled(rule, count, ready, window),
+        cap=window,
+        capped=capped,
     )
     return Step(new_state, tuple(actions), applied, duplicates, ambiguous, settled, consumed)
 
 
-def is_settled(rule: Rule, count: int, ready: bool) -> bool:
+def is_settled(rule: Rule, count: int, ready: bool, window: CapWindow = NO_WINDOW) -> bool:
     """Whether no further event can change an output: a ``reset = no`` attribute is sticky once
-    ``ready``; and a count only grows (until a crossing, which this condition rules out), so a count
-    condition of smaller, at most or equal that it has passed can never hold again."""
+    ``ready``; a ``once`` cap, once used, lets nothing fire again; and a count only grows (until a
+    crossing, which this condition rules out), so a count condition of smaller, at most or equal that
+    it has passed can never hold again."""
     if ready and not rule.reset:
+        return True
+    if rule.cap is not None and rule.cap.exhausted(window):
         return True
     condition = rule.count_condition
     if condition is None:

@@ -26,6 +26,7 @@ from pia.aws.state_table import (
 )
 from pia.core.state import StateCommit, StateWrite
 from pia.counting.counters import CounterKey, CounterState, LaneMark
+from pia.rules.caps import CapWindow
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,6 +61,11 @@ def counter_item(state: CounterState, now: int) -> AttributeMap:
     }
     if state.settled:
         item["sd"] = {"BOOL": True}
+    if state.cap.used:
+        item["cw"] = {"N": str(state.cap.start)}
+        item["cu"] = {"N": str(state.cap.used)}
+    if state.capped:
+        item["cx"] = {"N": str(state.capped)}
     item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.rule_id}/{state.user_id}", state.pending, state.due))
     return item
@@ -103,6 +109,8 @@ def counter_from_item(item: Mapping[str, Any]) -> CounterState:
         settled=bool(item.get("sd", {}).get("BOOL", False)),
         pending=pending,
         due=due,
+        cap=CapWindow(int(item["cw"]["N"]), int(item["cu"]["N"])) if "cu" in item else CapWindow(),
+        capped=int(item.get("cx", {}).get("N", "0")),
     )
 
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pia.core.limits import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_EVENT_TYPE, MAX_OUTPUT_NAME
+from pia.rules.caps import Cap, CapError, parse_cap
 
 if TYPE_CHECKING:
     from pia.rules.filters import Filter, Observed
@@ -36,7 +37,7 @@ REQUIRED_COLUMNS = (
     "StartDate",
     "FinishDate",
 )
-OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window", "Filter")
+OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window", "Filter", "Cap")
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 NO_FILTER = frozenset({"na", "999", ""})
@@ -146,6 +147,8 @@ class Rule:
     metric_name: str | None
     output_name: str
     filter: Filter | None = None
+    cap: Cap | None = None
+    """How often a reset rule may fire per user (:mod:`pia.rules.caps`); ``None``: every crossing."""
 
     @property
     def series(self) -> str:
@@ -193,8 +196,9 @@ class Rule:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """A rule without a Filter has no ``filter`` key, so rulesets published before the column
-        existed keep their content hash and are not republished."""
+        """A rule without a Filter has no ``filter`` key (nor, without a Cap, a ``cap`` key), so
+        rulesets published before the column existed keep their content hash and are not
+        republished."""
 
         def cond(c: Condition | None) -> list[str] | None:
             return None if c is None else [c.op.value, str(c.target)]
@@ -217,6 +221,8 @@ class Rule:
         }
         if self.filter is not None:
             body["filter"] = self.filter.source
+        if self.cap is not None:
+            body["cap"] = self.cap.source
         return body
 
     @staticmethod
@@ -240,6 +246,7 @@ class Rule:
             metric_name=data.get("metric_name"),
             output_name=data["output_name"],
             filter=_compiled(data["filter"]) if data.get("filter") else None,
+            cap=parse_cap(data["cap"]) if data.get("cap") else None,
         )
 
 
@@ -575,6 +582,31 @@ def _filter(reader: _RowReader) -> Filter | None:
     return compiled
 
 
+def _cap(reader: _RowReader, rule_type: RuleType | None, reset: bool) -> Cap | None:
+    """The Cap column. A cap limits fired events, which only a reset aggregator rule sends: on any
+    other rule it is a warning and ignored (the rule keeps working and its id), not an error that
+    would take the row down."""
+    raw = reader.text("Cap")
+    if raw.lower() in NO_FILTER:
+        return None
+    try:
+        cap = parse_cap(raw)
+    except CapError as exc:
+        reader.error("Cap", f'"{_shown(raw)}": {exc}')
+        return None
+    if rule_type is RuleType.DATE:
+        reader.warn("Cap", "ignored for date rules: their attribute follows the window, it fires no event")
+        return None
+    if rule_type is RuleType.AGGREGATOR and not reset:
+        reader.warn(
+            "Cap",
+            "ignored: ResetWhenReachTarget is no, so the rule sets its attribute once and fires no event; "
+            "set ResetWhenReachTarget to yes to cap how often it fires",
+        )
+        return None
+    return cap
+
+
 def _conditions(reader: _RowReader) -> _Conditions:
     """Operator-C/Target-C on the count, Operator-V/Target-V on the sum, and MetricName, which only
     a sum reads."""
@@ -698,6 +730,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     conditions = _conditions(reader)
     timing = _timing(reader, rule_type)
     output_name = _output_name(reader, rule_type, event_name, attribute_value)
+    cap = _cap(reader, rule_type, timing.reset)
     if reader.failed or rule_type is None:
         return None
     if (
@@ -706,6 +739,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         and conditions.count is not None
         and conditions.count.holds(Decimal(1))
         and conditions.sum is None
+        and cap is None
     ):
         reader.warn("Operator-C", "met by every single event, so it fires and resets on every event")
 
@@ -726,6 +760,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         identity["output"] = output_name
     if rule_filter is not None:
         identity["filter"] = rule_filter.canonical
+    if cap is not None:
+        identity["cap"] = cap.source
     return Rule(
         rule_id=rule_id_for(identity),
         row=reader.row,
@@ -742,6 +778,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         metric_name=conditions.metric_name,
         output_name=output_name,
         filter=rule_filter,
+        cap=cap,
     )
 
 

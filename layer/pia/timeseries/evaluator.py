@@ -39,6 +39,7 @@ from pia.timeseries.backfill import (
 )
 from pia.timeseries.backfill_engine import ArchiveReader, ArchiveScan
 from pia.timeseries.evaluation import changes, rollup_frame
+from pia.timeseries.readiness import Readiness, readiness
 from pia.timeseries.rollups import (
     BEGINNING,
     DayTotal,
@@ -116,6 +117,8 @@ class EvaluationReport:
     failures: dict[str, str] = field(default_factory=dict)
     seen_hours: int = 0
     finalized: list[str] = field(default_factory=list)
+    readiness: list[Readiness] = field(default_factory=list)
+    """Per live date rule: is its history computed yet (:mod:`pia.timeseries.readiness`)."""
 
     def summary(self) -> dict[str, object]:
         backfill_path = {"backfill_path": self.backfill_path} if self.backfill_path else {}
@@ -136,6 +139,7 @@ class EvaluationReport:
             "failures": len(self.failures),
             "seen_hours": self.seen_hours,
             "finalized": list(self.finalized),
+            "readiness": [line.to_json() for line in self.readiness],
         }
 
 
@@ -197,6 +201,7 @@ class Evaluator:
                 rollups[series] = [r.under(plan.activation) for r in self._rollups.series_rollups(series)]
                 report.rollups_read += len(rollups[series])
             waiting: set[str] = set()
+            tasks: list[BackfillTask] = []
             if self._backfill_engine is not None:
                 oldest = today - timedelta(days=self._retention_days)
                 tasks = backfill_tasks(
@@ -204,6 +209,15 @@ class Evaluator:
                 )
                 if tasks:
                     waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
+            report.readiness = readiness(
+                plans,
+                tasks,
+                report.backfilled,
+                today=today,
+                zone=self._zone,
+                archive=self._backfill_engine is not None,
+                waiting_reason=report.failures.get("backfill", ""),
+            )
             for series, plan in plans.items():
                 if series not in waiting:
                     self._evaluate(plan, rollups[series], today, now, epoch, report)

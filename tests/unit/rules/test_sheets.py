@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from pia.rules.model import parse_table
+from pia.rules.model import parse_rules, parse_table
 from pia.rules.sheets import (
     ReportLine,
     RowStatus,
@@ -190,6 +190,26 @@ def test_the_template_explains_the_filter_column_with_an_example_that_parses(tmp
     rules = parse_table(read_table("x.xlsx", buffer.getvalue())).rules
     assert rules[0].filter is not None
     assert rules[0].filter.canonical == 'country = "FR" and plan in ("gold", "silver") and price >= 20'
+
+
+def test_the_template_suggests_caps_that_parse_and_accepts_typed_ones(tmp_path: Path) -> None:
+    path = tmp_path / "rules.xlsx"
+    write_template(path)
+    sheet = load_workbook(path)["Rules"]
+    header = [c.value for c in sheet[1]]
+    (cap_list,) = [
+        v
+        for v in sheet.data_validations.dataValidation
+        if header[sheet[str(v.sqref).split(":")[0]].column - 1] == "Cap"
+    ]
+    assert not cap_list.showErrorMessage, "1 per 3 days is valid though not in the list"
+    choices = cap_list.formula1.strip('"').split(",")
+    assert {"once", "3 per day", "1 per 7 days"} <= set(choices)
+    for choice in choices:
+        row = {**dict(zip(TEMPLATE_COLUMNS, [c.value for c in sheet[3]], strict=True)), "Cap": choice}
+        result = parse_rules([(3, {k: "" if v is None else str(v) for k, v in row.items()})])
+        assert not result.issues, (choice, result.issues)
+        assert (result.rules[0].cap is None) == (choice == "na")
 
 
 def test_report_has_one_line_per_row_with_status_and_message() -> None:
