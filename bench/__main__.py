@@ -30,6 +30,7 @@ from bench import cpu, filters, imports, memory, report  # noqa: E402
 from bench.backfill_paths import run_backfill_paths  # noqa: E402
 from bench.cost import PRICES_AS_OF, per_million  # noqa: E402
 from bench.evaluator_run import EvaluatorUnavailable, run_evaluator  # noqa: E402
+from bench.evaluator_scale import run_evaluator_scale, scale_keys  # noqa: E402
 from bench.runs import Run, run_aggregator, run_baseline  # noqa: E402
 from bench.scenario import (  # noqa: E402
     CANONICAL,
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     except EvaluatorUnavailable as exc:
         log(f"  evaluator: not yet available ({exc})")
         details["evaluator"] = {"available": 0}
+
+    log("evaluator at scale: a 30-day rolling rule at 1k, 10k and 100k users (in-memory DynamoDB stand-in)")
+    details["evaluator_scale"] = run_evaluator_scale()
+    results.update(scale_keys(details["evaluator_scale"]))
 
     log("backfill: in-Lambda scan against the Athena query (DuckDB) at 1k, 10k and 100k archived events")
     details["backfill_paths"] = [paths.figures() for paths in run_backfill_paths()]

@@ -15,6 +15,9 @@ own container clients, and the Pinpoint recorder's, are metered without changing
   doubled in TransactGetItems. Sizes come from :func:`pia.counting.store.item_size`.
 - A write to an item in the sparse ``pending`` index (it carries ``oq``, before or after) bills the
   index too: one unit to add or remove the item there, one to change it.
+- A write that adds, moves or removes a rollup's due moment (``wd``) bills the sparse, keys-only
+  ``due`` index: one unit to add or remove the entry, two to move it; a write that keeps ``wd`` as it
+  was bills nothing there (``due_index_write_units`` shows these separately, inside ``write_units``).
 - A conditional write that fails its condition is billed like the write (DynamoDB charges it);
   other failed calls are not, and ``failed_calls`` shows how many there were.
 """
@@ -51,6 +54,7 @@ class Usage:
     write_units: int = 0
     items_written: int = 0
     failed_calls: int = 0
+    due_index_write_units: int = 0
 
     @property
     def calls(self) -> int:
@@ -73,6 +77,7 @@ class Usage:
             "write_units": self.write_units,
             "items_written": self.items_written,
             "failed_calls": self.failed_calls,
+            "due_index_write_units": self.due_index_write_units,
         }
 
 
@@ -207,9 +212,11 @@ class Meter:
                 after = 0
             usage.items_written += 1
             usage.write_units += write.factor * _units(max(write.before, after), WRITE_UNIT_BYTES)
-            usage.write_units += _index_units(
-                write.before_item, write.new_item if write.kind == "put" else None
-            )
+            after_item = write.new_item if write.kind == "put" else None
+            usage.write_units += _index_units(write.before_item, after_item)
+            due_units = 0 if write.kind == "update" else _due_index_units(write.before_item, after_item)
+            usage.write_units += due_units
+            usage.due_index_write_units += due_units
         self._bill_reads(usage, call, parsed)
 
     def _bill_reads(self, usage: Usage, call: _Call, parsed: Mapping[str, Any]) -> None:
@@ -243,6 +250,15 @@ def _index_units(before: Mapping[str, Any] | None, after: Mapping[str, Any] | No
             return 0
         return 1 if (before["oq"], before["od"]) == (after["oq"], after["od"]) else 2
     return int(before is not None and "oq" in before) + int(after is not None and "oq" in after)
+
+
+def _due_index_units(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> int:
+    """Write units the sparse, keys-only ``due`` index bills: nothing while ``wd`` stays as it was."""
+    old = before.get("wd") if before is not None else None
+    new = after.get("wd") if after is not None else None
+    if old == new:
+        return 0
+    return int(old is not None) + int(new is not None)
 
 
 def _request_item(entry: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -92,7 +92,7 @@ def _describe(rule: Any) -> str:
     def condition(label: str, cond: Any) -> str:
         return f"{label} {cond.op.value} {cond.target}"
 
-    parts = []
+    parts = ["absent"] if rule.absent else []
     if rule.count_condition is not None:
         parts.append(condition("count", rule.count_condition))
     if rule.sum_condition is not None:

@@ -43,9 +43,11 @@ class Emulator:
 
 
 def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
-    """The project's table shape (``pk``/``sk`` strings, on demand, and the sparse ``pending`` index
-    of items owing actions), as template.yaml declares it, for tests and benchmarks that need a table
-    without deploying the stack."""
+    """The project's table shape (``pk``/``sk`` strings, on demand, the sparse ``pending`` index of
+    items owing actions and the sparse ``due`` index of rollups with a due moment), as template.yaml
+    declares it, for tests and benchmarks that need a table without deploying the stack. Only the
+    time-series table declares ``due`` in the template; here every table has it, empty but for
+    rollups."""
     client.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -54,6 +56,7 @@ def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
             {"AttributeName": "sk", "AttributeType": "S"},
             {"AttributeName": "oq", "AttributeType": "S"},
             {"AttributeName": "od", "AttributeType": "N"},
+            {"AttributeName": "wd", "AttributeType": "N"},
         ],
         GlobalSecondaryIndexes=[
             {
@@ -63,7 +66,15 @@ def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
                     {"AttributeName": "od", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": "due",
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "wd", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
         BillingMode="PAY_PER_REQUEST",
     )

@@ -10,14 +10,14 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from pia.rules.model import PLACEHOLDER_DATE, REQUIRED_COLUMNS
+from pia.rules.model import ABSENT, PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
 TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window", "Filter", "Cap")
 LAST_ROW = 1000
 OPERATORS = ("greater", "smaller", "equal", "greater_or_equal", "less_or_equal", "not_equal", "na")
 DROPDOWNS: dict[str, tuple[str, ...]] = {
     "RuleType": ("aggregator", "date"),
-    "Operator-C": OPERATORS,
+    "Operator-C": (*OPERATORS, ABSENT),
     "Operator-V": OPERATORS,
     "ResetWhenReachTarget": ("yes", "no"),
     "Enabled": ("yes", "no"),
@@ -35,7 +35,10 @@ HEADER_HELP = {
     "RuleType": "aggregator: count from the moment the rule is live. date: count StartDate to FinishDate.",
     "EventName": "The custom event exactly as the app records it: case and spaces matter.",
     "AttributeName": "Only count events whose attribute has AttributeValue; na in both to count every event.",
-    "Operator-C": "Compares the event count with Target-C; na to ignore the count.",
+    "Operator-C": (
+        "Compares the event count with Target-C; na to ignore the count. absent (date rules with a "
+        "Window, Target-C na): users seen before with no such event in the Window."
+    ),
     "Operator-V": "Compares the sum of the event's metric with Target-V; na to ignore the sum.",
     "ResetWhenReachTarget": "yes: fire the trk_ event and count again from zero. no: set the trk_ attribute.",
     "StartDate": DATE_HELP,

@@ -16,6 +16,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.core.mapping import FieldMapping, MappingError
+from pia.rules.ruleset import LEGACY_SERIES_PARTITIONS, MAX_SERIES_PARTITIONS
 
 KNOWN_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 DEFAULT_TARGETS = ("eventbridge",)
@@ -54,13 +55,21 @@ class _Environment:
             raise SettingsError(f"{name} is required: {purpose}")
         return value
 
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
-        return self._bounded(name, default, minimum, int, "a whole number")
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: float = float("inf")) -> int:
+        return self._bounded(name, default, minimum, int, "a whole number", maximum)
 
     def number(self, name: str, default: float, minimum: float = 0) -> float:
         return self._bounded(name, default, minimum, float, "a number")
 
-    def _bounded(self, name: str, default: N, minimum: N, parse: Callable[[str], N], kind: str) -> N:
+    def _bounded(
+        self,
+        name: str,
+        default: N,
+        minimum: N,
+        parse: Callable[[str], N],
+        kind: str,
+        maximum: float = float("inf"),
+    ) -> N:
         raw = self.text(name)
         if not raw:
             return default
@@ -70,6 +79,8 @@ class _Environment:
             raise SettingsError(f"{name} must be {kind}, not {raw!r}") from None
         if not minimum <= value < float("inf"):
             raise SettingsError(f"{name} must be {kind} of at least {minimum}, not {raw!r}")
+        if value > maximum:
+            raise SettingsError(f"{name} must be {kind} of at most {maximum:g}, not {raw!r}")
         return value
 
     def flag(self, name: str, default: bool = False) -> bool:
@@ -194,6 +205,12 @@ class RelaySettings:
         )
 
 
+DEFAULT_UNIT_ROLLUPS = 2_000
+"""Most rollups one evaluator unit reads: about 2 MB of items (a month of activity is about 1 KB a
+user), a pandas frame of a few MB, and seconds of evaluation, so a unit's memory stays flat whatever
+the series' size."""
+
+
 @dataclass(frozen=True)
 class EvaluatorSettings:
     ruleset_table: str
@@ -208,6 +225,7 @@ class EvaluatorSettings:
     glue_database: str = ""
     backfill_results_bucket: str = ""
     backfill_lambda_max_objects: int = 2_000
+    unit_rollups: int = DEFAULT_UNIT_ROLLUPS
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> EvaluatorSettings:
@@ -225,6 +243,9 @@ class EvaluatorSettings:
             glue_database=e.text("GLUE_DATABASE"),
             backfill_results_bucket=e.text("BACKFILL_RESULTS_BUCKET"),
             backfill_lambda_max_objects=e.integer("BACKFILL_LAMBDA_MAX_OBJECTS", 2_000),
+            unit_rollups=e.integer(
+                "EVALUATOR_UNIT_ROLLUPS", DEFAULT_UNIT_ROLLUPS, minimum=1, maximum=100_000
+            ),
         )
 
 
@@ -240,6 +261,7 @@ class PollerSettings:
     timeseries_table: str = ""
     grace: timedelta = timedelta(hours=24)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    rollup_partitions: int = LEGACY_SERIES_PARTITIONS
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> PollerSettings:
@@ -269,4 +291,7 @@ class PollerSettings:
             timeseries_table=e.text("TIMESERIES_TABLE"),
             grace=timedelta(hours=e.number("REMOVED_RULE_GRACE_HOURS", 24)),
             zone=e.zone(),
+            rollup_partitions=e.integer(
+                "ROLLUP_PARTITIONS", LEGACY_SERIES_PARTITIONS, minimum=1, maximum=MAX_SERIES_PARTITIONS
+            ),
         )

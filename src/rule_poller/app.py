@@ -54,6 +54,7 @@ def build(wiring: Wiring) -> Runtime:
         grace=settings.grace,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table) if settings.timeseries_table else None,
         zone=settings.zone,
+        rollup_partitions=settings.rollup_partitions,
     )
     return Runtime(settings, poller, bucket, honeycode)
 

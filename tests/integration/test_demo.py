@@ -37,17 +37,21 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
         urllib.request.urlopen(f"{endpoint.group(1)}/moto-api/data.json", timeout=2)
     assert "AWS_ENDPOINT_URL" not in os.environ
     # The sample's date rules take the large-backfill path: Athena's query, run by DuckDB locally.
-    assert "backfill path: athena-sql-on-duckdb (2 series)" in progress
+    assert "backfill path: athena-sql-on-duckdb (3 series)" in progress
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert result.events_put == len(events)
     greens: Counter[str] = Counter()
     courses: Counter[str] = Counter()
+    last_purchase: dict[str, str] = {}
     daily: dict[str, list[str]] = {}
     for event in events:
         user = signed_in(event)
         if user is not None and event["event_type"] == "greenbutton":
             greens[user] += 1
+        if user is not None and event["event_type"] == "purchase":
+            day = datetime.fromtimestamp(event["event_timestamp"] / 1000, UTC).date().isoformat()
+            last_purchase[user] = max(day, last_purchase.get(user, day))
         if user is not None and event["event_type"] == "course_completed":
             courses[user] += 1
             if courses[user] % 3 == 0:
@@ -59,11 +63,14 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert by_output["trk_greenbutton"].users == sum(1 for n in greens.values() if n > 5)
     assert by_output["trk_course_completed"].users == sum(1 for n in courses.values() if n >= 3)
     assert by_output["trk_course_completed"].fired == sum(n // 3 for n in courses.values())
+    # Row 10: no purchase in the last 3 days (28..30 April), for users who bought before.
+    quiet = sum(1 for day in last_purchase.values() if day <= "2026-04-27")
+    assert quiet > 0 and by_output["trk_absent_purchase"].users == quiet
     # Row 9 is row 3 with "Cap: 1 per day": of each user's crossings, the first of each UTC day fires.
     assert by_output["trk_course_daily"].fired == sum(len(days) for days in daily.values())
     assert by_output["trk_course_daily"].fired < by_output["trk_course_completed"].fired
     assert by_output["trk_course_daily"].description.endswith("reset, cap 1 per day")
-    assert len(result.rules) == 7
+    assert len(result.rules) == 8
     assert result.rejected == [result.rejected[0]] and result.rejected[0].startswith("row 8, Operator-C")
     assert result.failures == []
     assert result.mapping["records"] == len(events) and result.mapping["discarded"] == 0

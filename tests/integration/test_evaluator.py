@@ -222,10 +222,11 @@ def test_a_window_of_more_than_one_megabyte_is_read_page_by_page(timeseries_stac
 
 
 def test_a_crash_halfway_then_a_rerun_sends_each_change_once(timeseries_stack: Any) -> None:
+    """One partition, so one unit: the crash falls before that unit sends anything."""
     stack = timeseries_stack
     (rule,) = publish(stack.dynamodb, [date_row("greater", "100")], "2026-01-01", MARCH[0]).rules
-    _seed_rollups(stack.dynamodb, rule, users=300, days=6, buckets=16)
-    evaluator = _evaluator(stack)
+    _seed_rollups(stack.dynamodb, rule, users=300, days=6, buckets=1)
+    evaluator = _evaluator(stack, buckets=1)
     client = evaluator._rollups.client  # type: ignore[attr-defined]
     real = client.put_item
     calls = Counter[str]()
@@ -243,12 +244,43 @@ def test_a_crash_halfway_then_a_rerun_sends_each_change_once(timeseries_stack: A
     assert stack.calls.count("pinpoint") == 0
 
     # The next run comes an hour later on its schedule; anything after the hand-over will do.
-    report = _evaluator(stack).run(MARCH[10] + timedelta(minutes=10))
+    report = _evaluator(stack, buckets=1).run(MARCH[10] + timedelta(minutes=10))
     assert (report.recovered, report.ready) == (50, 100)
     assert set(stack.calls.sent.values()) == {1} and len(stack.calls.sent) == 150
     stack.calls.reset()
     later = MARCH[10] + timedelta(minutes=20)
-    assert _evaluator(stack).run(later).actions_sent == 0 and stack.calls.count("pinpoint") == 0
+    assert _evaluator(stack, buckets=1).run(later).actions_sent == 0 and stack.calls.count("pinpoint") == 0
+
+
+def test_a_crash_in_the_middle_of_the_units_then_a_rerun_sends_each_change_once(
+    timeseries_stack: Any,
+) -> None:
+    """16 partitions, so 16 units: the crash falls after some units have sent and before others ran."""
+    stack = timeseries_stack
+    (rule,) = publish(stack.dynamodb, [date_row("greater", "100")], "2026-01-01", MARCH[0]).rules
+    _seed_rollups(stack.dynamodb, rule, users=300, days=6, buckets=16)
+    evaluator = _evaluator(stack)
+    client = evaluator._rollups.client  # type: ignore[attr-defined]
+    real = client.put_item
+    calls = Counter[str]()
+
+    def crash_midway(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 151:
+            raise RuntimeError("the evaluator's container died")
+        return real(**kwargs)
+
+    client.put_item = crash_midway
+    with pytest.raises(RuntimeError):
+        evaluator.run(MARCH[10])
+    client.put_item = real
+    assert 0 < len(stack.calls.sent) < 150
+
+    _evaluator(stack).run(MARCH[10] + timedelta(minutes=10))
+    assert set(stack.calls.sent.values()) == {1} and len(stack.calls.sent) == 150
+    stack.calls.reset()
+    rerun = _evaluator(stack).run(MARCH[10] + timedelta(minutes=20))
+    assert (rerun.actions_sent, rerun.rollups_read) == (0, 0) and stack.calls.count("pinpoint") == 0
 
 
 def test_one_evaluation_reads_one_item_per_user_however_many_events(timeseries_stack: Any) -> None:

@@ -9,12 +9,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from pia.rules.model import parse_rules
+from pia.rules.model import Rule, parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
-from pia.timeseries.rollups import DayTotal, SeriesRollup
+from pia.timeseries.rollups import DayTotal, SeriesRollup, kept_wake, next_change
 from pia.timeseries.store import RollupStore, rollup_item
 from tests.reliability.deployment import Deployment
 from tests.reliability.faults import ProcessKilled, Triple
@@ -107,14 +108,15 @@ class Evaluations:
 
 
 def _seed(
-    stack: Deployment, all_series: set[str], history: dict[str, Days], users: list[str], now: datetime
+    stack: Deployment, rules: tuple[Rule, ...], history: dict[str, Days], users: list[str], now: datetime
 ) -> None:
     """Rollups as the aggregator leaves them, one per series (a count series, and one that sums the
-    event's only metric). Read-modify-write, keeping what the evaluator recorded as sent: the test is
-    the only writer."""
+    event's only metric), with the due moment it keeps. Read-modify-write, keeping what the evaluator
+    recorded as sent: the test is the only writer."""
     store = RollupStore(stack.dynamodb, stack.timeseries)
     requests: list[Any] = []
-    for series in sorted(all_series):
+    for series in sorted({rule.series for rule in rules}):
+        own = tuple(rule for rule in rules if rule.series == series)
         stored = {r.user_id: r for r in store.series_rollups(series)}
         for user in users:
             current = stored.get(user) or SeriesRollup(
@@ -122,6 +124,8 @@ def _seed(
             )
             days = {d: DayTotal(c, t) for d, (c, t) in history[user].items()}
             state = replace(current, version=current.version + 1, days=days)
+            change = next_change(state, own, now.date())
+            state = replace(state, wake=kept_wake(current.wake, change, ZoneInfo("UTC")))
             requests.append({"PutRequest": {"Item": rollup_item(state, int(now.timestamp()), 400)}})
     for start in range(0, len(requests), 25):
         stack.dynamodb.batch_write_item(RequestItems={stack.timeseries: requests[start : start + 25]})
@@ -178,7 +182,7 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
             users = [f"user-{i:03d}" for i in range(rng.randint(6, 30))]
             history: dict[str, Days] = {user: {} for user in users}
             _grow(rng, history, users, date(2026, 3, 1), FIRST.date())
-            _seed(stack, series, history, users, FIRST)
+            _seed(stack, parsed.rules, history, users, FIRST)
             differences: list[str] = []
             expected: Counter[Triple] = _expected_changes(history, None, FIRST.date())
             clock = FIRST
@@ -190,7 +194,7 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
                     active = rng.sample(users, k=len(users) // 3) + newcomers
                     users += newcomers
                     _grow(rng, history, active, FIRST.date() + timedelta(days=1), later.date())
-                    _seed(stack, series, history, active, later)
+                    _seed(stack, parsed.rules, history, active, later)
                     expected += _expected_changes(history, FIRST.date(), later.date())
                     clock = later
                 for attempt in range(6):

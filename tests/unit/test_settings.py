@@ -71,6 +71,17 @@ def test_the_poller_reads_its_source_grace_prefix_and_zone() -> None:
             "PARALLELIZATION_FACTOR",
         ),
         (AggregatorSettings.from_env, {**TABLES, **PINPOINT, "PARALLELIZATION_FACTOR": "0"}, "at least 1"),
+        (
+            PollerSettings.from_env,
+            {**TABLES, "RULES_BUCKET": "b", "ROLLUP_PARTITIONS": "1001"},
+            "ROLLUP_PARTITIONS must be a whole number of at most 1000",
+        ),
+        (PollerSettings.from_env, {**TABLES, "RULES_BUCKET": "b", "ROLLUP_PARTITIONS": "0"}, "at least 1"),
+        (
+            EvaluatorSettings.from_env,
+            {**TABLES, "EVALUATOR_UNIT_ROLLUPS": "many"},
+            "EVALUATOR_UNIT_ROLLUPS must be a whole number",
+        ),
         (AggregatorSettings.from_env, {**TABLES, **PINPOINT, "TIMEZONE": "Nowhere"}, "TIMEZONE 'Nowhere'"),
         (RelaySettings.from_env, {**TABLES, "ACTION_TARGETS": "pinpoint"}, "PINPOINT_APP_ID is required"),
         (RelaySettings.from_env, {**TABLES, "ACTION_TARGETS": "pigeon"}, "unknown target 'pigeon'"),

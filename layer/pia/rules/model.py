@@ -91,6 +91,8 @@ _OPERATOR_WORDS: dict[str, Comparison | None] = {
 OPERATOR_HELP = (
     "use greater, smaller, equal, greater_or_equal, less_or_equal, not_equal (or > >= < <= = !=), or na"
 )
+ABSENT = "absent"
+"""The Operator-C word of an absence rule: no matching event in the Window, for a user seen before."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ class Rule:
     metric_name: str | None
     output_name: str
     filter: Filter | None = None
+    absent: bool = False
+    """An absence rule (Operator-C ``absent``): met by a user seen before with no matching event in
+    the Window. It counts events like any count rule, so it shares the series of the same events."""
     cap: Cap | None = None
     """How often a reset rule may fire per user (:mod:`pia.rules.caps`); ``None``: every crossing."""
 
@@ -188,9 +193,12 @@ class Rule:
         return self.sum_condition is None or self.sum_condition.holds(total)
 
     def window_for(self, today: date) -> tuple[date, date] | None:
-        """The inclusive calendar-date span a date rule covers on ``today``."""
+        """The inclusive calendar-date span a date rule covers on ``today``. An absence rule's span runs
+        on without end: an event stamped ahead of the clock still says the user acted, and must not
+        let them enter the audience until its own day has slid out of the window too."""
         if self.window_days is not None:
-            return today - timedelta(days=self.window_days - 1), today
+            first = today - timedelta(days=self.window_days - 1)
+            return (first, date.max) if self.absent else (first, today)
         if self.start_date is not None and self.finish_date is not None:
             return self.start_date, self.finish_date
         return None
@@ -221,6 +229,8 @@ class Rule:
         }
         if self.filter is not None:
             body["filter"] = self.filter.source
+        if self.absent:
+            body["absent"] = True
         if self.cap is not None:
             body["cap"] = self.cap.source
         return body
@@ -246,6 +256,7 @@ class Rule:
             metric_name=data.get("metric_name"),
             output_name=data["output_name"],
             filter=_compiled(data["filter"]) if data.get("filter") else None,
+            absent=bool(data.get("absent", False)),
             cap=parse_cap(data["cap"]) if data.get("cap") else None,
         )
 
@@ -472,8 +483,13 @@ def rule_id_for(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def default_output_name(rule_type: RuleType, event_name: str, attribute_value: str | None) -> str:
-    prefix = OUTPUT_PREFIX + ("date_" if rule_type is RuleType.DATE else "")
+def default_output_name(
+    rule_type: RuleType, event_name: str, attribute_value: str | None, absent: bool = False
+) -> str:
+    """An absence rule's default says so (``trk_absent_purchase``): it must not take, and clash with,
+    the name of a date rule counting the same event."""
+    kind = "absent_" if absent else "date_" if rule_type is RuleType.DATE else ""
+    prefix = OUTPUT_PREFIX + kind
     suffix = f"_{attribute_value}" if attribute_value is not None else ""
     return f"{prefix}{event_name}{suffix}"
 
@@ -504,6 +520,7 @@ class _Conditions:
     count: Condition | None
     sum: Condition | None
     metric_name: str | None
+    absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -582,6 +599,19 @@ def _filter(reader: _RowReader) -> Filter | None:
     return compiled
 
 
+def _absence(reader: _RowReader) -> _Conditions:
+    """Operator-C ``absent``: the rule compares nothing, so Target-C is na and Operator-V is na (a sum
+    of no events says nothing more); RuleType and Window are checked with the timing."""
+    if reader.text("Target-C").lower() not in NO_FILTER:
+        reader.error("Target-C", f'"{_shown(reader.text("Target-C"))}" must be na: absent compares no count')
+    if reader.text("Operator-V").lower() not in ("na", ""):
+        reader.error("Operator-V", "must be na when Operator-C is absent: a rule on no events has no sum")
+    metric_name = reader.text("MetricName")
+    if metric_name and metric_name.lower() != "na":
+        reader.warn("MetricName", "ignored: an absence rule sums no metric")
+    return _Conditions(None, None, None, absent=True)
+
+
 def _cap(reader: _RowReader, rule_type: RuleType | None, reset: bool) -> Cap | None:
     """The Cap column. A cap limits fired events, which only a reset aggregator rule sends: on any
     other rule it is a warning and ignored (the rule keeps working and its id), not an error that
@@ -610,6 +640,8 @@ def _cap(reader: _RowReader, rule_type: RuleType | None, reset: bool) -> Cap | N
 def _conditions(reader: _RowReader) -> _Conditions:
     """Operator-C/Target-C on the count, Operator-V/Target-V on the sum, and MetricName, which only
     a sum reads."""
+    if reader.text("Operator-C").lower() == ABSENT:
+        return _absence(reader)
     ok_c, op_c = _parse_operator(reader, "Operator-C")
     ok_v, op_v = _parse_operator(reader, "Operator-V")
     target_c = _parse_target(reader, "Target-C", op_c, integral=True) if ok_c else None
@@ -632,12 +664,14 @@ def _conditions(reader: _RowReader) -> _Conditions:
     )
 
 
-def _timing(reader: _RowReader, rule_type: RuleType | None) -> _Timing:
+def _timing(reader: _RowReader, rule_type: RuleType | None, absent: bool = False) -> _Timing:
     """ResetWhenReachTarget, StartDate/FinishDate and Window, read as the rule type uses them."""
     ok_start, start = _parse_date(reader, "StartDate")
     ok_finish, finish = _parse_date(reader, "FinishDate")
     window = _parse_window(reader) if "Window" in reader.cells else None
     window_given = "Window" in reader.cells and reader.text("Window").lower() not in ("", "na")
+    if absent:
+        return _absence_timing(reader, rule_type, start, finish, window, window_given)
     if rule_type is RuleType.AGGREGATOR:
         reset = _yes_no(reader, "ResetWhenReachTarget", default=None)
         if start is not None or finish is not None:
@@ -664,6 +698,29 @@ def _timing(reader: _RowReader, rule_type: RuleType | None) -> _Timing:
     return _Timing(False, start, finish, window)
 
 
+def _absence_timing(
+    reader: _RowReader,
+    rule_type: RuleType | None,
+    start: date | None,
+    finish: date | None,
+    window: int | None,
+    window_given: bool,
+) -> _Timing:
+    """An absence rule is a date rule over a rolling Window: the quiet period. Fixed dates are not
+    offered: "nothing between two dates" is final the day after, and is a segment, not a win-back."""
+    if rule_type is RuleType.AGGREGATOR:
+        reader.error(
+            "RuleType", "absent needs RuleType date: the user enters when the quiet period has passed"
+        )
+    if start is not None or finish is not None:
+        reader.error("StartDate", "an absence rule takes a Window (last N days), not StartDate/FinishDate")
+    elif window is None and not window_given:
+        reader.error("Window", 'absent needs a Window, the quiet period: for example "last 30 days"')
+    if reader.text("ResetWhenReachTarget").lower() in ("yes", "y", "true"):
+        reader.warn("ResetWhenReachTarget", "ignored for date rules; their attribute follows the window")
+    return _Timing(False, None, None, window)
+
+
 PINPOINT_NAME_FORBIDDEN = "#:?\\/"
 """Characters Pinpoint's attribute names must avoid (its console cannot show them)."""
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -688,7 +745,11 @@ def _name_problem(name: str) -> tuple[str, str] | None:
 
 
 def _output_name(
-    reader: _RowReader, rule_type: RuleType | None, event_name: str, attribute_value: str | None
+    reader: _RowReader,
+    rule_type: RuleType | None,
+    event_name: str,
+    attribute_value: str | None,
+    absent: bool = False,
 ) -> str:
     """The name the rule writes: OutputName, or the default built from EventName and AttributeValue.
     Either way it must be a ``trk_`` name Pinpoint accepts; a default that is not names the cell
@@ -696,7 +757,7 @@ def _output_name(
     given = reader.text("OutputName")
     output_name = "" if given.lower() in ("", "na") else given
     if rule_type is not None and event_name and not output_name:
-        output_name = default_output_name(rule_type, event_name, attribute_value)
+        output_name = default_output_name(rule_type, event_name, attribute_value, absent)
         given = ""
     if output_name and len(output_name) > MAX_OUTPUT_NAME:
         reader.error(
@@ -728,8 +789,8 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     attribute_name, attribute_value = _attribute_filter(reader)
     rule_filter = _filter(reader)
     conditions = _conditions(reader)
-    timing = _timing(reader, rule_type)
-    output_name = _output_name(reader, rule_type, event_name, attribute_value)
+    timing = _timing(reader, rule_type, conditions.absent)
+    output_name = _output_name(reader, rule_type, event_name, attribute_value, conditions.absent)
     cap = _cap(reader, rule_type, timing.reset)
     if reader.failed or rule_type is None:
         return None
@@ -756,10 +817,12 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         "dates": [timing.start, timing.finish, timing.window],
         "metric": conditions.metric_name,
     }
-    if output_name != default_output_name(rule_type, event_name, attribute_value):
+    if output_name != default_output_name(rule_type, event_name, attribute_value, conditions.absent):
         identity["output"] = output_name
     if rule_filter is not None:
         identity["filter"] = rule_filter.canonical
+    if conditions.absent:
+        identity["absent"] = True
     if cap is not None:
         identity["cap"] = cap.source
     return Rule(
@@ -778,6 +841,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         metric_name=conditions.metric_name,
         output_name=output_name,
         filter=rule_filter,
+        absent=conditions.absent,
         cap=cap,
     )
 

@@ -31,7 +31,13 @@ from pia.rules.model import (
     TableError,
     parse_table,
 )
-from pia.rules.ruleset import PublishConflict, Ruleset, activation_for_new_series, content_hash
+from pia.rules.ruleset import (
+    LEGACY_SERIES_PARTITIONS,
+    PublishConflict,
+    Ruleset,
+    activation_for_new_series,
+    content_hash,
+)
 from pia.rules.sheets import ValidationReport, build_report, table_failure_report
 from pia.rules.source import RuleSource, SourceFailure
 
@@ -132,6 +138,7 @@ def plan_ruleset(
     grace: timedelta,
     source: str,
     undeleted: Iterable[str] = (),
+    partitions: int = LEGACY_SERIES_PARTITIONS,
 ) -> Plan:
     """``kept`` are rule ids that are not live but must keep their counters (paused rows).
 
@@ -158,12 +165,15 @@ def plan_ruleset(
 
     series_in_use = {r.series for r in live if r.rule_type is RuleType.DATE}
     activation = {s: d for s, d in current.series_activation.items() if s in series_in_use}
+    counts = {s: n for s, n in current.series_partitions.items() if s in activation}
     for series in sorted(series_in_use - set(activation)):
         activation[series] = activation_for_new_series(now)
+        counts[series] = partitions
 
     changed = (
         content_hash(live) != current.content_hash
         or activation != dict(current.series_activation)
+        or counts != dict(current.series_partitions)
         or removed != dict(current.removed)
     )
     ruleset = Ruleset(
@@ -173,6 +183,7 @@ def plan_ruleset(
         source=source if changed else current.source,
         series_activation=activation,
         removed=removed,
+        series_partitions=counts,
     )
     return Plan(ruleset, expired, tuple(sorted(restored)), changed)
 
@@ -232,7 +243,9 @@ class Poller:
         grace: timedelta = timedelta(hours=24),
         seen: SeenValues | None = None,
         zone: ZoneInfo = UTC_ZONE,
+        rollup_partitions: int = LEGACY_SERIES_PARTITIONS,
     ) -> None:
+        self._partitions = rollup_partitions
         self._rulesets = rulesets
         self._counters = counters
         self._clock = clock
@@ -271,11 +284,20 @@ class Poller:
 
         for attempt in (1, 2):
             current = self._rulesets.current()
-            plan = plan_ruleset(current, result.rules, kept, now, self._grace, source.description)
+            plan = plan_ruleset(
+                current, result.rules, kept, now, self._grace, source.description, partitions=self._partitions
+            )
             deleted, failures = self._delete(plan.expired)
             if failures:
                 plan = plan_ruleset(
-                    current, result.rules, kept, now, self._grace, source.description, failures
+                    current,
+                    result.rules,
+                    kept,
+                    now,
+                    self._grace,
+                    source.description,
+                    failures,
+                    partitions=self._partitions,
                 )
             outcome = PollOutcome(
                 PollStatus.PUBLISHED if plan.changed else PollStatus.UNCHANGED,

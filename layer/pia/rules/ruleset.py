@@ -33,6 +33,10 @@ CURRENT_SK = "CURRENT"
 CHUNK_SK = "BODY"
 INLINE_BODY_BYTES = 300_000
 CHUNK_BYTES = 350_000
+LEGACY_SERIES_PARTITIONS = 16
+"""The rollup partitions of a series the ruleset records no count for: every series created before
+the count became the ``ROLLUP_PARTITIONS`` setting was keyed over 16."""
+MAX_SERIES_PARTITIONS = 1_000
 """Both leave room under DynamoDB's 400 KB item limit for the keys and the other attributes."""
 
 
@@ -44,6 +48,9 @@ class Ruleset:
     source: str = ""
     series_activation: Mapping[str, str] = field(default_factory=dict)
     removed: Mapping[str, str] = field(default_factory=dict)
+    series_partitions: Mapping[str, int] = field(default_factory=dict)
+    """How many rollup partitions each series was created with (its items' keys depend on it, so it
+    never changes); a series missing here predates the setting and keeps the 16 it was created with."""
 
     @property
     def content_hash(self) -> str:
@@ -69,6 +76,7 @@ class Ruleset:
             "rules": [r.to_json() for r in self.rules],
             "series_activation": dict(self.series_activation),
             "removed": dict(self.removed),
+            **({"series_partitions": dict(self.series_partitions)} if self.series_partitions else {}),
         }
 
     @staticmethod
@@ -80,6 +88,7 @@ class Ruleset:
             source=data.get("source", ""),
             series_activation=dict(data.get("series_activation", {})),
             removed=dict(data.get("removed", {})),
+            series_partitions={s: int(n) for s, n in data.get("series_partitions", {}).items()},
         )
 
 

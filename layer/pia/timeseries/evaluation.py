@@ -122,11 +122,14 @@ def changes(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     """The users whose value for ``rule`` changes, with the new value and their window totals."""
     totals = window_totals(rule, frame, today)
     met = totals["count"] > 0
+    was_ready = frame.sent(rule.rule_id).eq(READY)
+    if rule.absent:
+        seen = pd.Series(frame.users.isin(frame.days["user"]), index=frame.users) | was_ready
+        met = seen & ~met
     if rule.count_condition is not None:
         met &= _count_mask(totals["count"], rule.count_condition)
     if rule.sum_condition is not None:
         met &= _sum_mask(totals["total"], rule.sum_condition)
-    was_ready = frame.sent(rule.rule_id).eq(READY)
     value = np.where(met & ~was_ready, READY, np.where(~met & was_ready, NOT_READY, ""))
     changed = value != ""
     return pd.DataFrame(

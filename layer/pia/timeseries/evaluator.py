@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pia.core.actions import NOT_READY, READY, Action, ActionTarget
 from pia.core.state import Change, Pending, commit_loop, owe, send_and_clear
 from pia.counting.counters import utc_seconds
 from pia.rules.ruleset import Ruleset
+from pia.settings import DEFAULT_UNIT_ROLLUPS
 from pia.targets.relay import DueItems, relay_due
 from pia.timeseries.archive import RawObject, hour_prefix
 from pia.timeseries.backfill import (
@@ -49,13 +50,18 @@ from pia.timeseries.rollups import (
     SeriesRollup,
     date_action,
     decide,
+    in_audience,
     is_final,
     local_day,
     merge_endpoints,
+    next_change,
     plan_series,
     record_sent,
+    rules_signature,
+    wake_at,
 )
 from pia.timeseries.seen import SeenSummary
+from pia.timeseries.units import DUE, SWEEP, RunPlan, UnitFormatError, WorkUnit
 
 EVALUATOR_LANE = "evaluator"
 ARCHIVE_HOUR_CLOSES = timedelta(minutes=75)
@@ -70,6 +76,14 @@ class RollupSource(DueItems[SeriesKey, SeriesRollup], Protocol):
 
     def partitions(self) -> list[str]: ...
 
+    def use_layout(self, layout: Mapping[str, int]) -> None: ...
+
+    def series_partitions(self, series: str) -> int: ...
+
+    def rollup_page(
+        self, series: str, partition: int, *, due_at: int | None, limit: int, start: dict[str, Any] | None
+    ) -> tuple[list[SeriesRollup], dict[str, Any] | None]: ...
+
 
 class CoverageStore(Protocol):
     def all(self) -> dict[str, Coverage]: ...
@@ -79,6 +93,10 @@ class CoverageStore(Protocol):
     def finalized(self) -> set[str]: ...
 
     def record_final(self, rule_id: str, now: int) -> None: ...
+
+    def signatures(self) -> dict[str, str]: ...
+
+    def record_signature(self, series: str, signature: str, now: int) -> None: ...
 
 
 class RawArchive(ArchiveReader, Protocol):
@@ -119,6 +137,13 @@ class EvaluationReport:
     finalized: list[str] = field(default_factory=list)
     readiness: list[Readiness] = field(default_factory=list)
     """Per live date rule: is its history computed yet (:mod:`pia.timeseries.readiness`)."""
+    units: int = 0
+    most_unit_rollups: int = 0
+    completed: list[str] = field(default_factory=list)
+    """Units (``series#partition``) whose last page is done: a sweep or a final evaluation is
+    recorded only once every unit of its series is."""
+    more: WorkUnit | None = None
+    """A unit's follow-up: the rest of its due items, past its bound."""
 
     def summary(self) -> dict[str, object]:
         backfill_path = {"backfill_path": self.backfill_path} if self.backfill_path else {}
@@ -141,6 +166,65 @@ class EvaluationReport:
             "finalized": list(self.finalized),
             "readiness": [line.to_json() for line in self.readiness],
         }
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            name: (
+                list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+            )
+            for name, value in vars(self).items()
+            if name not in ("more", "readiness")
+        }
+        data["readiness"] = [line.to_json() for line in self.readiness]
+        data["more"] = self.more.to_json() if self.more is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> EvaluationReport:
+        report = cls()
+        for name, default in vars(cls()).items():
+            if name in ("more", "readiness") or name not in data:
+                continue
+            value = data[name]
+            if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
+                raise UnitFormatError(
+                    f"report: field {name!r} must be {type(default).__name__}, not {value!r}"
+                )
+            setattr(report, name, value)
+        lines = data.get("readiness", [])
+        if not isinstance(lines, list) or not all(isinstance(line, Mapping) for line in lines):
+            raise UnitFormatError("report: field 'readiness' must be a list of objects")
+        report.readiness = [Readiness.from_json(line) for line in lines]
+        more = data.get("more")
+        if more is not None:
+            if not isinstance(more, Mapping):
+                raise UnitFormatError("report: field 'more' must be a unit object or null")
+            report.more = WorkUnit.from_json(more)
+        return report
+
+    def add(self, other: EvaluationReport) -> None:
+        """Fold a unit's report into the run's: counts add up, lists and failures join."""
+        for name in (
+            "rollups_read",
+            "backfill_events",
+            "backfill_duplicates",
+            "bad_archive_lines",
+            "ready",
+            "not_ready",
+            "actions_sent",
+            "actions_deferred",
+            "recovered",
+            "conflicts",
+            "seen_hours",
+            "units",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.most_unit_rollups = max(self.most_unit_rollups, other.most_unit_rollups)
+        self.backfilled.extend(s for s in other.backfilled if s not in self.backfilled)
+        self.finalized.extend(r for r in other.finalized if r not in self.finalized)
+        self.completed.extend(other.completed)
+        self.failures.update(other.failures)
+        self.backfill_path = self.backfill_path or other.backfill_path
 
 
 Update = Callable[[SeriesRollup, bool], tuple[SeriesRollup, list[Action]] | None]
@@ -170,8 +254,11 @@ class Evaluator:
         settle: timedelta = SETTLE,
         max_rounds: int = 6,
         hand_over_seconds: int = 300,
+        unit_limit: int = DEFAULT_UNIT_ROLLUPS,
     ) -> None:
         self._hand_over = hand_over_seconds
+        self._unit_limit = unit_limit
+        self._pinned: Ruleset | None = None
         self._rulesets = rulesets
         self._rollups = rollups
         self._coverage = coverage
@@ -184,47 +271,149 @@ class Evaluator:
         self._settle = settle
         self._max_rounds = max_rounds
 
-    def run(self, now: datetime) -> EvaluationReport:
+    def _ruleset(self) -> Ruleset:
+        """The ruleset, read once per invocation: a run in one invocation reads it once, not once
+        per unit."""
+        return self._pinned if self._pinned is not None else self._rulesets()
+
+    def plan(self, now: datetime) -> RunPlan:
+        """Recover what a crashed run owes, backfill new series, and list the run's units: reads the
+        pending index, the coverage items and the series whose backfill runs, never every series'
+        rollups. A series whose backfill lands is evaluated here, on the rollups its merge holds."""
         report = EvaluationReport()
         epoch = utc_seconds(now)
         self._recover(epoch, report)
-        ruleset = self._rulesets()
+        ruleset = self._ruleset()
+        self._rollups.use_layout(ruleset.series_partitions)
         report.ruleset_version = ruleset.version
         today = local_day(now, self._zone)
         closing = {r.rule_id for r in ruleset.date_rules if is_final(r, today)} - self._coverage.finalized()
         plans = plan_series(ruleset, today, include_final=closing)
         report.series = len(plans)
         report.rules = sum(len(plan.rules) for plan in plans.values())
-        if plans:
-            rollups: dict[str, list[SeriesRollup]] = {}
-            for series, plan in plans.items():
-                rollups[series] = [r.under(plan.activation) for r in self._rollups.series_rollups(series)]
-                report.rollups_read += len(rollups[series])
-            waiting: set[str] = set()
-            tasks: list[BackfillTask] = []
-            if self._backfill_engine is not None:
-                oldest = today - timedelta(days=self._retention_days)
-                tasks = backfill_tasks(
-                    plans, self._coverage.all(), today, now, oldest=oldest, settle=self._settle
-                )
-                if tasks:
-                    waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
-            report.readiness = readiness(
-                plans,
-                tasks,
-                report.backfilled,
-                today=today,
-                zone=self._zone,
-                archive=self._backfill_engine is not None,
-                waiting_reason=report.failures.get("backfill", ""),
+        waiting: set[str] = set()
+        landed: set[str] = set()
+        tasks: list[BackfillTask] = []
+        if plans and self._backfill_engine is not None:
+            oldest = today - timedelta(days=self._retention_days)
+            tasks = backfill_tasks(
+                plans, self._coverage.all(), today, now, oldest=oldest, settle=self._settle
             )
-            for series, plan in plans.items():
-                if series not in waiting:
-                    self._evaluate(plan, rollups[series], today, now, epoch, report)
-            self._finalize(plans, closing, epoch, report)
+            if tasks:
+                rollups: dict[str, list[SeriesRollup]] = {}
+                for task in tasks:
+                    series = task.plan.series
+                    rollups[series] = [
+                        r.under(task.plan.activation) for r in self._rollups.series_rollups(series)
+                    ]
+                    report.rollups_read += len(rollups[series])
+                waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
+                for series in set(rollups) - waiting:
+                    self._evaluate(plans[series], rollups[series], today, now, epoch, report)
+                landed = set(rollups) - waiting
+        report.readiness = readiness(
+            plans,
+            tasks,
+            report.backfilled,
+            today=today,
+            zone=self._zone,
+            archive=self._backfill_engine is not None,
+            waiting_reason=report.failures.get("backfill", ""),
+        )
+        signatures = self._coverage.signatures() if plans else {}
+        swept: dict[str, str] = {series: rules_signature(plans[series], today) for series in landed}
+        units: list[WorkUnit] = []
+        for series, plan in sorted(plans.items()):
+            if series in waiting or series in landed:
+                continue
+            signature = rules_signature(plan, today)
+            closing_here = tuple(sorted(r.rule_id for r in plan.rules if r.rule_id in closing))
+            mode = DUE
+            if closing_here or signatures.get(series) != signature:
+                mode = SWEEP
+                swept[series] = signature
+            units.extend(
+                WorkUnit(series, partition, epoch, self._unit_limit, mode=mode, closing=closing_here)
+                for partition in range(self._rollups.series_partitions(series))
+            )
+        return RunPlan(
+            due_at=epoch,
+            ruleset_version=ruleset.version,
+            units=tuple(units),
+            closing=tuple(sorted(closing)),
+            waiting=tuple(sorted(waiting)),
+            swept=swept,
+            report=report.to_json(),
+        )
+
+    def run_unit(self, unit: WorkUnit, now: datetime) -> EvaluationReport:
+        """Evaluate one page of at most ``unit.limit`` rollups of one partition: those due by
+        ``unit.due_at``, or every one in a sweep; the rest comes back as ``report.more``."""
+        report = EvaluationReport(units=1)
+        epoch = utc_seconds(now)
+        ruleset = self._ruleset()
+        self._rollups.use_layout(ruleset.series_partitions)
+        today = local_day(now, self._zone)
+        plan = plan_series(ruleset, today, include_final=set(unit.closing)).get(unit.series)
+        if plan is None:
+            report.completed.append(unit.name)
+            return report
+        states, cursor = self._rollups.rollup_page(
+            unit.series,
+            unit.partition,
+            due_at=None if unit.mode == SWEEP else unit.due_at,
+            limit=unit.limit,
+            start=unit.cursor(),
+        )
+        report.rollups_read = report.most_unit_rollups = len(states)
+        self._evaluate(plan, [state.under(plan.activation) for state in states], today, now, epoch, report)
+        if cursor:
+            report.more = unit.follow_up(cursor)
+        else:
+            report.completed.append(unit.name)
+        return report
+
+    def finish(self, plan: RunPlan, reports: Sequence[EvaluationReport], now: datetime) -> EvaluationReport:
+        """Fold the units' reports into the run's, record the sweeps and final evaluations that every
+        unit of their series completed, and summarize the archive's new hours."""
+        report = EvaluationReport.from_json(plan.report)
+        for unit_report in reports:
+            report.add(unit_report)
+        report.more = None
+        epoch = utc_seconds(now)
+        completed = set(report.completed)
+        done = {
+            series
+            for series in {u.series for u in plan.units} | set(plan.swept)
+            if all(u.name in completed for u in plan.units if u.series == series)
+            and not any(key.startswith(f"{series}/") for key in report.failures)
+        }
+        for series, signature in plan.swept.items():
+            if series in done:
+                self._coverage.record_signature(series, signature, epoch)
+        if plan.closing:
+            ruleset = self._ruleset()
+            today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
+            plans = plan_series(ruleset, today, include_final=set(plan.closing))
+            self._finalize({s: p for s, p in plans.items() if s in done}, set(plan.closing), epoch, report)
         if self._archive is not None and self._seen is not None:
             self._summarize_seen(self._archive, self._seen, now, report)
         return report
+
+    def run(self, now: datetime) -> EvaluationReport:
+        """The whole run in one invocation: the plan, every unit and its follow-ups, then the finish."""
+        self._pinned = self._rulesets()
+        try:
+            plan = self.plan(now)
+            reports: list[EvaluationReport] = []
+            for first in plan.units:
+                unit: WorkUnit | None = first
+                while unit is not None:
+                    reports.append(self.run_unit(unit, now))
+                    unit = reports[-1].more
+            return self.finish(plan, reports, now)
+        finally:
+            self._pinned = None
 
     def _finalize(
         self, plans: Mapping[str, SeriesPlan], closing: set[str], epoch: int, report: EvaluationReport
@@ -341,19 +530,35 @@ class Evaluator:
                 found.setdefault(user, []).append(
                     Decision(rule, str(value), DayTotal(int(count), Decimal(total)))
                 )
-        bases = {state.key: state for state in states if state.user_id in found}
+        wakes = {
+            state.user_id: self._wake(state, found.get(state.user_id, ()), plan, today) for state in states
+        }
+        bases = {
+            state.key: state
+            for state in states
+            if state.user_id in found
+            or wakes[state.user_id] != state.wake
+            or in_audience(state, plan.rules) != state.keep
+        }
 
         def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
-            decisions = decide(state, plan.rules, today) if retry else found[state.user_id]
-            if not decisions:
-                return None
+            decisions = decide(state, plan.rules, today) if retry else found.get(state.user_id, [])
             new = record_sent(state, decisions)
+            wake = self._wake(state, decisions, plan, today) if retry else wakes[state.user_id]
+            keep = in_audience(new, plan.rules)
+            if not decisions and wake == state.wake and keep == state.keep:
+                return None
+            new = replace(new, wake=wake, keep=keep)
             cause = (EVALUATOR_LANE, state.version)
             return new, [
                 date_action(d, new, cause=cause, lane=EVALUATOR_LANE, occurred_at=now) for d in decisions
             ]
 
         self._write(bases, update, plan, epoch, report)
+
+    def _wake(self, state: SeriesRollup, decisions: Iterable[Decision], plan: SeriesPlan, today: date) -> int:
+        """When the rollup, once ``decisions`` are recorded, is next due (0: only an event changes it)."""
+        return wake_at(next_change(record_sent(state, decisions), plan.rules, today), self._zone)
 
     def _write(
         self,

@@ -58,6 +58,21 @@ class Readiness:
             "message": self.message,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Readiness:
+        """A line read back from :meth:`to_json` (an evaluator report travels between states as JSON)."""
+        try:
+            return cls(
+                int(str(data["row"])),
+                str(data["output_name"]),
+                str(data["state"]),
+                int(str(data["archive_hours"])),
+                int(str(data["archive_hours_done"])),
+                str(data["message"]),
+            )
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"readiness line {data!r}: {error}") from None
+
 
 def archive_hours(first_day: date, starts: datetime, zone: ZoneInfo) -> int:
     """Whole archive hours from the start of ``first_day`` (in the stack's zone) to the activation."""

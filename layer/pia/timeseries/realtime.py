@@ -9,7 +9,7 @@ nothing more: the rollup being written holds every day of the user's windows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -38,7 +38,10 @@ from pia.timeseries.rollups import (
     absorb,
     date_action,
     decide,
+    in_audience,
+    kept_wake,
     local_day,
+    next_change,
     plan_series,
     record_sent,
 )
@@ -52,6 +55,8 @@ class ArchivePort(Protocol):
 
 class RollupPort(StatePort[SeriesKey, SeriesRollup], ParkingPort, Protocol):
     """The rollups' table: conditional writes of rollup items, and where parked actions go."""
+
+    def use_layout(self, layout: Mapping[str, int]) -> None: ...
 
 
 Runs = dict[SeriesKey, tuple[SeriesPlan, list[tuple[Position, Event]]]]
@@ -113,6 +118,7 @@ class TimeSeriesPath:
         if not plans:
             return ExtensionOutcome()
         lanes = {r.position.lane for r in records}
+        self._rollups.use_layout(ruleset.series_partitions)
         return self._commit_runs(
             group_by_series(records, plans), self._rollups, today, utc_seconds(now), lanes
         )
@@ -138,6 +144,11 @@ class TimeSeriesPath:
                 return None
             decisions = decide(step.state, plan.rules, today, step.days)
             state = record_sent(step.state, decisions)
+            state = replace(
+                state,
+                wake=kept_wake(base.wake, next_change(state, plan.rules, today), self._zone),
+                keep=in_audience(state, plan.rules),
+            )
             position, event = step.last
             actions = [
                 date_action(

@@ -17,6 +17,8 @@ in the same conditional write that carries the outbox entries, so they never sen
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -87,8 +89,13 @@ def is_final(rule: Rule, today: date) -> bool:
     )
 
 
-def is_met(rule: Rule, totals: DayTotal) -> bool:
-    """Only users with at least one matching event in the window are considered."""
+def is_met(rule: Rule, totals: DayTotal, seen: bool = True) -> bool:
+    """Only users with at least one matching event in the window are considered; for an absence
+    rule, only users ``seen`` before (a day in their rollup, or already in the audience: a series
+    rebuilt on a new activation may find no day of a user quiet for longer than the retention, and
+    only an event takes a user out) with none in the window."""
+    if rule.absent:
+        return seen and totals.count == 0
     return totals.count > 0 and rule.is_met(totals.count, totals.total)
 
 
@@ -121,6 +128,15 @@ class SeriesRollup:
     recent_ids: tuple[str, ...] = ()
     pending: tuple[Pending, ...] = ()
     due: int = 0
+    partitions: int = 0
+    """The series' partition count this item is keyed under, as read from it (0: a new item, keyed by
+    the ruleset's layout): what writes it back, the relay included, keeps it where it is."""
+    wake: int = 0
+    """Epoch seconds of the next moment the evaluator may change this user's output without a new
+    event (the sparse ``due`` index); 0: only an event or a backfill can change it."""
+    keep: bool = False
+    """The item holds a user in an absence audience, so it never expires: however long they stay
+    quiet, only this item can take them out (``not-ready``) when they act again."""
 
     @property
     def key(self) -> SeriesKey:
@@ -152,6 +168,11 @@ class SeriesRollup:
     def last_day(self) -> date | None:
         return max((*self.days, *self.backfill), default=None)
 
+    @property
+    def seen(self) -> bool:
+        """Whether the user has a matching event on record: the scope of absence rules."""
+        return bool(self.days) or bool(self.backfill)
+
 
 @dataclass(frozen=True)
 class SeriesPlan:
@@ -175,8 +196,14 @@ class SeriesPlan:
         return ZERO if value is None else value
 
     def earliest_day(self, today: date) -> date:
-        """The first day any of the rules' windows reaches back to on ``today``."""
-        return min(window[0] for rule in self.rules if (window := rule.window_for(today)) is not None)
+        """The first day any of the rules' windows reaches back to on ``today``. An absence rule
+        reaches back as far as history goes (the caller bounds it by the retention): a user whose last
+        event is older than the quiet period is exactly who it is for."""
+        return min(
+            date.min if rule.absent else window[0]
+            for rule in self.rules
+            if (window := rule.window_for(today)) is not None
+        )
 
 
 def plan_series(
@@ -275,10 +302,66 @@ def decide(
         if days is not None and not any(first <= day <= last for day in days):
             continue
         totals = state.window_total(first, last)
-        value = next_value(is_met(rule, totals), state.sent.get(rule.rule_id))
+        sent = state.sent.get(rule.rule_id)
+        value = next_value(is_met(rule, totals, state.seen or sent == READY), sent)
         if value is not None:
             decisions.append(Decision(rule, value, totals))
     return decisions
+
+
+def next_change(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date | None:
+    """The first day, from ``today`` on, on which evaluating the rollup sends something, or ``None``.
+
+    A fixed window's span does not move, so only a rolling window changes a user's output over time:
+    on day ``d + window`` the day ``d`` slides out, and a day stamped in the future slides in on its
+    own date. Between those days every window holds the same days, so checking each of them (and
+    ``today``, for a change already owed) finds the first change without walking the calendar."""
+    days = {*state.days, *state.backfill}
+    candidates = {today}
+    for rule in rules:
+        if rule.window_days is not None:
+            span = timedelta(days=rule.window_days)
+            candidates.update(day + span for day in days if day + span > today)
+            candidates.update(day for day in days if day > today)
+    for day in sorted(candidates):
+        if decide(state, rules, day):
+            return day
+    return None
+
+
+def in_audience(state: SeriesRollup, rules: Iterable[Rule]) -> bool:
+    """Whether the rollup holds its user in one of ``rules``' absence audiences (``keep``)."""
+    return any(rule.absent and state.sent.get(rule.rule_id) == READY for rule in rules)
+
+
+def wake_at(day: date | None, zone: ZoneInfo) -> int:
+    """Epoch seconds at which ``day`` starts in the stack's time zone (0 for ``None``)."""
+    if day is None:
+        return 0
+    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+
+
+def kept_wake(stored: int, change: date | None, zone: ZoneInfo) -> int:
+    """The due moment a real-time write stores: the new one, unless the stored one is earlier. Waking
+    early costs the evaluator one read that finds nothing to send (and moves the moment on); moving
+    it later on every event would cost the ``due`` index two writes each time, since each event can
+    push back the day a window's total falls under its target."""
+    wake = wake_at(change, zone)
+    if stored and (not wake or stored < wake):
+        return stored
+    return wake
+
+
+def rules_signature(plan: SeriesPlan, today: date) -> str:
+    """What the due moments kept in a series' rollups were computed from: its activation and its open
+    rules. When it changes, every rollup's due moment is recomputed (a sweep). Rules past their
+    window's end never change an output again, so their closing alone does not count as a change."""
+    rules = sorted(
+        hashlib.sha256(json.dumps(r.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        for r in plan.rules
+        if not is_final(r, today)
+    )
+    return " ".join([plan.activation or "-", *rules])
 
 
 def record_sent(state: SeriesRollup, decisions: Iterable[Decision]) -> SeriesRollup:

@@ -4,7 +4,8 @@ Time-series table layout (``pk``, ``sk``; TTL attribute ``ttl``):
 - rollup: ``S#<series>#<bucket 00..15>`` / ``<user_id>``; ``sr`` series, ``v`` version, ``ac``
   activation, ``d`` map day -> ``"<count>:<sum>"`` (the aggregator's part), ``ln`` lane marks,
   ``ba`` / ``b`` the backfill's activation and days, ``ep`` endpoints, ``st`` map rule -> value last
-  sent, ``u`` updated, ``ttl`` the last day plus the retention. Series-major keys: the evaluator
+  sent, ``u`` updated, ``ttl`` the last day plus the retention (never before ``wd``, the due moment;
+  none while ``kp`` marks a user held in an absence audience). Series-major keys: the evaluator
   reads a series with one Query per bucket; the bucket spreads a popular series over 16 partitions.
 - backfill coverage: ``COVERAGE`` / ``<series>``; ``ac``, ``from`` (first day), ``fin`` (final).
 - seen values: ``SEEN`` / ``D#<yyyy-mm-dd>`` (``body``: JSON), and ``SEEN`` / ``CURSOR`` (``h``: the
@@ -34,6 +35,7 @@ from pia.aws.state_table import (
 from pia.core.state import StateCommit, StateWrite
 from pia.counting.aggregator import InboundRecord
 from pia.counting.store import lane_marks_from, seen_attrs
+from pia.rules.ruleset import LEGACY_SERIES_PARTITIONS
 from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import Coverage
 from pia.timeseries.rollups import DayTotal, SeriesKey, SeriesRollup
@@ -43,7 +45,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
-ROLLUP_BUCKETS = 16
+ROLLUP_BUCKETS = LEGACY_SERIES_PARTITIONS
+DUE_INDEX = "due"
+SIGNATURE_PREFIX = "G#"
+BATCH_GET_KEYS = 100
 COVERAGE_PK = "COVERAGE"
 FINALIZED_PREFIX = "F#"
 SEEN_PK = "SEEN"
@@ -72,12 +77,14 @@ def _days_from(attr: Mapping[str, Any] | None) -> dict[date, DayTotal]:
 
 def _expiry(state: SeriesRollup, now: int, retention_days: int) -> int:
     """A rollup lives as long as the raw events of its last day: a rolling window has long moved past
-    it, and a fixed window that old is final."""
+    it, and a fixed window that old is final. It also outlives its due moment by a day, so a quiet
+    period longer than the retention still ends with the user entering, not with the item gone."""
     last = state.last_day()
+    floor = max(now + 86_400, state.wake + 86_400 if state.wake else 0)
     if last is None:
-        return now + retention_days * 86_400
+        return max(now + retention_days * 86_400, floor)
     end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=retention_days + 1)
-    return max(int(end.timestamp()), now + 86_400)
+    return max(int(end.timestamp()), floor)
 
 
 def rollup_item(
@@ -94,8 +101,14 @@ def rollup_item(
         "b": _days_attr(state.backfill),
         "st": {"M": {rule_id: {"S": value} for rule_id, value in sorted(state.sent.items())}},
         "u": {"N": str(now)},
-        "ttl": {"N": str(_expiry(state, now, retention_days))},
     }
+    if state.keep:
+        item["kp"] = {"BOOL": True}
+    else:
+        item["ttl"] = {"N": str(_expiry(state, now, retention_days))}
+    item["np"] = {"N": str(buckets)}
+    if state.wake:
+        item["wd"] = {"N": str(state.wake)}
     item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.series}/{state.user_id}", state.pending, state.due))
     return item
@@ -118,6 +131,9 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
         recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
         pending=pending,
         due=due,
+        partitions=int(item["np"]["N"]) if "np" in item else 0,
+        wake=int(item["wd"]["N"]) if "wd" in item else 0,
+        keep=bool(item.get("kp", {}).get("BOOL", False)),
     )
 
 
@@ -128,13 +144,19 @@ RollupCommit: TypeAlias = StateCommit[SeriesKey, SeriesRollup]
 class RollupCodec:
     def __init__(self, retention_days: int, buckets: int) -> None:
         self._retention_days = retention_days
-        self._buckets = buckets
+        self.buckets = buckets
+        self.layout: dict[str, int] = {}
+
+    def partitions(self, series: str) -> int:
+        return self.layout.get(series, self.buckets)
 
     def key(self, key: SeriesKey) -> AttributeMap:
-        return rollup_key(key.series, key.user_id, self._buckets)
+        return rollup_key(key.series, key.user_id, self.partitions(key.series))
 
     def item(self, key: SeriesKey, state: SeriesRollup, now: int) -> AttributeMap:
-        return rollup_item(state, now, self._retention_days, self._buckets)
+        return rollup_item(
+            state, now, self._retention_days, state.partitions or self.partitions(state.series)
+        )
 
     def state(self, item: Mapping[str, Any]) -> SeriesRollup:
         return rollup_from_item(item)
@@ -144,7 +166,8 @@ class RollupCodec:
 
 
 class RollupStore(StateTable[SeriesKey, SeriesRollup]):
-    """Rollups in the time-series table, each with the actions it owes."""
+    """Rollups in the time-series table, each with the actions it owes and, in the sparse ``due``
+    index (``pk``, ``wd``; keys only), when it is next due."""
 
     def __init__(
         self,
@@ -155,16 +178,70 @@ class RollupStore(StateTable[SeriesKey, SeriesRollup]):
         buckets: int = ROLLUP_BUCKETS,
         **options: Any,
     ) -> None:
-        super().__init__(client, table_name, RollupCodec(retention_days, buckets), **options)
-        self._buckets = buckets
+        self._rollup_codec = RollupCodec(retention_days, buckets)
+        super().__init__(client, table_name, self._rollup_codec, **options)
+
+    def use_layout(self, layout: Mapping[str, int]) -> None:
+        """Each series' partition count, as the ruleset recorded it when the series was created."""
+        self._rollup_codec.layout = dict(layout)
+
+    def series_partitions(self, series: str) -> int:
+        return self._rollup_codec.partitions(series)
 
     def series_rollups(self, series: str) -> list[SeriesRollup]:
         """Every user's rollup of a series: one paginated Query per bucket."""
         return [
             rollup_from_item(item)
-            for partition in rollup_partitions(series, self._buckets)
+            for partition in rollup_partitions(series, self.series_partitions(series))
             for item in query_partition(self.client, self.table, partition)
         ]
+
+    def rollup_page(
+        self, series: str, partition: int, *, due_at: int | None, limit: int, start: dict[str, Any] | None
+    ) -> tuple[list[SeriesRollup], dict[str, Any] | None]:
+        """At most ``limit`` rollups of a partition: those due by ``due_at`` (read through the
+        keys-only index, then fetched 100 at a time), or all of them when it is ``None``. Query pages
+        (each at most 1 MB) are followed until the bound; the key to continue from comes back."""
+        pk = f"S#{series}#{partition:02d}"
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        if due_at is None:
+            kwargs["KeyConditionExpression"] = "pk = :pk"
+            kwargs["ExpressionAttributeValues"] = {":pk": {"S": pk}}
+        else:
+            kwargs["IndexName"] = DUE_INDEX
+            kwargs["KeyConditionExpression"] = "pk = :pk AND wd <= :t"
+            kwargs["ExpressionAttributeValues"] = {":pk": {"S": pk}, ":t": {"N": str(due_at)}}
+        items: list[AttributeMap] = []
+        last = start
+        while len(items) < limit:
+            if last:
+                kwargs["ExclusiveStartKey"] = last
+            page = self.client.query(**kwargs, Limit=limit - len(items))
+            items.extend(page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                break
+        if due_at is not None:
+            items = self._fetch([{"pk": item["pk"], "sk": item["sk"]} for item in items])
+        return [rollup_from_item(item) for item in items], last
+
+    def _fetch(self, keys: Sequence[AttributeMap]) -> list[AttributeMap]:
+        """The items of ``keys`` (BatchGetItem: 100 keys a request, unprocessed keys retried); an item
+        deleted since the index was read is simply absent."""
+        items: list[AttributeMap] = []
+        for first in range(0, len(keys), BATCH_GET_KEYS):
+            chunk: list[AttributeMap] = list(keys[first : first + BATCH_GET_KEYS])
+            for attempt in range(self._max_attempts + 4):
+                response = self.client.batch_get_item(RequestItems={self.table: {"Keys": chunk}})
+                items.extend(response.get("Responses", {}).get(self.table, []))
+                unprocessed: Mapping[str, Any] = response.get("UnprocessedKeys", {}).get(self.table, {})
+                chunk = list(unprocessed.get("Keys", []))
+                if not chunk:
+                    break
+                self.backoff(attempt)
+            else:
+                raise RuntimeError(f"{len(chunk)} due rollups still unprocessed after retries")
+        return items
 
     def load(self, series: str, user_id: str) -> SeriesRollup | None:
         """Strongly consistent read, for tools and tests; the aggregator never reads."""
@@ -182,8 +259,33 @@ class CoverageTable:
                 item["ac"]["S"], date.fromisoformat(item["from"]["S"]), bool(item["fin"]["BOOL"])
             )
             for item in query_partition(self._client, self._table, COVERAGE_PK)
-            if not item["sk"]["S"].startswith(FINALIZED_PREFIX)
+            if not item["sk"]["S"].startswith((FINALIZED_PREFIX, SIGNATURE_PREFIX))
         }
+
+    def signatures(self) -> dict[str, str]:
+        """Per series, the rules its rollups' due moments were last computed from (see
+        :func:`pia.timeseries.rollups.rules_signature`)."""
+        return {
+            item["sk"]["S"][len(SIGNATURE_PREFIX) :]: item["g"]["S"]
+            for item in query_partition(
+                self._client,
+                self._table,
+                COVERAGE_PK,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :g)",
+                ExpressionAttributeValues={":pk": {"S": COVERAGE_PK}, ":g": {"S": SIGNATURE_PREFIX}},
+            )
+        }
+
+    def record_signature(self, series: str, signature: str, now: int) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": COVERAGE_PK},
+                "sk": {"S": SIGNATURE_PREFIX + series},
+                "g": {"S": signature},
+                "u": {"N": str(now)},
+            },
+        )
 
     def finalized(self) -> set[str]:
         """Closed date rules whose final evaluation is done: nothing is ever sent for them again."""

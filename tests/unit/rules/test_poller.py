@@ -24,6 +24,8 @@ from tests.conftest import CASE_PURCHASE as PURCHASE
 from tests.conftest import RULE_HEADER, rule_row
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+GREEN_DATE = ("date", *GREEN[1:4], *PURCHASE[4:])
+GREEN_DATE_SERIES = "greenbutton#*"
 
 
 def rule_id(cells: tuple[str, ...]) -> str:
@@ -303,6 +305,21 @@ def test_new_date_series_get_an_activation_day_that_survives_later_versions(
     assert dict(rulesets.current().series_activation) == {"purchase#*": "2026-01-06"}
     poller.run(FakeSource([GREEN]))
     assert dict(rulesets.current().series_activation) == {}
+
+
+def test_a_new_series_gets_the_configured_partition_count_and_an_existing_one_keeps_its_own(
+    rulesets: FakeRulesets, counters: FakeCounters, clock: Clock
+) -> None:
+    legacy = Ruleset(version=1, rules=(), series_activation={"purchase#*": "2025-12-01"})
+    rulesets.versions.append(legacy)
+    Poller(rulesets, counters, clock=clock, rollup_partitions=64).run(FakeSource([PURCHASE]))
+    assert dict(rulesets.current().series_partitions) == {}
+    poller = Poller(rulesets, counters, clock=clock, rollup_partitions=64)
+    poller.run(FakeSource([PURCHASE, GREEN_DATE]))
+    assert dict(rulesets.current().series_partitions) == {GREEN_DATE_SERIES: 64}
+    Poller(rulesets, counters, clock=clock, rollup_partitions=8).run(FakeSource([PURCHASE, GREEN_DATE]))
+    assert dict(rulesets.current().series_partitions) == {GREEN_DATE_SERIES: 64}
+    assert Ruleset.from_json(rulesets.current().to_json()).series_partitions == {GREEN_DATE_SERIES: 64}
 
 
 def test_near_miss_suggests_the_seen_name_and_never_blocks_the_rule(

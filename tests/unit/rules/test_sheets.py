@@ -160,7 +160,8 @@ def test_the_template_has_dropdowns_a_date_comment_and_valid_examples(tmp_path: 
         for v in sheet.data_validations.dataValidation
     }
     assert lists["RuleType"] == '"aggregator,date"'
-    assert "greater" in lists["Operator-C"] and lists["Operator-C"] == lists["Operator-V"]
+    assert "greater" in lists["Operator-C"] and lists["Operator-C"] == lists["Operator-V"][:-1] + ',absent"'
+    assert "absent" not in lists["Operator-V"], "only a count can be absent"
     assert lists["ResetWhenReachTarget"] == '"yes,no"'
     comment = sheet.cell(row=1, column=header.index("StartDate") + 1).comment
     assert comment is not None and "YYYY-MM-DD" in comment.text and "9999-99-99" in comment.text
