@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pia.core.limits import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_EVENT_TYPE, MAX_OUTPUT_NAME
 from pia.rules.aggregates import (
@@ -27,7 +27,9 @@ from pia.rules.aggregates import (
     parse_aggregate,
 )
 from pia.rules.caps import Cap, CapError, parse_cap
-from pia.rules.filters import Filter, FilterError, Observed, compile_filter
+
+if TYPE_CHECKING:
+    from pia.rules.filters import Filter, Observed
 
 REQUIRED_COLUMNS = (
     "RuleType",
@@ -320,7 +322,7 @@ class Rule:
             window_days=data.get("window_days"),
             metric_name=data.get("metric_name"),
             output_name=data["output_name"],
-            filter=compile_filter(data["filter"]) if data.get("filter") else None,
+            filter=_compiled(data["filter"]) if data.get("filter") else None,
             aggregate=aggregate,
             distinct_attribute=distinct,
             writes_value=data.get("output") == "value",
@@ -646,14 +648,24 @@ def _attribute_filter(reader: _RowReader) -> tuple[str | None, str | None]:
     return name, value
 
 
+def _compiled(text: str) -> Filter:
+    """The filter language is imported by the first ruleset that has a Filter, not at cold start:
+    a stack without filtered rules never loads it (``tests/unit/core/test_pure_imports.py``)."""
+    from pia.rules.filters import compile_filter  # noqa: PLC0415
+
+    return compile_filter(text)
+
+
 def _filter(reader: _RowReader) -> Filter | None:
     """The Filter column. A filtered rule names its output: no default name could describe the
     filter within Pinpoint's 50 characters, and a hash would mean nothing in a segment."""
     raw = reader.text("Filter")
     if raw.lower() in NO_FILTER:
         return None
+    from pia.rules.filters import FilterError  # noqa: PLC0415 (cold start: only a filtered rule needs it)
+
     try:
-        compiled = compile_filter(raw)
+        compiled = _compiled(raw)
     except FilterError as exc:
         reader.error("Filter", str(exc))
         return None
