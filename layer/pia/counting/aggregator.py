@@ -181,7 +181,11 @@ class Aggregator:
             steps[key] = step
             if not step.changed:
                 return None
-            return owe(step.state, step.actions, names, lanes=lanes, now=now, hand_over=self._hand_over)
+            change = owe(step.state, step.actions, names, lanes=lanes, now=now, hand_over=self._hand_over)
+            if not step.hold_until:
+                return change
+            held = change.state.with_outbox(change.state.pending, max(change.state.due, step.hold_until))
+            return Change(held, note=change.note)
 
         done = commit_loop(
             runs,
