@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     import_ratio = imports.measure()
     results["aggregator.import_ratio_vs_boto3"] = import_ratio.ratio
     details["import"] = {**import_ratio.to_json(), "slowest_imports_ms": dict(imports.profile())}
+    log("cold start: import and first invocation against warm ones, against moto")
+    cold = imports.first_invocation()
+    details["import"]["cold_start"] = cold.to_json()
+    results["aggregator.first_invocation_extra_vs_boto3"] = (
+        cold.first_invocation_extra_ms / import_ratio.boto3_ms
+    )
 
     log("evaluator: 30-day date rule over 50 users x 30 days x 20 events")
     try:

@@ -15,6 +15,7 @@ The environment is the deployed one as far as imports are concerned:
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -135,3 +136,60 @@ def profile(environment: Mapping[str, str] | None = None, top: int = 12) -> list
                 return sorted(children, key=lambda r: -r[1])[:top]
             children = []
     return []
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A new container's CPU: the handler's import, its first invocation, and a warm one (medians)."""
+
+    import_ms: float
+    first_invocation_ms: float
+    warm_invocation_ms: float
+    samples: int
+
+    @property
+    def first_invocation_extra_ms(self) -> float:
+        """What the first invocation costs beyond a warm one: building the runtime, and whatever the
+        import left to the first batch."""
+        return self.first_invocation_ms - self.warm_invocation_ms
+
+    @property
+    def cold_start_ms(self) -> float:
+        """Import plus the first invocation's extra: what a cold start costs in all."""
+        return self.import_ms + self.first_invocation_extra_ms
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "import_ms": self.import_ms,
+            "first_invocation_ms": self.first_invocation_ms,
+            "warm_invocation_ms": self.warm_invocation_ms,
+            "first_invocation_extra_ms": self.first_invocation_extra_ms,
+            "cold_start_ms": self.cold_start_ms,
+            "samples": self.samples,
+        }
+
+
+def first_invocation(samples: int = 5) -> ColdStart:
+    """Each sample a fresh interpreter (``python -m bench.cold_start_probe``) with the deployed
+    environment and the bench's tables in moto."""
+    from bench.world import function_environment  # noqa: PLC0415 (imports moto's world only here)
+
+    env = handler_environment(function_environment())
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env["PYTHONPATH"]])
+    rows: list[dict[str, float]] = []
+    for _ in range(samples):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.cold_start_probe"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return ColdStart(
+        import_ms=statistics.median(r["import_cpu_ms"] for r in rows),
+        first_invocation_ms=statistics.median(r["first_invocation_cpu_ms"] for r in rows),
+        warm_invocation_ms=statistics.median(r["warm_invocation_cpu_ms"] for r in rows),
+        samples=samples,
+    )

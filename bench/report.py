@@ -325,6 +325,15 @@ def _counted(document: Mapping[str, Any]) -> list[str]:
         f"environment; the wall-clock ratio was {fmt(imp['wall_ratio'])}). Slowest direct imports of the "
         f"handler, cumulative wall ms from `-X importtime`: {slowest}.",
     ]
+    cold = imp.get("cold_start")
+    if cold:
+        lines.append(
+            f"- Cold start: a new container's first invocation (canonical batch, moto) took "
+            f"{fmt(cold['first_invocation_ms'])} ms of CPU against {fmt(cold['warm_invocation_ms'])} ms "
+            f"for a warm one: {fmt(cold['first_invocation_extra_ms'])} ms more (building the runtime: "
+            f"boto3's session and clients, the ruleset read, what the import leaves to a batch); with the "
+            f"import, {fmt(cold['cold_start_ms'])} ms (medians of {cold['samples']} fresh interpreters)."
+        )
     lines += _filter_lines(details.get("filters"))
     evaluator = details.get("evaluator", {})
     if evaluator.get("available"):

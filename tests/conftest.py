@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,20 @@ CASE_COURSE = (
     "9999-99-99",
     "9999-99-99",
 )
+PURCHASE_NO_CONDITION = (
+    "aggregator",
+    "purchase",
+    "na",
+    "na",
+    "na",
+    "999",
+    "na",
+    "999",
+    "no",
+    "9999-99-99",
+    "9999-99-99",
+)
+"""An aggregator rule on purchase with no condition: the base of an ``Output = value`` row."""
 CASE_PURCHASE = (
     "date",
     "purchase",
@@ -180,6 +195,21 @@ def aggregator_app(
 
     with app.container.wired(Wiring(handler_clients(recorder))):
         yield app
+
+
+@pytest.fixture
+def relay_app(dynamodb: Any, function_env: dict[str, str], recorder: Any) -> Any:
+    """The action relay handler module, wired like ``aggregator_app``."""
+    from action_relay import app
+
+    with app.container.wired(Wiring(handler_clients(recorder))):
+        yield app
+
+
+def later(app: Any, minutes: int) -> None:
+    """From now on ``app`` runs ``minutes`` from now (its clock, not its clients, changes)."""
+    moment = datetime.now(UTC) + timedelta(minutes=minutes)
+    app.container.rewire(Wiring(app.container.wiring.clients, lambda: moment))
 
 
 RULES_BUCKET = "pia-rules-123456789012-us-east-1"

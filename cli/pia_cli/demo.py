@@ -2,8 +2,8 @@
 
 Starts moto's server on 127.0.0.1, deploys this repository's template.yaml to it, publishes a sample
 rule file through the rule poller, streams a few days of generated Pinpoint events through the local
-event source mapping into the aggregator, runs the evaluator and the action relay, and prints what
-the action targets ended up with. The emulator stops however the run ends.
+event source mapping into the aggregator, runs the evaluator and (one value-update interval later)
+the action relay, and prints what the action targets ended up with. The emulator stops however the run ends.
 
 The run uses a simulated clock (``--now``, default 2026-04-30T12:00:00Z) that every function reads,
 so the sample's date rules line up with the generated events and the output is the same every time.
@@ -19,13 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 import boto3
 
+from pia.rules.aggregates import VALUE_UPDATE_SECONDS, Aggregate
 from pia.rules.model import parse_table
 from pia.rules.ruleset import RulesetTable
 from pia.rules.sheets import read_table
@@ -36,6 +37,7 @@ from pia_cli.local_stack import (
     LOCAL_PINPOINT_APP,
     LOCAL_PROFILES_DOMAIN,
     TOOLING,
+    EvaluatorRun,
     LocalStack,
     TargetView,
 )
@@ -45,6 +47,7 @@ DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULES = DATA / "demo-rules.csv"
 DEMO_NOW = "2026-04-30T12:00:00Z"
 STACK_NAME = "pia-demo"
+DEMO_UNIT_ROLLUPS = 10
 SUPPORTED_TARGETS = ("pinpoint", "eventbridge", "customer-profiles")
 
 
@@ -57,6 +60,7 @@ class RuleOutcome:
     users: int
     fired: int
     last_fire_only: bool = False
+    writes_value: bool = False
 
 
 @dataclass
@@ -88,6 +92,16 @@ class Progress:
         return time.monotonic() - self._started
 
 
+def _measured(rule: Any) -> str:
+    """What Operator-V compares, or a value rule writes: ``sum(price)``, ``avg(price)``, ``distinct(sku)``."""
+    if rule.aggregate is Aggregate.DISTINCT:
+        return str(rule.aggregate_text)
+    if rule.aggregate is Aggregate.COUNT and rule.writes_value:
+        return "count"
+    name = "sum" if rule.aggregate is Aggregate.COUNT else rule.aggregate.value
+    return f"{name}({rule.metric_name or 'metric'})"
+
+
 def _describe(rule: Any) -> str:
     def condition(label: str, cond: Any) -> str:
         return f"{label} {cond.op.value} {cond.target}"
@@ -96,7 +110,9 @@ def _describe(rule: Any) -> str:
     if rule.count_condition is not None:
         parts.append(condition("count", rule.count_condition))
     if rule.sum_condition is not None:
-        parts.append(condition(f"sum({rule.metric_name or 'metric'})", rule.sum_condition))
+        parts.append(condition(_measured(rule), rule.sum_condition))
+    if rule.writes_value:
+        parts.append(f"{_measured(rule)} written as the value")
     what = rule.event_name
     if rule.attribute_name is not None:
         what += f"[{rule.attribute_name}={rule.attribute_value}]"
@@ -136,7 +152,8 @@ def run_demo(
     log_path = output_dir / "functions.log"
     with log_path.open("w", encoding="utf-8") as logs, running_emulator() as emulator:
         progress(f"emulator: moto server on {emulator.endpoint_url} (function logs: {log_path})")
-        stack = _deploy(emulator.region, targets, clock_time, logs, progress)
+        clock = [clock_time]
+        stack = _deploy(emulator.region, targets, clock, logs, progress)
         with stack:
             if "eventbridge" in targets:
                 stack.capture_eventbridge()
@@ -153,7 +170,7 @@ def run_demo(
                 "records": stats.records_read,
                 "discarded": stats.records_discarded,
             }
-            _run_schedules(stack, clock_time, progress)
+            _run_schedules(stack, clock, progress)
             _read_targets(stack, result)
     result.seconds = progress.elapsed
     progress("emulator stopped")
@@ -161,18 +178,19 @@ def run_demo(
 
 
 def _deploy(
-    region: str, targets: Sequence[str], clock_time: datetime, logs: TextIO, progress: Progress
+    region: str, targets: Sequence[str], clock: list[datetime], logs: TextIO, progress: Progress
 ) -> LocalStack:
     parameters = {"PinpointApplicationId": LOCAL_PINPOINT_APP, "ActionTargets": ",".join(targets)}
     # The date rules' history takes the large-backfill path (Athena's query; DuckDB runs it locally).
     parameters["BackfillLambdaMaxObjects"] = "0"
+    # Units of ten rollups, so the evaluator's state machine fans out over several units and continues
+    # some of them with follow-ups, as a large deployment does with thousands.
+    parameters["EvaluatorUnitRollups"] = str(DEMO_UNIT_ROLLUPS)
     if "eventbridge" in targets:
         parameters["EventBusName"] = LOCAL_EVENT_BUS
     if "customer-profiles" in targets:
         parameters.update(ProfilesDomainName=LOCAL_PROFILES_DOMAIN, ProfilesCreateMissing="true")
-    stack = LocalStack.deploy(
-        STACK_NAME, parameters, region=region, clock=lambda: clock_time, log_stream=logs
-    )
+    stack = LocalStack.deploy(STACK_NAME, parameters, region=region, clock=lambda: clock[0], log_stream=logs)
     deployment = stack.deployment
     progress(
         f"deployed template.yaml as stack {STACK_NAME}: {len(deployment.resources)} resources, "
@@ -237,15 +255,32 @@ def _stream_events(
     )
 
 
-def _run_schedules(stack: LocalStack, clock_time: datetime, progress: Progress) -> None:
-    evaluation = stack.run_scheduled("evaluator")
+def _run_schedules(stack: LocalStack, clock: list[datetime], progress: Progress) -> None:
+    clock_time = clock[0]
+    run = stack.run_evaluator()
+    evaluation = run.output
     progress(f"evaluator (scheduled run at {clock_time:%Y-%m-%d %H:%M} UTC): {_brief(evaluation)}")
     if isinstance(evaluation, dict) and evaluation.get("backfill_path"):
         backfilled = len(evaluation["backfilled"])
         progress(f"backfill path: {evaluation['backfill_path']} ({backfilled} series)")
+    progress(f"evaluator path: {_evaluator_path(run)}")
     if stack.has_function("action_relay"):
+        # One value-update interval later, so the value outputs the rate limit held are sent too.
+        clock[0] = clock_time + timedelta(seconds=VALUE_UPDATE_SECONDS)
         relayed = stack.run_scheduled("action_relay")
         progress(f"action relay: {_brief(relayed)}")
+
+
+def _evaluator_path(run: EvaluatorRun) -> str:
+    if run.stats is None or run.outcome is None:
+        return run.path
+    stats = run.stats
+    follow_ups = stats.invocations - stats.map_items - 2 - stats.retries
+    outcome = "" if run.outcome.status == "SUCCEEDED" else f", {run.outcome.status} {run.outcome.error}"
+    return (
+        f"{run.path} ({stats.map_items} units, {follow_ups} follow-ups, {stats.failed_children} failed, "
+        f"{stats.retries} retries{outcome})"
+    )
 
 
 def _read_targets(stack: LocalStack, result: DemoResult) -> None:
@@ -263,7 +298,11 @@ def _read_targets(stack: LocalStack, result: DemoResult) -> None:
 
 
 def _outcome(rule: Any, view: TargetView) -> RuleOutcome:
-    holders = [u for u, attrs in view.attributes.items() if attrs.get(rule.output_name) == "ready"]
+    holders = [
+        u
+        for u, attrs in view.attributes.items()
+        if attrs.get(rule.output_name) == "ready" or (rule.writes_value and rule.output_name in attrs)
+    ]
     fired = {u: n for (u, name), n in view.fired.items() if name == rule.output_name}
     last_fire_only = rule.reset and not fired
     if last_fire_only:
@@ -277,6 +316,7 @@ def _outcome(rule: Any, view: TargetView) -> RuleOutcome:
         len(fired) if rule.reset else len(holders),
         sum(fired.values()),
         last_fire_only,
+        rule.writes_value,
     )
 
 
@@ -295,6 +335,8 @@ def render_summary(result: DemoResult, out: TextIO, examples: int = 3) -> None:
             reach = f"{rule.users} users fired (last time kept)"
         elif rule.resets:
             reach = f"{rule.users} users, {rule.fired} events fired"
+        elif rule.writes_value:
+            reach = f"{rule.users} users with a value"
         else:
             reach = f"{rule.users} users ready"
         write(f"  row {rule.row:<3} {rule.output_name:<{width}}  {reach:<28} {rule.description}\n")

@@ -210,6 +210,7 @@ NAMED_RESOURCES = (
     "TIMESERIES_TABLE",
     "RAW_EVENTS_BUCKET",
     "RULES_BUCKET",
+    "BACKFILL_RESULTS_BUCKET",
 )
 """The variables that name the stack's tables and buckets, which its role policies name too."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
@@ -32,6 +33,7 @@ from pia_cli.recorder import PinpointRecorder, ProfilesRecorder
 from pia_cli.request_checks import RequestCheck, check_first
 from pia_cli.runner import KinesisMappingRunner, MappingSettings, RunnerStats, function_errors
 from pia_cli.service_limits import ServiceLimits
+from pia_cli.state_machine import Outcome, RunStats, StateMachine, StatesError, load_definition
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TEMPLATE = REPOSITORY / "template.yaml"
@@ -41,9 +43,22 @@ MAX_PUT_RECORDS = 500
 MAX_PUT_RECORDS_BYTES = 4 * 1024 * 1024
 LOCAL_EVENT_BUS = "pia-local-actions"
 LOCAL_PROFILES_DOMAIN = "pia-local-profiles"
+EVALUATOR_STATE_MACHINE = "EvaluatorStateMachine"
+STATE_MACHINE_TYPE = "AWS::StepFunctions::StateMachine"
 LOCAL_STAND_INS = {"BACKFILL_QUERY_ENGINE": "duckdb"}
 """Settings that put a local engine where the emulator has no AWS one: moto cannot run Athena
 queries, so a large backfill runs the same SQL on DuckDB over the archive's objects."""
+
+
+@dataclass(frozen=True)
+class EvaluatorRun:
+    """One scheduled evaluator run: the path it took, what it returned, and (on the state machine)
+    how the execution went."""
+
+    path: str
+    output: Any
+    outcome: Outcome | None = None
+    stats: RunStats | None = None
 
 
 @dataclass
@@ -269,8 +284,77 @@ class LocalStack:
 
     # ------------------------------------------------------------------ schedules
 
+    def has_state_machine(self, logical_id: str = EVALUATOR_STATE_MACHINE) -> bool:
+        return logical_id in self.deployment.physical_ids(STATE_MACHINE_TYPE)
+
+    def state_machine(self, logical_id: str = EVALUATOR_STATE_MACHINE) -> StateMachine:
+        """The state machine as template.yaml defines it, interpreted locally: its tasks invoke the
+        stack's functions and its Map reads and writes S3, all under the state machine's role."""
+        arn = self.deployment.physical_ids(STATE_MACHINE_TYPE)[logical_id]
+        role_name = self.deployment.physical_ids("AWS::IAM::Role")[f"{logical_id}Role"]
+        role = RoleCheck(
+            RolePolicies.of_role(self._iam, self._iam.get_role(RoleName=role_name)["Role"]["Arn"]),
+            logical_id,
+        )
+        by_logical_id = {f.logical_id: f.arn for f in self.deployment.functions.values()}
+
+        def resolve(value: Any) -> str:
+            """A substitution's value: a function's ``!GetAtt X.Arn`` or a resource's ``!Ref``."""
+            if isinstance(value, dict) and "Fn::GetAtt" in value:
+                target, attribute = value["Fn::GetAtt"]
+                if attribute == "Arn" and target in by_logical_id:
+                    return by_logical_id[target]
+            if isinstance(value, dict) and value.get("Ref") in self.deployment.resources:
+                return self.deployment.resources[value["Ref"]][1]
+            if isinstance(value, str):
+                return value
+            raise StatesError(
+                "States.Runtime", f"{logical_id}: cannot resolve substitution {value!r} locally"
+            )
+
+        by_arn = {f.arn: f.source for f in self.deployment.functions.values()}
+
+        def invoke(function_arn: str, payload: Any) -> Any:
+            if not role.policies.allows("lambda:InvokeFunction", function_arn):
+                raise StatesError(
+                    "Lambda.AWSLambdaException", f"{logical_id}'s role may not invoke {function_arn}"
+                )
+            if function_arn not in by_arn:
+                raise StatesError("Lambda.ResourceNotFoundException", f"no function {function_arn}")
+            try:
+                return self.function(by_arn[function_arn]).invoke(payload)
+            except Exception as exc:
+                message = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+                raise StatesError(type(exc).__name__, message) from exc
+
+        s3 = check_first(boto3.client("s3", region_name=self.deployment.region), [role, ServiceLimits()])
+        return StateMachine(
+            load_definition(TEMPLATE, logical_id, resolve),
+            arn=arn,
+            invoke=invoke,
+            s3=self.counter.watch(s3, f"{self.deployment.stack_name}-states"),
+        )
+
+    def run_evaluator(self) -> EvaluatorRun:
+        """The evaluator's schedule: it starts the state machine (EvaluatorPath step-functions) or
+        invokes the function (single-invocation)."""
+        if not self.has_state_machine():
+            return EvaluatorRun("single-invocation", self._invoke_scheduled("evaluator"))
+        machine = self.state_machine()
+        now = self.now()
+        name = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        outcome = machine.start(name, {}, now)
+        output = outcome.output if outcome.status == "SUCCEEDED" else vars(outcome)
+        return EvaluatorRun("step-functions", output, outcome, machine.stats)
+
     def run_scheduled(self, source: str) -> Any:
-        """Invoke a function with the event its schedule rule sends, at the stack's clock."""
+        """What a function's schedule does, at the stack's clock: the evaluator's may run the state
+        machine instead; every other invokes the function with the schedule rule's event."""
+        if source == "evaluator":
+            return self.run_evaluator().output
+        return self._invoke_scheduled(source)
+
+    def _invoke_scheduled(self, source: str) -> Any:
         deployed = self.deployment.function(source)
         rules = self.deployment.physical_ids("AWS::Events::Rule")
         rule = next((pid for lid, pid in rules.items() if lid.startswith(deployed.logical_id)), deployed.name)

@@ -3,7 +3,9 @@
 Runs the real pipeline in-process on a fresh embedded emulator (moto in-process; nothing is
 deployed anywhere): deploy template.yaml, publish the rule file through the rule poller, put the
 events on the stack's stream in file order, let the local event source mapping feed them to the
-aggregator in batches, then run the evaluator. ``--now`` is the one clock every function reads.
+aggregator in batches, then run the evaluator, and the action relay one value-update interval later
+(so a value output the rate limit deferred shows as its latest value). ``--now`` is the clock every
+function reads.
 
 The result is one JSON document on stdout; logs go to stderr. The exit status is non-zero only when
 the run itself fails: rejected rule rows and skipped records are part of the answer.
@@ -19,12 +21,13 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from pia.core.events import RecordRejected, Skipped, parse_event
 from pia.core.mapping import PARAMETERS, FieldMapping, MappingError
+from pia.rules.aggregates import VALUE_UPDATE_SECONDS
 from pia.rules.model import TableError, parse_table
 from pia.rules.sheets import SheetError, read_table
 
@@ -160,12 +163,13 @@ def replay(
     }
     if mapping is not None:
         parameters.update({PARAMETERS[f.name]: getattr(mapping, f.name) for f in fields(mapping)})
+    clock = [now]
     with embedded_emulator() as emulator:
         stack = LocalStack.deploy(
             STACK_NAME,
             parameters,
             region=emulator.region,
-            clock=lambda: now,
+            clock=lambda: clock[0],
             log_stream=log_stream or sys.stderr,
             log_level=log_level,
         )
@@ -189,6 +193,11 @@ def replay(
                     f"{stats.records_discarded} records could not be processed (function errors above)"
                 )
             stack.run_scheduled("evaluator")
+            if stack.has_function("action_relay"):
+                # What the rate limit of value outputs deferred is sent by the relay once the interval
+                # ends: the preview shows each user's latest value, as the target will hold it.
+                clock[0] = now + timedelta(seconds=VALUE_UPDATE_SECONDS)
+                stack.run_scheduled("action_relay")
             view = stack.targets_view()
     return {
         "user_attributes": {

@@ -12,7 +12,17 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from pia.rules.model import ABSENT, PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
-TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, "MetricName", "Enabled", "OutputName", "Window", "Filter", "Cap")
+TEMPLATE_COLUMNS = (
+    *REQUIRED_COLUMNS,
+    "MetricName",
+    "Enabled",
+    "OutputName",
+    "Window",
+    "Filter",
+    "Cap",
+    "Aggregate",
+    "Output",
+)
 LAST_ROW = 1000
 OPERATORS = ("greater", "smaller", "equal", "greater_or_equal", "less_or_equal", "not_equal", "na")
 DROPDOWNS: dict[str, tuple[str, ...]] = {
@@ -21,11 +31,14 @@ DROPDOWNS: dict[str, tuple[str, ...]] = {
     "Operator-V": OPERATORS,
     "ResetWhenReachTarget": ("yes", "no"),
     "Enabled": ("yes", "no"),
+    "Output": ("ready", "value"),
 }
 SUGGESTIONS: dict[str, tuple[str, ...]] = {
     "Cap": ("na", "once", "1 per hour", "1 per day", "3 per day", "1 per 7 days", "1 per week"),
+    "Aggregate": ("count", "sum", "avg", "min", "max", "distinct(attribute)"),
 }
-"""Dropdowns that also accept typed values: any N per K hours/days/weeks is a valid Cap."""
+"""Dropdowns that also accept typed values: any N per K hours/days/weeks is a valid Cap, and
+``distinct(product_id)`` names its own attribute."""
 DATE_HELP = (
     "Dates are written YYYY-MM-DD, for example 2021-01-01. "
     f"Aggregator rules count from the moment the rule is live and take {PLACEHOLDER_DATE} in both "
@@ -60,8 +73,19 @@ HEADER_HELP = {
         "ends with, < <= > >=, exists, not, or, and parentheses. Names with spaces go in backticks: "
         '`first name` = "Ana". A filtered rule needs an OutputName.'
     ),
+    "Aggregate": (
+        "What Operator-V compares (and Output = value writes): count (default; Operator-V compares the "
+        "sum, as before), sum, avg, min or max of MetricName, or distinct(attribute), the number of "
+        "different values of an attribute (exact up to 1000 per user, then 1000+). Any aggregate but "
+        "count reads only events that carry its metric or attribute. Date rules: count, sum, avg."
+    ),
+    "Output": (
+        "ready (default): write ready when the conditions hold. value: write the aggregate itself, "
+        "such as trk_ltv = 412.50, when it changes, at most once per user every 15 minutes "
+        "(the latest value is always sent); Operator-C and Operator-V are then na."
+    ),
 }
-# Case 1, 2 and 3 of the README, one row each.
+# Case 1, 2 and 3 of the README, one row each, and a value output (Aggregate and Output).
 EXAMPLES = (
     {
         "RuleType": "aggregator",
@@ -85,6 +109,15 @@ EXAMPLES = (
         "ResetWhenReachTarget": "no",
         "StartDate": "2021-01-01",
         "FinishDate": "2021-02-01",
+    },
+    {
+        "RuleType": "aggregator",
+        "EventName": "purchase",
+        "ResetWhenReachTarget": "no",
+        "MetricName": "price",
+        "OutputName": "trk_ltv",
+        "Aggregate": "sum",
+        "Output": "value",
     },
 )
 DEFAULTS = {

@@ -226,6 +226,7 @@ class EvaluatorSettings:
     backfill_results_bucket: str = ""
     backfill_lambda_max_objects: int = 2_000
     unit_rollups: int = DEFAULT_UNIT_ROLLUPS
+    max_concurrency: int = 10
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> EvaluatorSettings:
@@ -246,6 +247,7 @@ class EvaluatorSettings:
             unit_rollups=e.integer(
                 "EVALUATOR_UNIT_ROLLUPS", DEFAULT_UNIT_ROLLUPS, minimum=1, maximum=100_000
             ),
+            max_concurrency=e.integer("EVALUATOR_MAX_CONCURRENCY", 10, minimum=1, maximum=1_000),
         )
 
 

@@ -8,13 +8,15 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
+from pia.aws.legacy_outbox import LegacyOutbox
 from pia.aws.wiring import Clock, Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.counting.store import CounterStore
 from pia.settings import RelaySettings
 from pia.targets.factory import build_targets
-from pia.targets.relay import RelayReport, relay_due
+from pia.targets.relay import MAX_ITEMS_PER_RUN, RelayFailed, RelayReport, relay_due
 from pia.telemetry import logger, metrics, tracer
 
 
@@ -24,18 +26,21 @@ class Runtime:
     tables: list[Any]
     targets: list[ActionTarget]
     clock: Clock
+    legacy: LegacyOutbox
 
 
 def build(wiring: Wiring) -> Runtime:
     """The tables whose items may owe actions: counters, and rollups when date rules are deployed."""
     settings = RelaySettings.from_env()
     dynamodb = wiring.clients("dynamodb")
-    tables: list[Any] = [CounterStore(dynamodb, settings.aggregates_table)]
+    counters = CounterStore(dynamodb, settings.aggregates_table)
+    tables: list[Any] = [counters]
     if settings.timeseries_table:
         from pia.timeseries.store import RollupStore  # noqa: PLC0415 (only stacks with date rules)
 
         tables.append(RollupStore(dynamodb, settings.timeseries_table))
-    return Runtime(settings, tables, build_targets(settings.targets, wiring.clients), wiring.clock)
+    legacy = LegacyOutbox(dynamodb, settings.aggregates_table, parking=counters)
+    return Runtime(settings, tables, build_targets(settings.targets, wiring.clients), wiring.clock, legacy)
 
 
 container = Container(build)
@@ -48,6 +53,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     rt = container.runtime()
     now = int(rt.clock().timestamp())
     report = RelayReport()
+    if rt.legacy.partitions():
+        # Outbox entries from before the upgrade first: they are older than anything the items owe.
+        # A failure here is logged and retried next run, and never holds up what the items owe.
+        try:
+            legacy = relay_due(
+                rt.legacy, rt.targets, now, rt.legacy.partitions(), max_items=MAX_ITEMS_PER_RUN // 4
+            )
+        except (RelayFailed, ClientError) as exc:
+            logger.error("outbox entries from before the upgrade not drained this run", reason=str(exc))
+        else:
+            report.add(legacy)
+            rt.legacy.run_done(now)
     for table in rt.tables:
         report.add(relay_due(table, rt.targets, now, table.partitions()))
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)

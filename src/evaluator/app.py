@@ -1,11 +1,14 @@
-"""Scheduled evaluator: date and rolling-window rules over the daily rollups, only changes sent.
+"""The evaluator: date and rolling-window rules over the daily rollups, only changes sent.
 
-EventBridge invokes it on the EvaluatorSchedule (default hourly). pandas comes from the AWS SDK for
-pandas layer; this is the only function that loads it.
+With ``EvaluatorPath`` step-functions the evaluator state machine calls it once to plan a run, once
+per unit of rollups (and per follow-up), and once to finish; with single-invocation, the schedule
+invokes it and it does the whole run in turn. pandas comes from the AWS SDK for pandas layer; this is
+the only function that loads it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,11 +24,28 @@ from pia.telemetry import logger, metrics, tracer
 from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
-from pia.timeseries.evaluator import Evaluator
+from pia.timeseries.evaluator import EvaluationReport, Evaluator
+from pia.timeseries.run_files import RunFiles, within_payload
+from pia.timeseries.run_requests import (
+    FinishRequest,
+    PlanRequest,
+    RequestError,
+    UnitRequest,
+    WholeRun,
+    parse_request,
+)
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
 
 READ_TIMEOUT_SECONDS = 20
-"""Longer than the other functions': one query reads a whole series' rollups."""
+"""Longer than the other functions': a backfilled series' rollups are read in the plan step."""
+
+
+@dataclass(frozen=True)
+class EvaluatorRuntime:
+    evaluator: Evaluator
+    files: RunFiles | None
+    """Where a fanned-out run keeps its plan and results (None: no bucket configured)."""
+    max_concurrency: int
 
 
 def _backfill(
@@ -53,7 +73,7 @@ def _backfill(
     return SizedBackfill(archive, small, large, LambdaLimit(objects=settings.backfill_lambda_max_objects))
 
 
-def build(wiring: Wiring) -> Evaluator:
+def build(wiring: Wiring) -> EvaluatorRuntime:
     settings = EvaluatorSettings.from_env()
     clients = wiring.clients
     dynamodb = clients("dynamodb")
@@ -61,7 +81,7 @@ def build(wiring: Wiring) -> Evaluator:
     archive = (
         RawEventArchive(clients("s3"), settings.raw_events_bucket) if settings.raw_events_bucket else None
     )
-    return Evaluator(
+    evaluator = Evaluator(
         RulesetTable(dynamodb, settings.ruleset_table).current,
         RollupStore(dynamodb, settings.timeseries_table, retention_days=retention),
         CoverageTable(dynamodb, settings.timeseries_table),
@@ -71,28 +91,86 @@ def build(wiring: Wiring) -> Evaluator:
         archive=archive,
         backfill=_backfill(settings, archive, clients) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
+        unit_limit=settings.unit_rollups,
     )
+    bucket = settings.backfill_results_bucket
+    files = RunFiles(clients("s3"), bucket) if bucket else None
+    return EvaluatorRuntime(evaluator, files, settings.max_concurrency)
 
 
 container = Container(build, Wiring(AwsClients(SDK_CONFIG.merge(Config(read_timeout=READ_TIMEOUT_SECONDS)))))
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
-    report = container.runtime().run(container.now())
-    metrics.add_metric("DateRulesReady", MetricUnit.Count, report.ready)
-    metrics.add_metric("DateRulesNotReady", MetricUnit.Count, report.not_ready)
-    metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)
-    metrics.add_metric("ActionsDeferred", MetricUnit.Count, report.actions_deferred)
-    metrics.add_metric("RollupsRead", MetricUnit.Count, report.rollups_read)
+def _log_failures(report: EvaluationReport) -> None:
     if report.bad_archive_lines:
         logger.error("unreadable lines in the raw event archive", count=report.bad_archive_lines)
     for key, reason in report.failures.items():
         logger.error(
             "evaluator change not committed or not delivered; retried next run", item=key, reason=reason
         )
+
+
+def _publish(report: EvaluationReport) -> dict[str, object]:
+    """The run's metrics and summary line: once per run, from the whole run's report."""
+    metrics.add_metric("DateRulesReady", MetricUnit.Count, report.ready)
+    metrics.add_metric("DateRulesNotReady", MetricUnit.Count, report.not_ready)
+    metrics.add_metric("ActionsSent", MetricUnit.Count, report.actions_sent)
+    metrics.add_metric("ActionsDeferred", MetricUnit.Count, report.actions_deferred)
+    metrics.add_metric("RollupsRead", MetricUnit.Count, report.rollups_read)
+    _log_failures(report)
     summary = report.summary()
     logger.info("date rules evaluated", extra=summary)
     return summary
+
+
+def _plan(runtime: EvaluatorRuntime, request: PlanRequest) -> dict[str, object]:
+    if runtime.files is None:
+        raise RequestError("mode 'plan' needs BACKFILL_RESULTS_BUCKET: the run's files are kept there")
+    plan = runtime.evaluator.plan(container.now())
+    planned = runtime.files.write_plan(request.execution, plan, max_concurrency=runtime.max_concurrency)
+    logger.info("evaluator run planned", execution=request.execution, units=planned.unit_count)
+    return planned.to_json()
+
+
+def _unit(runtime: EvaluatorRuntime, request: UnitRequest) -> dict[str, object]:
+    page = runtime.evaluator.run_unit(request.unit, container.now())
+    _log_failures(page)
+    more = page.more
+    report = request.so_far or EvaluationReport()
+    report.add(page)
+    return {"report": within_payload(report).to_json(), "more": more.to_json() if more is not None else None}
+
+
+def _finish(runtime: EvaluatorRuntime, request: FinishRequest) -> dict[str, object]:
+    if runtime.files is None:
+        raise RequestError("mode 'finish' needs BACKFILL_RESULTS_BUCKET: the run's files are kept there")
+    plan = runtime.files.read_plan(request.plan)
+    results = runtime.files.unit_results(request.results)
+    for unit, reason in results.failed.items():
+        logger.error(
+            "evaluator unit failed after its retries; evaluated again next run", unit=unit, reason=reason
+        )
+    report = runtime.evaluator.finish(plan, results.reports, container.now())
+    report.failures.update(results.failed)
+    return {
+        **_publish(report),
+        "units": report.units,
+        "most_unit_rollups": report.most_unit_rollups,
+        "failed_units": len(results.failed),
+    }
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
+    request = parse_request(event)
+    runtime = container.runtime()
+    if isinstance(request, PlanRequest):
+        return _plan(runtime, request)
+    if isinstance(request, UnitRequest):
+        return _unit(runtime, request)
+    if isinstance(request, FinishRequest):
+        return _finish(runtime, request)
+    assert isinstance(request, WholeRun)
+    return _publish(runtime.evaluator.run(container.now()))

@@ -10,10 +10,12 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from pia.rules.aggregates import average_text, mean
 from pia_cli.demo import render_summary, run_demo
 
 pytestmark = pytest.mark.demo
@@ -38,6 +40,9 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert "AWS_ENDPOINT_URL" not in os.environ
     # The sample's date rules take the large-backfill path: Athena's query, run by DuckDB locally.
     assert "backfill path: athena-sql-on-duckdb (3 series)" in progress
+    # The evaluator's run goes through its state machine, fanned out over units of the demo's bound.
+    path = re.search(r"evaluator path: step-functions \((\d+) units, (\d+) follow-ups, 0 failed", progress)
+    assert path is not None and int(path.group(1)) > 1, progress
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert result.events_put == len(events)
@@ -70,7 +75,17 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert by_output["trk_course_daily"].fired == sum(len(days) for days in daily.values())
     assert by_output["trk_course_daily"].fired < by_output["trk_course_completed"].fired
     assert by_output["trk_course_daily"].description.endswith("reset, cap 1 per day")
-    assert len(result.rules) == 8
+    assert len(result.rules) == 9
+    # Sample rule row 11: each user's average purchase price, written as the value, the latest one.
+    prices: dict[str, list[Decimal]] = {}
+    for event in events:
+        user = signed_in(event)
+        if user is not None and event["event_type"] == "purchase":
+            prices.setdefault(user, []).append(Decimal(str(event["metrics"]["price"])))
+    expected = {u: average_text(mean(sum(p, Decimal(0)), len(p)) or Decimal(0)) for u, p in prices.items()}
+    written = {u: a["trk_avg_price"] for u, a in result.attributes.items() if "trk_avg_price" in a}
+    assert written == expected
+    assert by_output["trk_avg_price"].users == len(expected) and by_output["trk_avg_price"].writes_value
     assert result.rejected == [result.rejected[0]] and result.rejected[0].startswith("row 8, Operator-C")
     assert result.failures == []
     assert result.mapping["records"] == len(events) and result.mapping["discarded"] == 0
@@ -88,6 +103,7 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     ):
         assert heading in text
     assert "== AWS calls ==" in text and "trk_date_purchase" in text
+    assert "users with a value" in text and "purchase: avg(price) written as the value" in text
 
 
 @pytest.mark.parametrize("target", ["eventbridge", "customer-profiles"])

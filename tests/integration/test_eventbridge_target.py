@@ -122,12 +122,15 @@ def test_each_kind_of_change_arrives_with_its_detail_type_and_exact_detail(bus: 
     met = action(1, total="25.00")
     no_longer = action(2, value=NOT_READY, total="0")
     fired = action(3, kind=ActionKind.FIRE_EVENT, value=None, total="0.30000000000000000001")
+    valued = action(4, value="412.50", total="412.50")
 
-    result = target_with().send([met, no_longer, fired])
+    result = target_with().send([met, no_longer, fired, valued])
 
     assert result.failed == {}
     arrived = {body["detail"]["action_id"]: body for body in bus.received()}
-    assert set(arrived) == {met.action_id, no_longer.action_id, fired.action_id}
+    assert set(arrived) == {met.action_id, no_longer.action_id, fired.action_id, valued.action_id}
+    assert arrived[valued.action_id]["detail-type"] == "Rule Value Changed"
+    assert arrived[valued.action_id]["detail"]["value"] == "412.50"
     first = arrived[met.action_id]
     assert (first["source"], first["detail-type"], first["time"], first["resources"]) == (
         "pinpoint-incremental-analytics",

@@ -4,18 +4,16 @@ the relay if need be, never after a newer value, and never from an outbox that g
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pia.aws.state_table import PARKED_PK, query_partition
-from pia.aws.wiring import Wiring
 from pia.core.state import MAX_ATTEMPTS
 from pia.counting.store import CounterStore, still_owed
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
-from tests.conftest import AGGREGATES_TABLE, handler_clients, publish_rows, rule_row
+from tests.conftest import AGGREGATES_TABLE, later, publish_rows, rule_row
 from tests.integration.test_aggregator import COURSE_EVERY_3, GREEN_GT_5, batch, pin_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -39,21 +37,6 @@ def owed(dynamodb: Any) -> int:
     return len(still_owed(dynamodb.scan(TableName=AGGREGATES_TABLE)["Items"]))
 
 
-@pytest.fixture
-def relay_app(
-    dynamodb: Any, function_env: dict[str, str], recorder: Any, monkeypatch: pytest.MonkeyPatch
-) -> Any:
-    from action_relay import app
-
-    with app.container.wired(Wiring(handler_clients(recorder))):
-        yield app
-
-
-def later(app: Any, monkeypatch: pytest.MonkeyPatch, minutes: int) -> None:
-    moment = datetime.now(UTC) + timedelta(minutes=minutes)
-    app.container.rewire(Wiring(app.container.wiring.clients, lambda: moment))
-
-
 def test_pinpoint_outage_after_commit_is_delivered_later_without_recounting(
     aggregator_app: Any,
     relay_app: Any,
@@ -73,7 +56,7 @@ def test_pinpoint_outage_after_commit_is_delivered_later_without_recounting(
     assert (state.count, state.fired) == (0, 2)
 
     recorder.fail_next = 0
-    later(relay_app, monkeypatch, 2)
+    later(relay_app, 2)
     result = relay_app.lambda_handler(
         json.loads((EVENTS / "relay-schedule.json").read_text()), lambda_context
     )
@@ -172,7 +155,7 @@ def test_an_action_no_target_will_ever_take_is_parked_after_bounded_attempts(
     aggregator_app.lambda_handler(event, lambda_context)
     delivered = 0
     for hour in range(1, 24):
-        later(relay_app, monkeypatch, 60 * hour)
+        later(relay_app, 60 * hour)
         delivered += relay_app.lambda_handler({}, lambda_context)["delivered"]
     assert delivered == 0 and owed(dynamodb) == 0
     parked = query_partition(dynamodb, AGGREGATES_TABLE, PARKED_PK)
@@ -198,7 +181,7 @@ def test_the_relay_works_in_bounded_pages_and_sends_as_it_goes(
     assert owed(dynamodb) == 120
     recorder.fail_next = 0
     order: list[str] = []
-    later(relay_app, monkeypatch, 2)
+    later(relay_app, 2)
     tables = relay_app.container.runtime().tables
     client = tables[0].client
     client.meta.events.register("before-call.dynamodb.Query", lambda **_: order.append("read"))

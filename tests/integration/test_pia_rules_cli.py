@@ -64,7 +64,7 @@ def test_template_validate_push_poll_gives_the_live_ruleset(
     assert main(["rules", "template", str(path)]) == 0
     assert main(["rules", "validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "rules.xlsx: 3 rows, 3 live, 0 with errors, 0 with warnings, 0 disabled" in out
+    assert "rules.xlsx: 4 rows, 4 live, 0 with errors, 0 with warnings, 0 disabled" in out
     assert "4    ok      trk_date_purchase" in out
 
     monkeypatch.setenv("PIA_RULES_BUCKET", RULES_BUCKET)
@@ -82,12 +82,14 @@ def test_template_validate_push_poll_gives_the_live_ruleset(
         ("trk_greenbutton", "aggregator", False),
         ("trk_course_completed", "aggregator", True),
         ("trk_date_purchase", "date", False),
+        ("trk_ltv", "aggregator", False),
     ]
     report = boto3.client("s3").get_object(Bucket=RULES_BUCKET, Key="rules/rules.report.csv")["Body"].read()
     assert report.decode("utf-8-sig").splitlines()[1:] == [
         "2,ok,trk_greenbutton,",
         "3,ok,trk_course_completed,",
         "4,ok,trk_date_purchase,",
+        "5,ok,trk_ltv,",
     ]
 
 

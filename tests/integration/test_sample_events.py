@@ -173,7 +173,7 @@ def s3_rules_upload(deploy: Callable[[str], LocalStack], tmp_path: Path, clock: 
     assert (outcome["status"], outcome["version"], outcome["rules"], outcome["errors"]) == (
         "published",
         1,
-        3,
+        4,
         0,
     )
     table = RulesetTable(
@@ -183,6 +183,7 @@ def s3_rules_upload(deploy: Callable[[str], LocalStack], tmp_path: Path, clock: 
         "trk_greenbutton",
         "trk_course_completed",
         "trk_date_purchase",
+        "trk_ltv",
     }
 
 

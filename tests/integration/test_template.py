@@ -19,7 +19,21 @@ from samtranslator.translator.transform import transform
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 # Actions AWS only authorises on Resource "*" (they have no resource-level permissions).
-WILDCARD_RESOURCE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+WILDCARD_RESOURCE_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    # The evaluator state machine's tracing and vended log delivery (Step Functions' documented policy):
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
 
 
 @cache

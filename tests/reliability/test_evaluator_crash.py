@@ -11,18 +11,23 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
 
 from pia.rules.model import Rule, parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia.timeseries.rollups import DayTotal, SeriesRollup, kept_wake, next_change
 from pia.timeseries.store import RollupStore, rollup_item
+from pia_cli.local_stack import EVALUATOR_STATE_MACHINE, TEMPLATE
+from pia_cli.state_machine import StateMachine, StatesError, load_definition
 from tests.reliability.deployment import Deployment
 from tests.reliability.faults import ProcessKilled, Triple
 from tests.reliability.ledger import ReliabilityLedger
 
 pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:No application metrics")]
 ACTIVATION = "2026-02-01"
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:pia-reliability-evaluator"
+MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:pia-reliability-evaluator"
 FIRST = datetime(2026, 3, 20, 12, tzinfo=UTC)
 ROWS = (
     {
@@ -220,4 +225,145 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
             if pending:
                 differences.append(f"{len(pending)} outbox entries never delivered")
             row.record(faults=stack.crash.crashes, differences=differences, resends=resends)
+    assert row.differences == 0, row.verdict()
+
+
+class FannedOut:
+    """The evaluator on its state machine, interpreted from template.yaml: every Lambda task runs the
+    handler in a container that a kill throws away (Step Functions sees ``Runtime.ExitError`` and
+    retries as declared), and a unit's response is sometimes lost after it ran, so Step Functions runs
+    that unit twice."""
+
+    def __init__(self, stack: Deployment, module: Any, rng: random.Random) -> None:
+        self.stack = stack
+        self.module = module
+        self.rng = rng
+        self.container: Any = None
+        self.clock = FIRST
+        self.kills_left = 0
+        self.twice = 0
+        self.s3 = boto3.client("s3", region_name="us-east-1")
+        definition = load_definition(TEMPLATE, EVALUATOR_STATE_MACHINE, lambda value: FUNCTION_ARN)
+        self.machine = StateMachine(definition, arn=MACHINE_ARN, invoke=self.invoke, s3=self.s3)
+
+    def invoke(self, function: str, payload: Any) -> Any:
+        if self.kills_left and self.stack.crash.at is None and self.rng.random() < 0.3:
+            self.kills_left -= 1
+            self.stack.crash.arm(self.rng.randint(0, 4))
+        with (
+            self.stack._env(),
+            self.module.container.wired(self.stack.wiring("evaluator", lambda: self.clock)) as container,
+        ):
+            if self.container is None:
+                self.container = container.build()
+            with container.running(self.container):
+                try:
+                    result = self.module.lambda_handler(payload, self.stack.context)
+                except ProcessKilled as killed:
+                    self.container = None
+                    raise StatesError("Runtime.ExitError", str(killed)) from None
+        if payload.get("mode") == "unit" and self.rng.random() < 0.2:
+            self.twice += 1
+            raise StatesError("Lambda.SdkClientException", "the unit ran; its response was lost")
+        return result
+
+    def run(self, at: datetime, kills: int) -> str:
+        """One scheduled execution; its status."""
+        self.clock, self.kills_left = at, kills
+        self.stack.crash.arm(None)
+        outcome = self.machine.start(f"{at:%Y%m%dT%H%M%S}-{self.rng.randrange(10**6):06d}", {}, at)
+        self.stack.crash.arm(None)
+        return outcome.status
+
+
+def test_evaluator_fanned_out_over_units_killed_mid_unit_and_units_run_twice_sends_each_change_once(
+    deploy: Callable[..., Deployment],
+    ledger: ReliabilityLedger,
+    examples: int,
+) -> None:
+    row = ledger.scenario(
+        16,
+        "Evaluator crash across units",
+        "Runs: a quarter of PIA_RELIABILITY_EXAMPLES. The same rollups, rules and hand-computed "
+        "expectations as scenario 10, evaluated by the evaluator's state machine from template.yaml "
+        "(interpreted locally: plan, a Distributed Map over the units with follow-ups, finish), with units "
+        "of 1-3 rollups over the series' partitions, so each run has several units and most have "
+        "follow-ups. Up to three kills per execution, each after k of the writes of whichever invocation "
+        "is running (plan, a unit page or finish; Step Functions retries it as the template declares, in a "
+        "new container), and one unit response in five lost after the unit ran, so that unit runs twice. "
+        "An execution that still fails is followed by the next hourly one. Checked: each ready / not-ready "
+        "change reaches Pinpoint exactly once (a same-value resend only in the documented window), no user "
+        "is missed, a further run sends nothing, and no rollup still owes an action.",
+    )
+    from evaluator import app as evaluator_module
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for run in range(max(3, examples // 4)):
+        rng = random.Random(f"evaluator-units-{run}")
+        bucket = f"rel-evaluator-runs-{run}"
+        s3.create_bucket(Bucket=bucket)
+        limit = str(rng.randint(1, 3))
+        with deploy(
+            rng,
+            TIMEZONE="UTC",
+            RAW_EVENTS_BUCKET="",
+            BACKFILL_RESULTS_BUCKET=bucket,
+            EVALUATOR_UNIT_ROLLUPS=limit,
+        ) as stack:
+            parsed = parse_rules(enumerate(ROWS, start=2))
+            series = {rule.series for rule in parsed.rules}
+            RulesetTable(stack.dynamodb, stack.rulesets).publish(
+                Ruleset(
+                    1,
+                    parsed.rules,
+                    "2026-01-15T00:00:00+00:00",
+                    series_activation=dict.fromkeys(series, ACTIVATION),
+                ),
+                expected_version=0,
+            )
+            fanned = FannedOut(stack, evaluator_module, rng)
+            users = [f"user-{i:03d}" for i in range(rng.randint(6, 30))]
+            history: dict[str, Days] = {user: {} for user in users}
+            _grow(rng, history, users, date(2026, 3, 1), FIRST.date())
+            _seed(stack, parsed.rules, history, users, FIRST)
+            differences: list[str] = []
+            expected: Counter[Triple] = _expected_changes(history, None, FIRST.date())
+            clock = FIRST
+            for phase in (1, 2):
+                if phase == 2:
+                    later = FIRST + timedelta(days=rng.randint(1, 8))
+                    newcomers = [f"user-{i:03d}" for i in range(len(users), len(users) + rng.randint(0, 6))]
+                    history.update({user: {} for user in newcomers})
+                    active = rng.sample(users, k=len(users) // 3) + newcomers
+                    users += newcomers
+                    _grow(rng, history, active, FIRST.date() + timedelta(days=1), later.date())
+                    _seed(stack, parsed.rules, history, active, later)
+                    expected += _expected_changes(history, FIRST.date(), later.date())
+                    clock = later
+                for attempt in range(6):
+                    kills = rng.randint(1, 3) if attempt < 5 and rng.random() < 0.8 else 0
+                    crashes = stack.crash.crashes
+                    status = fanned.run(clock, kills)
+                    clock += timedelta(hours=1)
+                    if status == "SUCCEEDED" and stack.crash.crashes == crashes:
+                        break
+                if fanned.run(clock, 0) != "SUCCEEDED":
+                    differences.append(f"phase {phase}: the run after recovery failed")
+                clock += timedelta(hours=1)
+            if fanned.machine.stats.map_items < 2 * 4:
+                differences.append(
+                    f"only {fanned.machine.stats.map_items} units ran: the scenario fans out too little"
+                )
+            sent = stack.attribute_sends.sent
+            resends = 0
+            for triple in sorted(set(sent) | set(expected)):
+                got, want = sent[triple], expected[triple]
+                if want and want < got <= want + stack.crash.attribute_window[triple]:
+                    resends += got - want
+                elif got != want:
+                    differences.append(f"{triple}: sent {got} times, expected {want}")
+            pending = stack.outbox()
+            if pending:
+                differences.append(f"{len(pending)} outbox entries never delivered")
+            row.record(faults=stack.crash.crashes + fanned.twice, differences=differences, resends=resends)
     assert row.differences == 0, row.verdict()

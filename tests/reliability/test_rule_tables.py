@@ -154,6 +154,13 @@ filter_cell = st.one_of(
     ),
     odd_text,
 )
+AGGREGATES = ["", "na", "count", "sum", "avg", "Average", "MIN", "max", "distinct(tag)", "distinct( a|b )"]
+aggregate_cell = st.one_of(
+    st.sampled_from(AGGREGATES),
+    st.sampled_from(["median", "distinct", "distinct()", "distinct(" + "a" * 51 + ")", "sum(price)"]),
+    odd_text,
+)
+output_kind = st.one_of(st.sampled_from(["", "na", "ready", "value", "VALUE", "values"]), odd_text)
 CAPS = ["", "na", "once", "3 per day", "1 per 7 days", "1 per week", "2 per 6 hours"]
 cap_cell = st.one_of(
     st.sampled_from(CAPS),
@@ -184,6 +191,8 @@ CELLS: dict[str, st.SearchStrategy[str]] = {
     "Window": window,
     "Key": st.one_of(st.just(""), odd_text),
     "Filter": filter_cell,
+    "Aggregate": aggregate_cell,
+    "Output": output_kind,
     "Cap": cap_cell,
 }
 assert set(CELLS) == set(ALL_COLUMNS)
@@ -213,6 +222,7 @@ def valid_rows(draw: st.DrawFn) -> dict[str, str]:
     )
     if output:
         output += draw(st.sampled_from(["", *map(str, range(50))]))
+    aggregate = draw(st.sampled_from(AGGREGATES[:5] if kind == "date" else AGGREGATES))
     return {
         "RuleType": kind,
         "EventName": draw(st.sampled_from(["click", "buy", "view", "buy*", "b|u=y", "Großer Kauf"]))
@@ -232,6 +242,8 @@ def valid_rows(draw: st.DrawFn) -> dict[str, str]:
         "OutputName": output,
         "Key": "",
         "Filter": condition,
+        "Aggregate": aggregate,
+        "Output": "",
         "Cap": draw(st.sampled_from(["", "", *CAPS])),
     }
 
@@ -244,6 +256,7 @@ DEFINING = (
     "EventName",
     "Operator-V",
     "Filter",
+    "Aggregate",
     "Cap",
 )
 """The cells whose change used to leave two rows colliding: favoured when a row is copied."""
@@ -275,10 +288,20 @@ def rule_tables(draw: st.DrawFn) -> tuple[list[dict[str, str]], int]:
 
 
 def definition(rule: Rule) -> tuple[object, ...]:
-    """What a date rule's rollup holds: its events, narrowed by the filter, and the summed metric."""
+    """What a date rule's rollup holds: its events, narrowed by the filter (and, for an aggregate on
+    a metric, to the events carrying it), and the summed metric."""
     summed = rule.metric_name if rule.needs_sum else None
     narrowed = rule.filter.canonical if rule.filter is not None else None
-    return (rule.event_name, rule.attribute_name, rule.attribute_value, narrowed, rule.needs_sum, summed)
+    measured = rule.aggregate.on_metric
+    return (
+        rule.event_name,
+        rule.attribute_name,
+        rule.attribute_value,
+        narrowed,
+        rule.needs_sum,
+        summed,
+        measured,
+    )
 
 
 def unprintable(text: str, allowed: str) -> list[str]:

@@ -42,6 +42,7 @@ from pia.core.limits import (
 )
 from pia.core.mapping import FieldMapping
 from pia.core.segment import is_segment, segment_fields
+from pia.rules.aggregates import chosen_metric
 from pia.rules.model import OUTPUT_PREFIX
 
 PINPOINT_TIMESTAMPS = ("event_timestamp", "arrival_timestamp")
@@ -69,16 +70,7 @@ class Event:
     format: EventFormat = EventFormat.PINPOINT
 
     def metric_for(self, metric_name: str | None) -> Decimal | None:
-        """The value a rule sums: the named metric, or the event's only metric.
-
-        With several metrics and no MetricName the choice would be a guess, so the event adds
-        nothing to the sum (it still counts) and the caller reports it as ambiguous.
-        """
-        if metric_name is not None:
-            return self.metrics.get(metric_name)
-        if len(self.metrics) == 1:
-            return next(iter(self.metrics.values()))
-        return None
+        return chosen_metric(self.metrics, metric_name)
 
 
 class SkipReason(StrEnum):

@@ -207,7 +207,7 @@ class Aggregator:
             sequences: dict[str, int] = {}
             for position, _ in events:
                 sequences[position.lane] = max(position.sequence, sequences.get(position.lane, 0))
-            return owe(
+            change = owe(
                 step.state,
                 step.actions,
                 names,
@@ -216,6 +216,10 @@ class Aggregator:
                 hand_over=self._hand_over,
                 sequences=sequences,
             )
+            if not step.hold_until:
+                return change
+            held = change.state.with_outbox(change.state.pending, max(change.state.due, step.hold_until))
+            return Change(held, note=change.note)
 
         done = commit_loop(
             runs,

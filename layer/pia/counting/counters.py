@@ -24,6 +24,16 @@ from pia.core.actions import READY, Action, ActionKind, action_id_for
 from pia.core.events import Event
 from pia.core.limits import MAX_ENDPOINTS_PER_USER
 from pia.core.state import Pending
+from pia.rules.aggregates import (
+    BEYOND_DISTINCT,
+    MAX_DISTINCT,
+    VALUE_UPDATE_SECONDS,
+    Aggregate,
+    average_text,
+    distinct_digest,
+    mean,
+    value_text,
+)
 from pia.rules.caps import CapWindow
 from pia.rules.model import Comparison, Rule
 
@@ -60,6 +70,23 @@ Run = list[tuple[Position, Event]]
 
 
 @dataclass(frozen=True)
+class Measures:
+    low: Decimal | None = None
+    high: Decimal | None = None
+    distinct: frozenset[bytes] = frozenset()
+    """Digests of the distinct values seen (``distinct`` rules), at most MAX_DISTINCT of them."""
+    distinct_over: bool = False
+    """A further value arrived once ``distinct`` was full: the measure is MAX_DISTINCT or more."""
+    shown: str | None = None
+    """The value a ``value`` rule last queued for its target (the one the target ends up with)."""
+    shown_at: int = 0
+    """When that value is sent (now, or later when the rate limit deferred it)."""
+
+
+NO_MEASURES = Measures()
+
+
+@dataclass(frozen=True)
 class CounterState:
     """One (rule, user) counter. ``version`` 0 means the item does not exist yet.
 
@@ -86,6 +113,13 @@ class CounterState:
     due: int = 0
     cap: CapWindow = NO_WINDOW
     capped: int = 0
+    measures: Measures = NO_MEASURES
+    """What a rule with an Aggregate or a value output keeps besides count and sum: one field, so a
+    count rule's state is copied (on every write) no slower than before."""
+
+    @property
+    def shown(self) -> str | None:
+        return self.measures.shown
 
     @property
     def key(self) -> CounterKey:
@@ -111,6 +145,8 @@ class Step:
     """Events that arrived after the counter settled: nothing to count, nothing written."""
     consumed: int = -1
     """How many of the events this step took (all, unless ``max_actions`` stopped it early)."""
+    hold_until: int = 0
+    """A value update the rate limit deferred: the relay sends the item's outbox from then on."""
 
     @property
     def changed(self) -> bool:
@@ -197,6 +233,87 @@ def prune_lanes(lanes: Mapping[str, LaneMark], now: int, keep_seconds: int) -> d
     return {lane: mark for lane, mark in lanes.items() if now - mark.seen_at <= keep_seconds}
 
 
+@dataclass(slots=True)
+class _Tally:
+    """A counter's aggregates while a run is applied (a local, mutable working copy)."""
+
+    count: int
+    total: Decimal
+    low: Decimal | None
+    high: Decimal | None
+    distinct: set[bytes]
+    over: bool
+    ambiguous: int = 0
+
+    @staticmethod
+    def of(state: CounterState) -> _Tally:
+        kept = state.measures
+        distinct = set(kept.distinct) if kept.distinct else set()
+        return _Tally(state.count, state.total, kept.low, kept.high, distinct, kept.distinct_over)
+
+    def add(self, rule: Rule, event: Event) -> None:
+        self.count += 1
+        if rule.needs_sum:
+            value = event.metric_for(rule.metric_name)
+            if value is None:
+                self.ambiguous += 1 if rule.metric_name is None and len(event.metrics) > 1 else 0
+            else:
+                self.total += value
+                if rule.aggregate.keeps_extremes:
+                    self.low = value if self.low is None or value < self.low else self.low
+                    self.high = value if self.high is None or value > self.high else self.high
+        if rule.distinct_attribute is not None:
+            digest = distinct_digest(event.attributes.get(rule.distinct_attribute, ""))
+            if digest not in self.distinct:
+                if len(self.distinct) < MAX_DISTINCT:
+                    self.distinct.add(digest)
+                else:
+                    self.over = True
+
+    def reset(self) -> None:
+        self.count, self.total, self.low, self.high, self.over = 0, ZERO, None, None, False
+        self.distinct = set()
+
+    def measure(self, aggregate: Aggregate) -> Decimal | None:
+        """The value Operator-V compares (for ``distinct`` past its bound, more than any target)."""
+        match aggregate:
+            case Aggregate.COUNT:
+                return Decimal(self.count)
+            case Aggregate.SUM:
+                return self.total
+            case Aggregate.AVG:
+                return mean(self.total, self.count)
+            case Aggregate.MIN:
+                return self.low
+            case Aggregate.MAX:
+                return self.high
+            case Aggregate.DISTINCT:
+                return BEYOND_DISTINCT if self.over else Decimal(len(self.distinct))
+
+    def text(self, aggregate: Aggregate) -> str | None:
+        """The value a ``value`` rule writes (``None`` while there is none)."""
+        if aggregate is Aggregate.DISTINCT and self.over:
+            return f"{MAX_DISTINCT}+"
+        value = self.measure(aggregate)
+        if value is None:
+            return None
+        return average_text(value) if aggregate is Aggregate.AVG else value_text(value)
+
+
+def value_schedule(shown: str | None, shown_at: int, now: int) -> tuple[int, int]:
+    """When a changed value is sent, and how long the item is held for the relay (0: sent now).
+
+    At most one update per VALUE_UPDATE_SECONDS: a change inside the interval is deferred to its
+    end, and a change while one is deferred replaces it at the same time, so the newest value wins
+    and none is sent early."""
+    if shown_at > now:
+        return shown_at, shown_at
+    if shown is None or now >= shown_at + VALUE_UPDATE_SECONDS:
+        return now, 0
+    at = shown_at + VALUE_UPDATE_SECONDS
+    return at, at
+
+
 def apply_events(
     state: CounterState,
     rule: Rule,
@@ -213,21 +330,27 @@ def apply_events(
     each one the rule is evaluated: a reset rule zeroes on every crossing and fires unless its Cap's
     window (in ``zone``) is full; a non-reset rule sets its attribute once and then settles. The cap
     window travels in the same write as the lane marks, so a redelivered crossing is never charged
-    twice. A crossing's time is its event's timestamp, never later than ``now``.
+    twice. A crossing's time is its event's timestamp, never later than ``now``. A ``value`` rule
+    writes its measure once, after the run, when it differs from the last one written (see
+    :func:`value_schedule`).
 
     ``max_actions`` stops the step after that many actions: the rest of the events are the caller's
     to apply in a further step, once those actions are sent (an item owes a bounded number at once).
     """
-    count, total, ready, fired = state.count, state.total, state.ready, state.fired
+    tally = _Tally.of(state)
+    ready, fired = state.ready, state.fired
     window, capped = state.cap, state.capped
     lanes = dict(state.lanes)
     endpoints = state.endpoints
     recent = state.recent_ids
     actions: list[Action] = []
-    applied = duplicates = ambiguous = settled = 0
+    applied = duplicates = settled = 0
     consumed = len(events)
+    last: tuple[Position, Event] | None = None
+    # Operator-V needs a measure besides count and sum only for min, max and distinct.
+    compares_measure = rule.aggregate.keeps_extremes or rule.aggregate is Aggregate.DISTINCT
     for index, (position, event) in enumerate(events):
-        if is_settled(rule, count, ready, window):
+        if is_settled(rule, tally.count, ready, window):
             settled = len(events) - index
             break
         if max_actions is not None and len(actions) >= max_actions:
@@ -239,14 +362,10 @@ def apply_events(
             continue
         endpoints = remember_endpoint(endpoints, event.endpoint_id)
         applied += 1
-        count += 1
-        if rule.needs_sum:
-            value = event.metric_for(rule.metric_name)
-            if value is None:
-                ambiguous += 1 if rule.metric_name is None and len(event.metrics) > 1 else 0
-            else:
-                total += value
-        if not rule.is_met(count, total):
+        last = (position, event)
+        tally.add(rule, event)
+        measure = tally.measure(rule.aggregate) if compares_measure else None
+        if rule.writes_value or not rule.is_met(tally.count, tally.total, measure):
             continue
         if rule.reset:
             allowed = True
@@ -255,38 +374,49 @@ def apply_events(
                 allowed, window = rule.cap.admit(window, moment, zone)
             if allowed:
                 actions.append(
-                    _action(
-                        ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, count, total
-                    )
+                    _action(ActionKind.FIRE_EVENT, rule, state.user_id, position, event, endpoints, tally)
                 )
                 fired += 1
             else:
                 capped += 1
-            count, total = 0, ZERO
+            tally.reset()
         elif not ready:
             actions.append(
-                _action(
-                    ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, count, total
-                )
+                _action(ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, tally)
             )
             ready = True
             fired += 1
-    if not applied:
-        return Step(state, (), 0, duplicates, ambiguous, settled, consumed)
+    if last is None:
+        return Step(state, (), 0, duplicates, tally.ambiguous, settled, consumed)
+    shown, shown_at, hold_until = state.measures.shown, state.measures.shown_at, 0
+    text = tally.text(rule.aggregate) if rule.writes_value else None
+    if text is not None and text != shown:
+        position, event = last
+        actions.append(
+            _action(ActionKind.SET_ATTRIBUTE, rule, state.user_id, position, event, endpoints, tally, text)
+        )
+        shown_at, hold_until = value_schedule(shown, shown_at, now)
+        shown = text
+        fired += 1
     new_state = replace(
         state,
-        count=count,
-        total=total,
+        count=tally.count,
+        total=tally.total,
         ready=ready,
         fired=fired,
         lanes=prune_lanes(lanes, now, lane_retention_seconds),
         endpoints=endpoints,
         recent_ids=recent,
-        settled=is_settled(rule, count, ready, window),
+        settled=is_settled(rule, tally.count, ready, window),
         cap=window,
         capped=capped,
     )
-    return Step(new_state, tuple(actions), applied, duplicates, ambiguous, settled, consumed)
+    if rule.aggregate is not Aggregate.COUNT or rule.writes_value:
+        measures = Measures(tally.low, tally.high, frozenset(tally.distinct), tally.over, shown, shown_at)
+        new_state = replace(new_state, measures=measures)
+    return Step(
+        new_state, tuple(actions), applied, duplicates, tally.ambiguous, settled, consumed, hold_until
+    )
 
 
 def is_settled(rule: Rule, count: int, ready: bool, window: CapWindow = NO_WINDOW) -> bool:
@@ -318,8 +448,8 @@ def _action(
     position: Position,
     event: Event,
     endpoints: tuple[str, ...],
-    count: int,
-    total: Decimal,
+    tally: _Tally,
+    value: str | None = None,
 ) -> Action:
     return Action(
         action_id=action_id_for(rule.rule_id, user_id, position.lane, position.sequence),
@@ -327,10 +457,10 @@ def _action(
         user_id=user_id,
         rule_id=rule.rule_id,
         output_name=rule.output_name,
-        value=READY if kind is ActionKind.SET_ATTRIBUTE else None,
+        value=value if value is not None else READY if kind is ActionKind.SET_ATTRIBUTE else None,
         endpoint_ids=endpoints,
-        count=count,
-        total=total,
+        count=tally.count,
+        total=tally.total,
         occurred_at=event.timestamp,
         lane=position.lane,
     )

@@ -25,7 +25,8 @@ from pia.aws.state_table import (
     query_partition,
 )
 from pia.core.state import Pending, StateCommit, StateWrite
-from pia.counting.counters import CounterKey, CounterState, LaneMark
+from pia.counting.counters import NO_MEASURES, CounterKey, CounterState, LaneMark, Measures
+from pia.rules.aggregates import DISTINCT_DIGEST_BYTES
 from pia.rules.caps import CapWindow
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def counter_item(state: CounterState, now: int) -> AttributeMap:
     }
     if state.settled:
         item["sd"] = {"BOOL": True}
+    item.update(aggregate_attrs(state))
     if state.cap.used:
         item["cw"] = {"N": str(state.cap.start)}
         item["cu"] = {"N": str(state.cap.used)}
@@ -78,6 +80,46 @@ def counter_item(state: CounterState, now: int) -> AttributeMap:
     item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.rule_id}/{state.user_id}", state.pending, state.due))
     return item
+
+
+def aggregate_attrs(state: CounterState) -> AttributeMap:
+    """The aggregates beyond count and sum, and a value rule's last value, written only when a rule
+    keeps them, so a count or sum counter's item is exactly as small as before. Distinct values are
+    fixed-size digests in one binary attribute: at MAX_DISTINCT they add 8 KB."""
+    attrs: AttributeMap = {}
+    kept = state.measures
+    if kept is NO_MEASURES:
+        return attrs
+    if kept.low is not None:
+        attrs["lo"] = {"S": str(kept.low)}
+    if kept.high is not None:
+        attrs["hi"] = {"S": str(kept.high)}
+    if kept.distinct:
+        attrs["dv"] = {"B": b"".join(sorted(kept.distinct))}
+    if kept.distinct_over:
+        attrs["dx"] = {"BOOL": True}
+    if kept.shown is not None:
+        attrs["vs"] = {"S": kept.shown}
+        attrs["va"] = {"N": str(kept.shown_at)}
+    return attrs
+
+
+def measures_from(item: Mapping[str, Any]) -> Measures:
+    if not any(name in item for name in ("lo", "hi", "dv", "dx", "vs")):
+        return NO_MEASURES
+    return Measures(
+        low=Decimal(item["lo"]["S"]) if "lo" in item else None,
+        high=Decimal(item["hi"]["S"]) if "hi" in item else None,
+        distinct=_digests(bytes(item["dv"]["B"])) if "dv" in item else frozenset(),
+        distinct_over=bool(item.get("dx", {}).get("BOOL", False)),
+        shown=item["vs"]["S"] if "vs" in item else None,
+        shown_at=int(item["va"]["N"]) if "va" in item else 0,
+    )
+
+
+def _digests(raw: bytes) -> frozenset[bytes]:
+    size = DISTINCT_DIGEST_BYTES
+    return frozenset(raw[i : i + size] for i in range(0, len(raw), size))
 
 
 def seen_attrs(endpoints: Sequence[str], recent_ids: Sequence[str]) -> dict[str, Any]:
@@ -118,6 +160,7 @@ def counter_from_item(item: Mapping[str, Any]) -> CounterState:
         settled=bool(item.get("sd", {}).get("BOOL", False)),
         pending=pending,
         due=due,
+        measures=measures_from(item),
         cap=CapWindow(int(item["cw"]["N"]), int(item["cu"]["N"])) if "cu" in item else CapWindow(),
         capped=int(item.get("cx", {}).get("N", "0")),
     )

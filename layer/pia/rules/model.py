@@ -14,13 +14,22 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pia.core.limits import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_EVENT_TYPE, MAX_OUTPUT_NAME
+from pia.rules.aggregates import (
+    MAX_DISTINCT,
+    Aggregate,
+    AggregateError,
+    chosen_metric,
+    parse_aggregate,
+)
 from pia.rules.caps import Cap, CapError, parse_cap
-from pia.rules.filters import Filter, FilterError, Observed, compile_filter
+
+if TYPE_CHECKING:
+    from pia.rules.filters import Filter, Observed
 
 REQUIRED_COLUMNS = (
     "RuleType",
@@ -35,7 +44,17 @@ REQUIRED_COLUMNS = (
     "StartDate",
     "FinishDate",
 )
-OPTIONAL_COLUMNS = ("Key", "MetricName", "Enabled", "OutputName", "Window", "Filter", "Cap")
+OPTIONAL_COLUMNS = (
+    "Key",
+    "MetricName",
+    "Enabled",
+    "OutputName",
+    "Window",
+    "Filter",
+    "Cap",
+    "Aggregate",
+    "Output",
+)
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 NO_FILTER = frozenset({"na", "999", ""})
@@ -113,6 +132,20 @@ class Condition:
             case Comparison.NE:
                 return value != self.target
 
+    def holds_for_mean(self, total: Decimal, count: int) -> bool:
+        """Whether ``total / count`` meets the condition, decided exactly (``total`` against
+        ``target * count``, which no rounding touches): a mean of 10.0000001 is above 10 even though
+        it is written as 10 to six places."""
+        if count <= 0:
+            return False
+        with localcontext() as context:
+            context.prec = EXACT_PRODUCT_DIGITS
+            return Condition(self.op, self.target * count).holds(total)
+
+
+EXACT_PRODUCT_DIGITS = 80
+"""Enough for any target (38 significant digits) times any count (below 2**63) without rounding."""
+
 
 _SERIES_SEPARATORS = re.compile(r"([\\|=#*])")
 
@@ -150,6 +183,17 @@ class Rule:
     absent: bool = False
     """An absence rule (Operator-C ``absent``): met by a user seen before with no matching event in
     the Window. It counts events like any count rule, so it shares the series of the same events."""
+    aggregate: Aggregate = Aggregate.COUNT
+    distinct_attribute: str | None = None
+    writes_value: bool = False
+    """``Output = value``: the rule writes its measure as the attribute's value, not ``ready``."""
+
+    @property
+    def aggregate_text(self) -> str:
+        if self.aggregate is Aggregate.DISTINCT:
+            return f"distinct({self.distinct_attribute})"
+        return self.aggregate.value
+
     cap: Cap | None = None
     """How often a reset rule may fire per user (:mod:`pia.rules.caps`); ``None``: every crossing."""
 
@@ -161,34 +205,54 @@ class Rule:
         ``tag = vip#price`` and a filter ``tag = vip`` summing ``price`` read different rollups. Only a
         name holding a backslash, ``|``, ``=``, ``#`` or ``*`` has a key that differs from the
         unescaped one. The Filter enters by its digest (hex, after a ``|`` with no ``=``, so it is
-        never read as an attribute filter), which keeps the key small."""
+        never read as an attribute filter), which keeps the key small. A ``sum`` or ``avg`` rule reads
+        only the events that carry its metric, so its series ends in ``#measured``."""
         base = _series_part(self.event_name)
         if self.attribute_name is not None:
             base = f"{base}|{_series_part(self.attribute_name)}={_series_part(self.attribute_value or '')}"
         if self.filter is not None:
             base = f"{base}|filter:{self.filter.digest}"
+        if self.aggregate.on_metric:
+            return f"{base}#{_series_part(self.metric_name) if self.metric_name else '*'}#measured"
         if self.sum_condition is None:
             return base
         return f"{base}#{_series_part(self.metric_name) if self.metric_name else '*'}"
 
     @property
     def needs_sum(self) -> bool:
-        return self.sum_condition is not None
+        return self.sum_condition is not None or self.aggregate.on_metric
 
     def matches(self, event: Observed) -> bool:
         """Whether an event of the rule's EventName counts: AttributeName/AttributeValue and the
-        Filter, when given, must both hold."""
+        Filter, when given, must both hold, and an aggregate other than count reads only the events
+        that carry its metric or attribute."""
         if (
             self.attribute_name is not None
             and event.attributes.get(self.attribute_name) != self.attribute_value
         ):
             return False
+        if self.aggregate is not Aggregate.COUNT and not self._carries_aggregated(event):
+            return False
         return self.filter is None or self.filter.matches(event)
 
-    def is_met(self, count: int | Decimal, total: Decimal) -> bool:
+    def _carries_aggregated(self, event: Observed) -> bool:
+        if self.distinct_attribute is not None:
+            return self.distinct_attribute in event.attributes
+        return chosen_metric(event.metrics, self.metric_name) is not None
+
+    def is_met(self, count: int | Decimal, total: Decimal, measure: Decimal | None = None) -> bool:
+        """Operator-C on the count; Operator-V on the sum for ``count`` and ``sum`` rules, on the exact
+        mean for ``avg`` (from count and sum, so daily rollups give it too), and on ``measure`` (the
+        minimum, maximum or distinct count) for the others: ``None`` (no value yet) meets no
+        condition."""
         if self.count_condition is not None and not self.count_condition.holds(Decimal(count)):
             return False
-        return self.sum_condition is None or self.sum_condition.holds(total)
+        if self.sum_condition is None:
+            return True
+        if self.aggregate is Aggregate.AVG:
+            return self.sum_condition.holds_for_mean(total, int(count))
+        value = total if self.aggregate in (Aggregate.COUNT, Aggregate.SUM) else measure
+        return value is not None and self.sum_condition.holds(value)
 
     def window_for(self, today: date) -> tuple[date, date] | None:
         """The inclusive calendar-date span a date rule covers on ``today``. An absence rule's span runs
@@ -202,9 +266,9 @@ class Rule:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """A rule without a Filter has no ``filter`` key (nor, without a Cap, a ``cap`` key), so
-        rulesets published before the column existed keep their content hash and are not
-        republished."""
+        """A rule without a Filter has no ``filter`` key (nor, without a Cap, a ``cap`` key, nor, with
+        the default Aggregate and Output, ``aggregate`` or ``output`` keys), so rulesets published
+        before those columns existed keep their content hash and are not republished."""
 
         def cond(c: Condition | None) -> list[str] | None:
             return None if c is None else [c.op.value, str(c.target)]
@@ -227,6 +291,10 @@ class Rule:
         }
         if self.filter is not None:
             body["filter"] = self.filter.source
+        if self.aggregate is not Aggregate.COUNT:
+            body["aggregate"] = self.aggregate_text
+        if self.writes_value:
+            body["output"] = "value"
         if self.absent:
             body["absent"] = True
         if self.cap is not None:
@@ -238,6 +306,7 @@ class Rule:
         def cond(raw: list[str] | None) -> Condition | None:
             return None if raw is None else Condition(Comparison(raw[0]), Decimal(raw[1]))
 
+        aggregate, distinct = parse_aggregate(data.get("aggregate") or "")
         return Rule(
             rule_id=data["rule_id"],
             row=int(data["row"]),
@@ -253,7 +322,10 @@ class Rule:
             window_days=data.get("window_days"),
             metric_name=data.get("metric_name"),
             output_name=data["output_name"],
-            filter=compile_filter(data["filter"]) if data.get("filter") else None,
+            filter=_compiled(data["filter"]) if data.get("filter") else None,
+            aggregate=aggregate,
+            distinct_attribute=distinct,
+            writes_value=data.get("output") == "value",
             absent=bool(data.get("absent", False)),
             cap=parse_cap(data["cap"]) if data.get("cap") else None,
         )
@@ -522,6 +594,13 @@ class _Conditions:
 
 
 @dataclass(frozen=True)
+class _Measure:
+    aggregate: Aggregate
+    distinct_attribute: str | None
+    writes_value: bool
+
+
+@dataclass(frozen=True)
 class _Timing:
     reset: bool
     start: date | None
@@ -569,14 +648,24 @@ def _attribute_filter(reader: _RowReader) -> tuple[str | None, str | None]:
     return name, value
 
 
+def _compiled(text: str) -> Filter:
+    """The filter language is imported by the first ruleset that has a Filter, not at cold start:
+    a stack without filtered rules never loads it (``tests/unit/core/test_pure_imports.py``)."""
+    from pia.rules.filters import compile_filter  # noqa: PLC0415
+
+    return compile_filter(text)
+
+
 def _filter(reader: _RowReader) -> Filter | None:
     """The Filter column. A filtered rule names its output: no default name could describe the
     filter within Pinpoint's 50 characters, and a hash would mean nothing in a segment."""
     raw = reader.text("Filter")
     if raw.lower() in NO_FILTER:
         return None
+    from pia.rules.filters import FilterError  # noqa: PLC0415 (cold start: only a filtered rule needs it)
+
     try:
-        compiled = compile_filter(raw)
+        compiled = _compiled(raw)
     except FilterError as exc:
         reader.error("Filter", str(exc))
         return None
@@ -625,31 +714,88 @@ def _cap(reader: _RowReader, rule_type: RuleType | None, reset: bool) -> Cap | N
     return cap
 
 
-def _conditions(reader: _RowReader) -> _Conditions:
-    """Operator-C/Target-C on the count, Operator-V/Target-V on the sum, and MetricName, which only
-    a sum reads."""
+def _measure(reader: _RowReader) -> _Measure:
+    """The Aggregate and Output columns: what the rule measures, and whether it writes that measure."""
+    try:
+        aggregate, distinct = parse_aggregate(reader.text("Aggregate"))
+    except AggregateError as exc:
+        reader.error("Aggregate", str(exc))
+        aggregate, distinct = Aggregate.COUNT, None
+    if distinct is not None and len(distinct) > MAX_ATTRIBUTE_NAME:
+        reader.error("Aggregate", f"the attribute name is longer than {MAX_ATTRIBUTE_NAME} characters")
+    output = reader.text("Output").lower()
+    if output not in ("", "na", "ready", "value"):
+        reader.error("Output", f'"{_shown(reader.text("Output"))}" must be ready (the default) or value')
+    return _Measure(aggregate, distinct, output == "value")
+
+
+def _conditions(reader: _RowReader, measure: _Measure) -> _Conditions:
+    """Operator-C/Target-C on the count, Operator-V/Target-V on the Aggregate (the sum, for count
+    rules), and MetricName, which a sum and the other metric aggregates read. A rule with
+    ``Output = value`` writes its measure whatever it is, so it has no condition."""
     if reader.text("Operator-C").lower() == ABSENT:
         return _absence(reader)
     ok_c, op_c = _parse_operator(reader, "Operator-C")
     ok_v, op_v = _parse_operator(reader, "Operator-V")
     target_c = _parse_target(reader, "Target-C", op_c, integral=True) if ok_c else None
     target_v = _parse_target(reader, "Target-V", op_v, integral=False) if ok_v else None
-    if ok_c and ok_v and op_c is None and op_v is None:
+    if measure.writes_value:
+        for column, op in (("Operator-C", op_c), ("Operator-V", op_v)):
+            if op is not None:
+                reader.error(
+                    column, "a rule with Output = value writes its aggregate whatever it is; set na here"
+                )
+    elif ok_c and ok_v and op_c is None and op_v is None:
         reader.error(
             "Operator-C", "both Operator-C and Operator-V are na; a rule needs at least one condition"
+        )
+    if (
+        measure.aggregate is Aggregate.DISTINCT
+        and target_v is not None
+        and target_v.copy_abs() > MAX_DISTINCT
+    ):
+        reader.error(
+            "Target-V",
+            f"distinct counts stop at {MAX_DISTINCT} values per user, so a target above {MAX_DISTINCT} "
+            "could never be compared exactly",
         )
     metric_name = reader.text("MetricName") or None
     if metric_name is not None and metric_name.lower() == "na":
         metric_name = None
     if metric_name is not None and len(metric_name) > MAX_METRIC_NAME:
         reader.error("MetricName", f"longer than {MAX_METRIC_NAME} characters")
-    if op_v is None and metric_name is not None:
+    if metric_name is not None and measure.aggregate is Aggregate.DISTINCT:
+        reader.warn("MetricName", "ignored: a distinct aggregate reads an attribute, not a metric")
+    elif op_v is None and metric_name is not None and not measure.aggregate.on_metric:
         reader.warn("MetricName", "ignored: Operator-V is na, so no metric is summed")
     return _Conditions(
         Condition(op_c, target_c) if op_c is not None and target_c is not None else None,
         Condition(op_v, target_v) if op_v is not None and target_v is not None else None,
         metric_name,
     )
+
+
+def _measure_fits(
+    reader: _RowReader, rule_type: RuleType | None, measure: _Measure, reset: bool, absent: bool
+) -> None:
+    """What date rules and value outputs cannot do is an error, never a silently different answer."""
+    if rule_type is RuleType.DATE and not measure.aggregate.on_rollups:
+        reader.error(
+            "Aggregate",
+            f"{measure.aggregate.value} is not available for date rules, which read daily rollups "
+            "(a count and a sum per day); use count, sum or avg",
+        )
+    if rule_type is RuleType.DATE and measure.writes_value:
+        reader.error("Output", "value outputs are for aggregator rules; a date rule writes ready/not-ready")
+    if absent and (measure.aggregate is not Aggregate.COUNT or measure.writes_value):
+        column = "Output" if measure.writes_value else "Aggregate"
+        reader.error(
+            column, "an absence rule (Operator-C absent) reads no aggregate and writes ready/not-ready"
+        )
+    if rule_type is RuleType.AGGREGATOR and measure.writes_value and reset:
+        reader.error(
+            "ResetWhenReachTarget", "a rule with Output = value never resets; set no (it has no target)"
+        )
 
 
 def _timing(reader: _RowReader, rule_type: RuleType | None, absent: bool = False) -> _Timing:
@@ -776,8 +922,10 @@ def _parse_row(reader: _RowReader) -> Rule | None:
     event_name = _event_name(reader)
     attribute_name, attribute_value = _attribute_filter(reader)
     rule_filter = _filter(reader)
-    conditions = _conditions(reader)
+    measure = _measure(reader)
+    conditions = _conditions(reader, measure)
     timing = _timing(reader, rule_type, conditions.absent)
+    _measure_fits(reader, rule_type, measure, timing.reset, conditions.absent)
     output_name = _output_name(reader, rule_type, event_name, attribute_value, conditions.absent)
     cap = _cap(reader, rule_type, timing.reset)
     if reader.failed or rule_type is None:
@@ -809,6 +957,10 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         identity["output"] = output_name
     if rule_filter is not None:
         identity["filter"] = rule_filter.canonical
+    if measure.aggregate is not Aggregate.COUNT:
+        identity["aggregate"] = [measure.aggregate.value, measure.distinct_attribute]
+    if measure.writes_value:
+        identity["output_kind"] = "value"
     if conditions.absent:
         identity["absent"] = True
     if cap is not None:
@@ -829,6 +981,9 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         metric_name=conditions.metric_name,
         output_name=output_name,
         filter=rule_filter,
+        aggregate=measure.aggregate,
+        distinct_attribute=measure.distinct_attribute,
+        writes_value=measure.writes_value,
         absent=conditions.absent,
         cap=cap,
     )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pia.core.actions import NOT_READY, Action, ActionKind, SendResult
+from pia.core.actions import NOT_READY, READY, Action, ActionKind, SendResult
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -40,6 +40,8 @@ class DetailType(StrEnum):
     RULE_MET = "Rule Met"
     RULE_NO_LONGER_MET = "Rule No Longer Met"
     RESET_EVENT_FIRED = "Reset Event Fired"
+    VALUE_CHANGED = "Rule Value Changed"
+    """An ``Output = value`` rule's aggregate changed: ``value`` holds the new value."""
 
 
 def detail_type(action: Action) -> DetailType:
@@ -47,6 +49,8 @@ def detail_type(action: Action) -> DetailType:
         return DetailType.RESET_EVENT_FIRED
     if action.value == NOT_READY:
         return DetailType.RULE_NO_LONGER_MET
+    if action.value != READY:
+        return DetailType.VALUE_CHANGED
     return DetailType.RULE_MET
 
 

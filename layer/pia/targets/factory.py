@@ -1,13 +1,13 @@
-"""Builds the configured action targets; the caller supplies the AWS clients."""
+"""Builds the configured action targets; the caller supplies the AWS clients.
+
+Each target's module is imported when that target is configured, so a cold start loads only the
+adapters the stack sends to."""
 
 from __future__ import annotations
 
 from pia.aws.clients import ClientFactory
 from pia.core.actions import ActionTarget
 from pia.settings import SettingsError, TargetSettings
-from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey
-from pia.targets.eventbridge import EventBridgeTarget
-from pia.targets.pinpoint import PinpointTarget
 
 
 def build_targets(settings: TargetSettings, client: ClientFactory) -> list[ActionTarget]:
@@ -15,11 +15,17 @@ def build_targets(settings: TargetSettings, client: ClientFactory) -> list[Actio
     targets: list[ActionTarget] = []
     for name in settings.action_targets:
         if name == "pinpoint":
+            from pia.targets.pinpoint import PinpointTarget  # noqa: PLC0415
+
             region = settings.pinpoint_region or None
             targets.append(PinpointTarget(client("pinpoint", region_name=region), settings.pinpoint_app_id))
         elif name == "eventbridge":
+            from pia.targets.eventbridge import EventBridgeTarget  # noqa: PLC0415
+
             targets.append(EventBridgeTarget(client("events"), settings.event_bus_name))
         else:
+            from pia.targets.customer_profiles import CustomerProfilesTarget, UnfillableKey  # noqa: PLC0415
+
             try:
                 profiles = CustomerProfilesTarget(
                     client("customer-profiles"),

@@ -75,6 +75,8 @@ def _task_select(task: BackfillTask, zone: ZoneInfo) -> str:
     conditions = [f"e = {literal(rule.event_name)}"]
     if rule.attribute_name is not None and rule.attribute_value is not None:
         conditions.append(f"element_at(a, {literal(rule.attribute_name)}) = {literal(rule.attribute_value)}")
+    if rule.aggregate.on_metric:
+        conditions.append(f"{_raw_value(task)} IS NOT NULL")
     conditions.append(f"ts < from_iso8601_timestamp_nanos({literal(task.plan.starts.isoformat())})")
     conditions.append(f"{local_day} >= DATE {literal(task.first_day.isoformat())}")
     return (

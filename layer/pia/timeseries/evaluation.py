@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pia.core.actions import NOT_READY, READY
+from pia.rules.aggregates import Aggregate
 from pia.rules.model import Comparison, Condition, Rule
 from pia.timeseries.rollups import ZERO, SeriesRollup
 
@@ -100,6 +101,17 @@ def _sum_mask(total: pd.Series, condition: Condition) -> pd.Series:
     return pd.Series(_COMPARE[condition.op](total, condition.target), index=total.index, dtype=bool)
 
 
+def _value_mask(rule: Rule, totals: pd.DataFrame, condition: Condition) -> pd.Series:
+    """Operator-V over the window: on the sum, or for an ``avg`` rule on the exact mean."""
+    if rule.aggregate is not Aggregate.AVG:
+        return _sum_mask(totals["total"], condition)
+    held = [
+        condition.holds_for_mean(total, int(count))
+        for count, total in zip(totals["count"], totals["total"], strict=True)
+    ]
+    return pd.Series(held, index=totals.index, dtype=bool)
+
+
 def window_totals(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     """Each user's count and sum over the rule's window on ``today`` (0 for users with none)."""
     window = rule.window_for(today)
@@ -129,7 +141,7 @@ def changes(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     if rule.count_condition is not None:
         met &= _count_mask(totals["count"], rule.count_condition)
     if rule.sum_condition is not None:
-        met &= _sum_mask(totals["total"], rule.sum_condition)
+        met &= _value_mask(rule, totals, rule.sum_condition)
     value = np.where(met & ~was_ready, READY, np.where(~met & was_ready, NOT_READY, ""))
     changed = value != ""
     return pd.DataFrame(

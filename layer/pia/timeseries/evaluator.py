@@ -279,7 +279,9 @@ class Evaluator:
     def plan(self, now: datetime) -> RunPlan:
         """Recover what a crashed run owes, backfill new series, and list the run's units: reads the
         pending index, the coverage items and the series whose backfill runs, never every series'
-        rollups. A series whose backfill lands is evaluated here, on the rollups its merge holds."""
+        rollups. A series whose backfill lands is evaluated here, on the rollups its merge holds,
+        when they fit one unit's bound; a larger one is swept by the units, like a rules change, so
+        no invocation evaluates more than the bound."""
         report = EvaluationReport()
         epoch = utc_seconds(now)
         self._recover(epoch, report)
@@ -293,6 +295,7 @@ class Evaluator:
         report.rules = sum(len(plan.rules) for plan in plans.values())
         waiting: set[str] = set()
         landed: set[str] = set()
+        inline: set[str] = set()
         tasks: list[BackfillTask] = []
         if plans and self._backfill_engine is not None:
             oldest = today - timedelta(days=self._retention_days)
@@ -308,9 +311,10 @@ class Evaluator:
                     ]
                     report.rollups_read += len(rollups[series])
                 waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
-                for series in set(rollups) - waiting:
-                    self._evaluate(plans[series], rollups[series], today, now, epoch, report)
                 landed = set(rollups) - waiting
+                inline = {series for series in landed if len(rollups[series]) <= self._unit_limit}
+                for series in sorted(inline):
+                    self._evaluate(plans[series], rollups[series], today, now, epoch, report)
         report.readiness = readiness(
             plans,
             tasks,
@@ -324,12 +328,12 @@ class Evaluator:
         swept: dict[str, str] = {series: rules_signature(plans[series], today) for series in landed}
         units: list[WorkUnit] = []
         for series, plan in sorted(plans.items()):
-            if series in waiting or series in landed:
+            if series in waiting or series in inline:
                 continue
             signature = rules_signature(plan, today)
             closing_here = tuple(sorted(r.rule_id for r in plan.rules if r.rule_id in closing))
             mode = DUE
-            if closing_here or signatures.get(series) != signature:
+            if series in landed or closing_here or signatures.get(series) != signature:
                 mode = SWEEP
                 swept[series] = signature
             units.extend(

@@ -171,7 +171,26 @@ def test_the_template_has_dropdowns_a_date_comment_and_valid_examples(tmp_path: 
         "trk_greenbutton",
         "trk_course_completed",
         "trk_date_purchase",
+        "trk_ltv",
     ]
+    assert lists["Aggregate"] == '"count,sum,avg,min,max,distinct(attribute)"'
+    assert lists["Output"] == '"ready,value"'
+    (ltv,) = [r for r in result.rules if r.writes_value]
+    assert (ltv.aggregate_text, ltv.metric_name) == ("sum", "price")
+
+
+def test_the_aggregate_dropdown_suggests_but_takes_any_distinct_attribute(tmp_path: Path) -> None:
+    path = tmp_path / "rules.xlsx"
+    write_template(path)
+    sheet = load_workbook(path)["Rules"]
+    header = [c.value for c in sheet[1]]
+    shown = {
+        header[sheet[str(v.sqref).split(":")[0]].column - 1]: v.showErrorMessage
+        for v in sheet.data_validations.dataValidation
+    }
+    assert shown["Aggregate"] is False and shown["Output"] is True
+    comment = sheet.cell(row=1, column=header.index("Aggregate") + 1).comment
+    assert comment is not None and "distinct(attribute)" in comment.text and "1000" in comment.text
 
 
 def test_the_template_explains_the_filter_column_with_an_example_that_parses(tmp_path: Path) -> None:

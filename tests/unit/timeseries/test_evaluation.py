@@ -24,6 +24,7 @@ from pia.timeseries.rollups import (
     activation_instant,
     decide,
     is_final,
+    is_met,
     load_zone,
     local_day,
     plan_series,
@@ -287,3 +288,22 @@ def test_a_count_target_beyond_any_count_is_decided_without_expanding_it(
     )
     state = rollup("u1", {date(2026, 3, 5): (3, "1")})
     assert list(changes(rule, rollup_frame([state]), TODAY)["value"]) == ([READY] if met else [])
+
+
+def test_an_avg_date_rule_compares_the_window_average_in_both_implementations() -> None:
+    """The average is the window's sum over its count of measured events (each day's rollup of an
+    ``avg`` rule counts only events carrying the metric), compared exactly."""
+    rule = date_rule("na", "999", "greater", "10", Aggregate="avg", MetricName="amount")
+    assert rule.series == "purchase#amount#measured"
+    assert not rule.matches(Event("u", "purchase", datetime(2026, 3, 2, tzinfo=UTC), {}, {})), "not read"
+    days = {
+        "even": {date(2026, 3, 2): (2, "20"), date(2026, 3, 3): (1, "10")},
+        "above": {date(2026, 3, 2): (3, "31")},
+        "just": {date(2026, 3, 5): (1, "10.0000001")},
+        "outside": {date(2026, 2, 20): (1, "99")},
+    }
+    frame = rollup_frame([rollup(user, d) for user, d in days.items()])
+    vectorized = set(changes(rule, frame, TODAY).index)
+    first, last = rule.window_for(TODAY) or (TODAY, TODAY)
+    scalar = {user for user, d in days.items() if is_met(rule, rollup(user, d).window_total(first, last))}
+    assert vectorized == scalar == {"above", "just"}, "compared exactly, never through the rounded mean"
