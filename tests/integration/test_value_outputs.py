@@ -8,12 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pia.rules.aggregates import VALUE_UPDATE_SECONDS
-from tests.conftest import PURCHASE_NO_CONDITION, publish_rows, rule_row
+from tests.conftest import PURCHASE_NO_CONDITION, later, publish_rows, rule_row
 from tests.integration.test_aggregator import batch, counter, pin_event
-from tests.integration.test_outbox import later, relay_app  # noqa: F401
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 LTV = rule_row(
@@ -27,11 +24,10 @@ def purchase(user: str, n: int, price: str) -> dict[str, Any]:
 
 def test_the_latest_value_is_sent_once_per_interval_and_never_lost(
     aggregator_app: Any,
-    relay_app: Any,  # noqa: F811
+    relay_app: Any,
     dynamodb: Any,
     recorder: Any,
     lambda_context: Any,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed = publish_rows(dynamodb, [LTV])
     first = batch([purchase("ana", 0, "400.25"), purchase("ana", 1, "12.25")])
@@ -48,10 +44,10 @@ def test_the_latest_value_is_sent_once_per_interval_and_never_lost(
     assert counter(dynamodb, parsed.rules[0].rule_id, "ana").total == state.total, "redelivery counts nothing"
 
     schedule = json.loads((EVENTS / "relay-schedule.json").read_text())
-    later(relay_app, monkeypatch, 1)
+    later(relay_app, 1)
     relay_app.lambda_handler(schedule, lambda_context)
     assert recorder.user_attributes["ana"] == {"trk_ltv": "412.50"}, "the relay waits for the interval too"
-    later(relay_app, monkeypatch, VALUE_UPDATE_SECONDS // 60 + 1)
+    later(relay_app, VALUE_UPDATE_SECONDS // 60 + 1)
     relay_app.lambda_handler(schedule, lambda_context)
     assert recorder.user_attributes["ana"] == {"trk_ltv": "423.00"}
     assert not counter(dynamodb, parsed.rules[0].rule_id, "ana").pending
