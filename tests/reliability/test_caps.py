@@ -1,4 +1,4 @@
-"""Scenario 16: frequency caps (issue #16, item 3) under crashes and redelivery.
+"""Scenario 17: frequency caps (issue #16, item 3) under crashes and redelivery.
 
 Events are spread over hours and days so that cap windows open, fill and close inside one run, in
 UTC or in a zone half an hour off it. The model (:mod:`tests.reliability.reference`) applies each
@@ -45,7 +45,7 @@ def test_caps_fire_exactly_the_model_under_crashes_and_redelivery(
     deploy: Callable[..., Deployment], ledger: ReliabilityLedger, examples: int
 ) -> None:
     row = ledger.scenario(
-        16,
+        17,
         "Frequency caps under crashes and redelivery",
         "Reset rules with caps (2 per 3 hours, once, 1 per day, 2 per 3 days, in UTC or Asia/Kolkata) "
         "beside the uncapped catalog; events up to 1 minute to 3 hours apart (at most 5 days, all before the clock), so windows open and close "

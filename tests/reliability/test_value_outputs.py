@@ -1,4 +1,4 @@
-"""Scenario 17: value outputs (issue #16, item 2) under crashes and redelivery."""
+"""Scenario 18: value outputs (issue #16, item 2) under crashes and redelivery."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_value_outputs_under_crashes_and_redelivery_end_with_the_latest_exact_va
     deploy: Callable[..., Deployment], ledger: ReliabilityLedger, examples: int
 ) -> None:
     row = ledger.scenario(
-        17,
+        18,
         "Value outputs under crashes",
         "Six Output = value rules (count, sum, avg, min, max, distinct) on random purchases, some "
         "without the metric or the attribute, in batches of 1-8. The process is killed after k of the "
