@@ -10,19 +10,10 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from pia.rules.model import ABSENT, PLACEHOLDER_DATE, REQUIRED_COLUMNS
+from pia.rules.model import ABSENT, OPTIONAL_COLUMNS, PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
-TEMPLATE_COLUMNS = (
-    *REQUIRED_COLUMNS,
-    "MetricName",
-    "Enabled",
-    "OutputName",
-    "Window",
-    "Filter",
-    "Cap",
-    "Aggregate",
-    "Output",
-)
+TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, *(column for column in OPTIONAL_COLUMNS if column != "Key"))
+"""Every column but Key, which the engine ignores (the original Honeycode table derived it)."""
 LAST_ROW = 1000
 OPERATORS = ("greater", "smaller", "equal", "greater_or_equal", "less_or_equal", "not_equal", "na")
 DROPDOWNS: dict[str, tuple[str, ...]] = {
