@@ -129,12 +129,14 @@ def _plan(runtime: EvaluatorRuntime, request: PlanRequest) -> dict[str, object]:
     plan = runtime.evaluator.plan(container.now())
     planned = runtime.files.write_plan(request.execution, plan, max_concurrency=runtime.max_concurrency)
     logger.info("evaluator run planned", execution=request.execution, units=planned.unit_count)
+    metrics.add_metric("UnitsPlanned", MetricUnit.Count, planned.unit_count)
     return planned.to_json()
 
 
 def _unit(runtime: EvaluatorRuntime, request: UnitRequest) -> dict[str, object]:
     page = runtime.evaluator.run_unit(request.unit, container.now())
     _log_failures(page)
+    metrics.add_metric("UnitRollupsRead", MetricUnit.Count, page.rollups_read)
     more = page.more
     report = request.so_far or EvaluationReport()
     report.add(page)

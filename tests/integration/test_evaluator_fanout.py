@@ -19,7 +19,8 @@ from pia_cli.demo import SAMPLE_RULES
 from pia_cli.emulator import embedded_emulator
 from pia_cli.local_stack import LOCAL_PINPOINT_APP, EvaluatorRun, LocalStack
 
-pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
+pytestmark = pytest.mark.filterwarnings("error:No application metrics")
+"""Every invocation, plan, unit and finish alike, publishes its metrics (a unit used to publish none)."""
 START = datetime(2026, 4, 30, 12, tzinfo=UTC)
 RUNS = (START, START + timedelta(hours=1), START + timedelta(days=1, hours=2), START + timedelta(days=3))
 UNIT_ROLLUPS = 3
