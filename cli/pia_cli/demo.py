@@ -116,6 +116,8 @@ def _describe(rule: Any) -> str:
     what = rule.event_name
     if rule.attribute_name is not None:
         what += f"[{rule.attribute_name}={rule.attribute_value}]"
+    if rule.filter is not None:
+        what += f"[{rule.filter.canonical}]"
     text = f"{what}: {' and '.join(parts)}"
     if rule.window_days is not None:
         text += f", last {rule.window_days} days"

@@ -50,10 +50,18 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     courses: Counter[str] = Counter()
     last_purchase: dict[str, str] = {}
     daily: dict[str, list[str]] = {}
+    big_games: Counter[str] = Counter()
     for event in events:
         user = signed_in(event)
         if user is not None and event["event_type"] == "greenbutton":
             greens[user] += 1
+        if (
+            user is not None
+            and event["event_type"] == "purchase"
+            and event["attributes"]["category"] in ("games", "apps")
+            and Decimal(str(event["metrics"]["price"])) > 50
+        ):
+            big_games[user] += 1
         if user is not None and event["event_type"] == "purchase":
             day = datetime.fromtimestamp(event["event_timestamp"] / 1000, UTC).date().isoformat()
             last_purchase[user] = max(day, last_purchase.get(user, day))
@@ -75,7 +83,10 @@ def test_the_demo_runs_the_pipeline_and_leaves_nothing_running(tmp_path: Path) -
     assert by_output["trk_course_daily"].fired == sum(len(days) for days in daily.values())
     assert by_output["trk_course_daily"].fired < by_output["trk_course_completed"].fired
     assert by_output["trk_course_daily"].description.endswith("reset, cap 1 per day")
-    assert len(result.rules) == 9
+    # Row 12's Filter: at least two purchases of games or apps above 50.
+    assert by_output["trk_big_game_buyer"].users == sum(1 for n in big_games.values() if n >= 2) > 0
+    assert '[category in ("apps", "games") and price > 50]' in by_output["trk_big_game_buyer"].description
+    assert len(result.rules) == 10
     # Sample rule row 11: each user's average purchase price, written as the value, the latest one.
     prices: dict[str, list[Decimal]] = {}
     for event in events:
