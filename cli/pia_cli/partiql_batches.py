@@ -32,6 +32,8 @@ from moto.dynamodb.models import DynamoDBBackend
 from pia_cli.service_limits import DYNAMODB_MAX_ITEM, item_size
 
 MAX_STATEMENTS = 25
+MAX_STATEMENT_LENGTH = 8192
+"""PartiQLStatement's limit in the service model; botocore does not check a string's maximum."""
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _INSERT = re.compile(r'^INSERT INTO "(?P<table>[^"]+)" VALUE \{(?P<body>.*)\}$')
 _INSERT_FIELD = re.compile(rf"^'(?P<name>{_NAME})': \?$")
@@ -187,6 +189,12 @@ def batch_execute_statement(
             "1 validation error detected: Value at 'statements' failed to satisfy constraint: Member must "
             f"have length less than or equal to {MAX_STATEMENTS}"
         )
+    for request in statements:
+        if len(request["Statement"]) > MAX_STATEMENT_LENGTH:
+            raise MockValidationException(
+                "1 validation error detected: Value at 'statements.member.statement' failed to satisfy "
+                f"constraint: Member must have length less than or equal to {MAX_STATEMENT_LENGTH}"
+            )
     seen: set[tuple[str, str]] = set()
     for request in statements:
         try:

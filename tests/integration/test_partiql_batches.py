@@ -133,14 +133,19 @@ def test_its_answers_fit_botocore_s_model_of_the_response(dynamodb: Any) -> None
     assert [a.get("Error", {}).get("Code") for a in response["Responses"]] == [None, "ConditionalCheckFailed"]
 
 
-def test_more_than_25_statements_or_two_on_one_item_refuse_the_whole_batch(dynamodb: Any) -> None:
+def test_more_than_25_statements_two_on_one_item_or_a_statement_over_8192_characters_refuse_the_batch(
+    dynamodb: Any,
+) -> None:
     create_table(dynamodb, TABLE)
     many = [_insert(TABLE, {**_key(f"u{i}"), "v": {"N": "1"}}) for i in range(MAX_STATEMENTS + 1)]
     twice = [
         _insert(TABLE, {**_key("ann"), "v": {"N": "1"}}),
         _update(TABLE, _key("ann"), {"c": {"N": "1"}}, (), 1),
     ]
-    for statements in (many, twice):
+    wide = {f"attribute{i:04d}": {"N": "1"} for i in range(600)}
+    long = [_insert(TABLE, {**_key("cy"), "v": {"N": "1"}}), _insert(TABLE, {**_key("dee"), **wide})]
+    assert len(long[1]["Statement"]) > 8192, "PartiQL's limit on a statement's text"
+    for statements in (many, twice, long):
         with pytest.raises(ClientError) as refused:
             dynamodb.batch_execute_statement(Statements=statements)
         assert refused.value.response["Error"]["Code"] == "ValidationException"
