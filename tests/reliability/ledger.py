@@ -80,7 +80,7 @@ class ReliabilityLedger:
             "A *difference* is any counter (count, sum, ready, times fired), Pinpoint attribute, Pinpoint event or",
             "outbox entry that is not exactly what the sequential model says after the run caught up. A *resend",
             "in the documented window* is the one ARCHITECTURE.md names: Pinpoint accepted an action and the",
-            "process was killed before deleting its outbox entry, so a later run sends it again, with the same",
+            "process was killed before recording the delivery (clearing the entry, or the shard's sent mark), so a later run sends it again, with the same",
             "event id (or, for an attribute, the same value). It is only excused for actions that were accepted",
             "and still in the outbox at the moment of a kill; any other resend is a difference.",
             "",
