@@ -428,8 +428,9 @@ def generated_section(document: Mapping[str, Any], costs: Mapping[str, Sequence[
 THROUGHPUT = """\
 Records per second for one invocation, against one Kinesis shard's limit of 1,000 records per
 second (it replaces the CPU ratio's target; the ratio is still measured above): modelled as
-1 / (CPU per record with in-memory adapters + calls per event x 5 ms, the writes being sequential
-conditional Puts). Canonical: {canonical}; sessions, quiet: {quiet}; sessions, busy shard: {busy}.
+1 / (CPU per record with in-memory adapters + calls per event x 5 ms, each call one round trip:
+a BatchExecuteStatement of up to 25 conditional writes, a send or an archive PUT).
+Canonical: {canonical}; sessions, quiet: {quiet}; sessions, busy shard: {busy}.
 Peak RSS of an aggregator invocation with the state cache full at the capacity it sizes from the
 function's memory ({capacity} states): {rss} MB of {function_mb} MB."""
 
