@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -147,6 +147,44 @@ def _grow(rng: random.Random, history: dict[str, Days], users: list[str], first:
             )
 
 
+def _publish(stack: Deployment, rules: Sequence[Rule]) -> None:
+    series = {rule.series for rule in rules}
+    RulesetTable(stack.dynamodb, stack.rulesets).publish(
+        Ruleset(1, rules, "2026-01-15T00:00:00+00:00", series_activation=dict.fromkeys(series, ACTIVATION)),
+        expected_version=0,
+    )
+
+
+def _days_pass(
+    rng: random.Random, stack: Deployment, rules: Sequence[Rule], history: dict[str, Days], users: list[str]
+) -> datetime:
+    """Days pass, a third of the users and a few newcomers buy again (``users`` grows): the new clock."""
+    later = FIRST + timedelta(days=rng.randint(1, 8))
+    newcomers = [f"user-{i:03d}" for i in range(len(users), len(users) + rng.randint(0, 6))]
+    history.update({user: {} for user in newcomers})
+    active = rng.sample(users, k=len(users) // 3) + newcomers
+    users += newcomers
+    _grow(rng, history, active, FIRST.date() + timedelta(days=1), later.date())
+    _seed(stack, rules, history, active, later)
+    return later
+
+
+def _compare(stack: Deployment, expected: Counter[Triple], differences: list[str]) -> int:
+    """What Pinpoint got against the hand-computed changes; the resends in the documented window."""
+    sent = stack.attribute_sends.sent
+    resends = 0
+    for triple in sorted(set(sent) | set(expected)):
+        got, want = sent[triple], expected[triple]
+        if want and want < got <= want + stack.crash.attribute_window[triple]:
+            resends += got - want
+        elif got != want:
+            differences.append(f"{triple}: sent {got} times, expected {want}")
+    pending = stack.outbox()
+    if pending:
+        differences.append(f"{len(pending)} outbox entries never delivered")
+    return resends
+
+
 def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_no_user(
     deploy: Callable[..., Deployment],
     ledger: ReliabilityLedger,
@@ -173,16 +211,7 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
         with deploy(rng, TIMEZONE="UTC", RAW_EVENTS_BUCKET="") as stack:
             parsed = parse_rules(enumerate(ROWS, start=2))
             assert not parsed.errors, parsed.errors
-            series = {rule.series for rule in parsed.rules}
-            RulesetTable(stack.dynamodb, stack.rulesets).publish(
-                Ruleset(
-                    1,
-                    parsed.rules,
-                    "2026-01-15T00:00:00+00:00",
-                    series_activation=dict.fromkeys(series, ACTIVATION),
-                ),
-                expected_version=0,
-            )
+            _publish(stack, parsed.rules)
             evaluations = Evaluations(stack, evaluator_module)
             users = [f"user-{i:03d}" for i in range(rng.randint(6, 30))]
             history: dict[str, Days] = {user: {} for user in users}
@@ -193,15 +222,8 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
             clock = FIRST
             for phase in (1, 2):
                 if phase == 2:
-                    later = FIRST + timedelta(days=rng.randint(1, 8))
-                    newcomers = [f"user-{i:03d}" for i in range(len(users), len(users) + rng.randint(0, 6))]
-                    history.update({user: {} for user in newcomers})
-                    active = rng.sample(users, k=len(users) // 3) + newcomers
-                    users += newcomers
-                    _grow(rng, history, active, FIRST.date() + timedelta(days=1), later.date())
-                    _seed(stack, parsed.rules, history, active, later)
-                    expected += _expected_changes(history, FIRST.date(), later.date())
-                    clock = later
+                    clock = _days_pass(rng, stack, parsed.rules, history, users)
+                    expected += _expected_changes(history, FIRST.date(), clock.date())
                 for attempt in range(6):
                     killed = attempt < 5 and rng.random() < (0.8 if attempt == 0 else 0.5)
                     stack.crash.arm(rng.randint(0, 10) if killed else None)
@@ -213,17 +235,7 @@ def test_evaluator_killed_halfway_then_rerun_sends_each_change_once_and_misses_n
                 if evaluations.run(clock) is None:
                     differences.append(f"phase {phase}: the run after recovery failed")
                 clock += timedelta(hours=1)
-            sent = stack.attribute_sends.sent
-            resends = 0
-            for triple in sorted(set(sent) | set(expected)):
-                got, want = sent[triple], expected[triple]
-                if want and want < got <= want + stack.crash.attribute_window[triple]:
-                    resends += got - want
-                elif got != want:
-                    differences.append(f"{triple}: sent {got} times, expected {want}")
-            pending = stack.outbox()
-            if pending:
-                differences.append(f"{len(pending)} outbox entries never delivered")
+            resends = _compare(stack, expected, differences)
             row.record(faults=stack.crash.crashes, differences=differences, resends=resends)
     assert row.differences == 0, row.verdict()
 
@@ -311,16 +323,7 @@ def test_evaluator_fanned_out_over_units_killed_mid_unit_and_units_run_twice_sen
             EVALUATOR_UNIT_ROLLUPS=limit,
         ) as stack:
             parsed = parse_rules(enumerate(ROWS, start=2))
-            series = {rule.series for rule in parsed.rules}
-            RulesetTable(stack.dynamodb, stack.rulesets).publish(
-                Ruleset(
-                    1,
-                    parsed.rules,
-                    "2026-01-15T00:00:00+00:00",
-                    series_activation=dict.fromkeys(series, ACTIVATION),
-                ),
-                expected_version=0,
-            )
+            _publish(stack, parsed.rules)
             fanned = FannedOut(stack, evaluator_module, rng)
             users = [f"user-{i:03d}" for i in range(rng.randint(6, 30))]
             history: dict[str, Days] = {user: {} for user in users}
@@ -331,15 +334,8 @@ def test_evaluator_fanned_out_over_units_killed_mid_unit_and_units_run_twice_sen
             clock = FIRST
             for phase in (1, 2):
                 if phase == 2:
-                    later = FIRST + timedelta(days=rng.randint(1, 8))
-                    newcomers = [f"user-{i:03d}" for i in range(len(users), len(users) + rng.randint(0, 6))]
-                    history.update({user: {} for user in newcomers})
-                    active = rng.sample(users, k=len(users) // 3) + newcomers
-                    users += newcomers
-                    _grow(rng, history, active, FIRST.date() + timedelta(days=1), later.date())
-                    _seed(stack, parsed.rules, history, active, later)
-                    expected += _expected_changes(history, FIRST.date(), later.date())
-                    clock = later
+                    clock = _days_pass(rng, stack, parsed.rules, history, users)
+                    expected += _expected_changes(history, FIRST.date(), clock.date())
                 for attempt in range(6):
                     kills = rng.randint(1, 3) if attempt < 5 and rng.random() < 0.8 else 0
                     crashes = stack.crash.crashes
@@ -354,16 +350,6 @@ def test_evaluator_fanned_out_over_units_killed_mid_unit_and_units_run_twice_sen
                 differences.append(
                     f"only {fanned.machine.stats.map_items} units ran: the scenario fans out too little"
                 )
-            sent = stack.attribute_sends.sent
-            resends = 0
-            for triple in sorted(set(sent) | set(expected)):
-                got, want = sent[triple], expected[triple]
-                if want and want < got <= want + stack.crash.attribute_window[triple]:
-                    resends += got - want
-                elif got != want:
-                    differences.append(f"{triple}: sent {got} times, expected {want}")
-            pending = stack.outbox()
-            if pending:
-                differences.append(f"{len(pending)} outbox entries never delivered")
+            resends = _compare(stack, expected, differences)
             row.record(faults=stack.crash.crashes + fanned.twice, differences=differences, resends=resends)
     assert row.differences == 0, row.verdict()
