@@ -7,10 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pia.core.actions import NOT_READY, READY
+from pia.timeseries.rollups import AUDIENCE_LEASE_DAYS
 from tests.conftest import TIMESERIES_TABLE
 from tests.integration.timeseries_support import date_row, doc
 
 DAY = datetime(2026, 3, 20, 6, tzinfo=UTC)
+
+
+def utc(moment: datetime) -> int:
+    return int(moment.timestamp())
 
 
 def _absence(stack: Any, days: int = 14) -> Any:
@@ -29,6 +34,7 @@ def test_quiet_users_enter_at_their_due_moment_and_leave_on_their_next_event(tim
     stack.clock.now = DAY
     rule = _absence(stack)
     stack.aggregate([doc("amy", DAY - timedelta(hours=1)), doc("bob", DAY - timedelta(hours=1))], start=1)
+    stack.clock.now = DAY + timedelta(days=5)
     stack.aggregate([doc("cat", DAY + timedelta(days=5))], start=3)
     assert stack.attributes() == {}
 
@@ -41,7 +47,7 @@ def test_quiet_users_enter_at_their_due_moment_and_leave_on_their_next_event(tim
     entered = stack.evaluate(DAY + timedelta(days=14))
     assert {u: a.get(rule.output_name) for u, a in stack.attributes().items()} == {"amy": READY, "bob": READY}
     assert entered["ready"] == 2 and entered["rollups_read"] == 2
-    assert store.load(rule.series, "amy").keep and "ttl" not in _items(stack)["amy"]
+    assert store.load(rule.series, "amy").keep
 
     # Bob buys again: he leaves in the batch that holds the purchase, before any evaluator run.
     stack.clock.now = DAY + timedelta(days=16)
@@ -71,8 +77,33 @@ def test_a_user_quiet_for_longer_than_the_retention_still_leaves_when_they_come_
 
     stack.evaluate(DAY + timedelta(days=30))
     assert stack.attributes()["amy"][rule.output_name] == READY
-    assert "ttl" not in _items(stack)["amy"]
+    for day in range(31, 700, 28):
+        # The daily evaluator (every four weeks here) renews her rollup's lease: it never comes near expiry.
+        stack.evaluate(DAY + timedelta(days=day))
+        held = _items(stack)["amy"]
+        assert held["kp"]["BOOL"] and int(held["ttl"]["N"]) > utc(DAY + timedelta(days=day + 30))
 
     stack.clock.now = DAY + timedelta(days=700)
     stack.aggregate([doc("amy", stack.clock.now)], start=2)
     assert stack.attributes()["amy"][rule.output_name] == NOT_READY
+
+
+def test_the_held_rollups_of_a_removed_absence_rule_expire(timeseries_stack: Any) -> None:
+    """A user in an absence audience keeps their rollup past the retention, but only while a live rule
+    holds them: once the rule is removed from the table, nothing evaluates its series again, and its
+    held rollups once kept no TTL at all, one item per audience member forever."""
+    stack = timeseries_stack
+    stack.clock.now = DAY
+    stack.monkeypatch.setenv("RAW_EVENT_RETENTION_DAYS", "10")
+    stack.restart()
+    rule = _absence(stack)
+    stack.aggregate([doc("amy", DAY - timedelta(hours=1))], start=1)
+    stack.evaluate(DAY + timedelta(days=14))
+    assert stack.attributes()["amy"][rule.output_name] == READY
+
+    stack.publish([date_row("greater_or_equal", "1", event="app_open")], activation="2026-04-01")
+    for day in range(15, 120, 7):
+        stack.evaluate(DAY + timedelta(days=day))
+    held = _items(stack)["amy"]
+    assert "ttl" in held, "an orphaned held rollup must expire"
+    assert int(held["ttl"]["N"]) <= utc(DAY + timedelta(days=14 + 2 * AUDIENCE_LEASE_DAYS + 1))

@@ -54,7 +54,7 @@ from pia.timeseries.rollups import (
     is_final,
     local_day,
     merge_endpoints,
-    next_change,
+    next_due,
     plan_series,
     record_sent,
     rules_signature,
@@ -562,7 +562,7 @@ class Evaluator:
 
     def _wake(self, state: SeriesRollup, decisions: Iterable[Decision], plan: SeriesPlan, today: date) -> int:
         """When the rollup, once ``decisions`` are recorded, is next due (0: only an event changes it)."""
-        return wake_at(next_change(record_sent(state, decisions), plan.rules, today), self._zone)
+        return wake_at(next_due(record_sent(state, decisions), plan.rules, today), self._zone)
 
     def _write(
         self,

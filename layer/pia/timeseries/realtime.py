@@ -41,7 +41,7 @@ from pia.timeseries.rollups import (
     in_audience,
     kept_wake,
     local_day,
-    next_change,
+    next_due,
     plan_series,
     record_sent,
 )
@@ -146,7 +146,7 @@ class TimeSeriesPath:
             state = record_sent(step.state, decisions)
             state = replace(
                 state,
-                wake=kept_wake(base.wake, next_change(state, plan.rules, today), self._zone),
+                wake=kept_wake(base.wake, next_due(state, plan.rules, today), self._zone),
                 keep=in_audience(state, plan.rules),
             )
             position, event = step.last

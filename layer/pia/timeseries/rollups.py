@@ -248,8 +248,14 @@ def absorb(
     lane_retention_seconds: int,
 ) -> RollupStep:
     """Add the events (this user's, matching the series, in stream order) that are the aggregator's:
-    new on their lane, stamped at or after the activation, and dated within the retention."""
+    new on their lane, stamped at or after the activation, and dated within the retention.
+
+    An event counts on its own date, but never on a day later than the batch's clock (``now``), as a
+    Cap's window does: a client clock in year 8000, or a hostile client stamping each event on a new
+    future day, would otherwise add a day per event until the item passed 400 KB, and keep the item
+    and its due moment for millennia."""
     state = state.under(plan.activation)
+    clock = datetime.fromtimestamp(now, UTC)
     days = dict(state.days)
     lanes = dict(state.lanes)
     endpoints = state.endpoints
@@ -264,7 +270,7 @@ def absorb(
             continue
         if event.timestamp < plan.starts:
             continue
-        day = local_day(event.timestamp, zone)
+        day = local_day(min(event.timestamp, clock), zone)
         if day < oldest:
             continue
         days[day] = days.get(day, DayTotal()).plus(DayTotal(1, plan.value(event)))
@@ -332,6 +338,23 @@ def next_change(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date
 def in_audience(state: SeriesRollup, rules: Iterable[Rule]) -> bool:
     """Whether the rollup holds its user in one of ``rules``' absence audiences (``keep``)."""
     return any(rule.absent and state.sent.get(rule.rule_id) == READY for rule in rules)
+
+
+AUDIENCE_LEASE_DAYS = 30
+"""A rollup holding a user in an absence audience outlives the retention on a lease, not forever: it
+is due every this many days, so the evaluator, finding the rule still live, renews it (one read and one
+write per held user a month), and it expires this many days after its due moment. Once the rule is
+removed nothing evaluates its series again, and the held rollups expire within twice this bound."""
+
+
+def next_due(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date | None:
+    """When the evaluator must next read the rollup: its :func:`next_change`, or sooner the renewal of
+    an absence audience's lease (:data:`AUDIENCE_LEASE_DAYS`)."""
+    change = next_change(state, rules, today)
+    if not in_audience(state, rules):
+        return change
+    renewal = today + timedelta(days=AUDIENCE_LEASE_DAYS)
+    return renewal if change is None else min(change, renewal)
 
 
 def wake_at(day: date | None, zone: ZoneInfo) -> int:

@@ -38,7 +38,7 @@ from pia.counting.store import lane_marks_from, seen_attrs
 from pia.rules.ruleset import LEGACY_SERIES_PARTITIONS
 from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import Coverage
-from pia.timeseries.rollups import DayTotal, SeriesKey, SeriesRollup
+from pia.timeseries.rollups import AUDIENCE_LEASE_DAYS, DayTotal, SeriesKey, SeriesRollup
 from pia.timeseries.seen import SeenSummary
 
 if TYPE_CHECKING:
@@ -78,9 +78,12 @@ def _days_from(attr: Mapping[str, Any] | None) -> dict[date, DayTotal]:
 def _expiry(state: SeriesRollup, now: int, retention_days: int) -> int:
     """A rollup lives as long as the raw events of its last day: a rolling window has long moved past
     it, and a fixed window that old is final. It also outlives its due moment by a day, so a quiet
-    period longer than the retention still ends with the user entering, not with the item gone."""
+    period longer than the retention still ends with the user entering, not with the item gone; and
+    one holding a user in an absence audience outlives it by a whole lease, which the evaluator renews
+    while the rule is live (:data:`~pia.timeseries.rollups.AUDIENCE_LEASE_DAYS`)."""
     last = state.last_day()
-    floor = max(now + 86_400, state.wake + 86_400 if state.wake else 0)
+    grace = AUDIENCE_LEASE_DAYS * 86_400 if state.keep else 86_400
+    floor = max(now + 86_400, state.wake + grace if state.wake else 0)
     if last is None:
         return max(now + retention_days * 86_400, floor)
     end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=retention_days + 1)
@@ -104,7 +107,9 @@ def rollup_item(
     }
     if state.keep:
         item["kp"] = {"BOOL": True}
-    else:
+    if state.wake or not state.keep:
+        # A held item written before the lease existed carries no due moment: it keeps no TTL until
+        # the evaluator next reads it (a sweep) and gives it one.
         item["ttl"] = {"N": str(_expiry(state, now, retention_days))}
     item["np"] = {"N": str(buckets)}
     if state.wake:

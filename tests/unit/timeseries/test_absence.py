@@ -17,6 +17,7 @@ from pia.rules.ruleset import Ruleset
 from pia.timeseries.backfill import backfill_tasks
 from pia.timeseries.evaluation import changes, rollup_frame
 from pia.timeseries.rollups import (
+    AUDIENCE_LEASE_DAYS,
     DayTotal,
     SeriesRollup,
     absorb,
@@ -25,6 +26,7 @@ from pia.timeseries.rollups import (
     load_zone,
     local_day,
     next_change,
+    next_due,
     plan_series,
     record_sent,
     wake_at,
@@ -169,12 +171,17 @@ def test_a_new_absence_series_is_backfilled_as_far_back_as_the_retention() -> No
     assert task.first_day == oldest
 
 
-def test_the_rollup_of_a_user_in_the_audience_never_expires_and_others_outlive_their_due_moment() -> None:
+def test_the_rollup_of_a_user_in_the_audience_outlives_its_lease_and_others_their_due_moment() -> None:
     rule = absent(30)
     now = int(datetime(2026, 3, 10, tzinfo=UTC).timestamp())
     held = replace_sent(user({TODAY - timedelta(days=40): 1}), rule, READY)
-    item = rollup_item(held, now, retention_days=400)
-    assert "ttl" not in item and rollup_from_item(item).keep
+    renewal = next_due(held, [rule], TODAY)
+    assert renewal == TODAY + timedelta(days=AUDIENCE_LEASE_DAYS) and next_change(held, [rule], TODAY) is None
+    leased = replace(held, wake=wake_at(renewal, load_zone("UTC")))
+    item = rollup_item(leased, now, retention_days=5)
+    assert rollup_from_item(item).keep
+    assert int(item["ttl"]["N"]) >= leased.wake + AUDIENCE_LEASE_DAYS * 86_400
+    assert "ttl" not in rollup_item(held, now, retention_days=400), "a held item from before the lease"
 
     wake = wake_at(TODAY + timedelta(days=20), load_zone("UTC"))
     waiting = SeriesRollup(

@@ -127,7 +127,7 @@ def test_absorb_counts_each_record_once_and_leaves_older_events_to_the_backfill(
     kwargs: dict[str, Any] = {
         "zone": zone,
         "oldest": date(2025, 3, 1),
-        "now": 1,
+        "now": int(datetime(2026, 3, 10, 6, tzinfo=UTC).timestamp()),
         "lane_retention_seconds": 99,
     }
     step = absorb(SeriesRollup("purchase#amount", "u"), plan, events, **kwargs)

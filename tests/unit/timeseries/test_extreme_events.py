@@ -87,3 +87,41 @@ def test_an_archived_line_dated_outside_the_accepted_range_is_a_bad_line_not_an_
     archived = decode(data)
     assert [event for _, event in archived.events] == [good]
     assert archived.bad_lines == 1
+
+
+def test_events_dated_ahead_of_the_batch_count_on_its_day_so_a_client_clock_cannot_grow_a_rollup() -> None:
+    """A hostile or broken client stamping each event on a different far-future day (any date the
+    parser accepts, up to year 9000) once added a day per event to the rollup: past about 13,000 days
+    the item outgrew DynamoDB's 400 KB and its user's batches failed on every delivery, and a day in
+    year 8999 kept the item (TTL) and its due moment for 7,000 years. Like a Cap's window, a rollup
+    takes an event's date never later than the clock of the batch that counts it."""
+    from datetime import timedelta
+
+    from pia.aws.state_table import item_size
+    from pia.timeseries.rollups import SeriesPlan, absorb
+    from tests.unit.timeseries.test_due import rolling
+    from tests.unit.timeseries.test_evaluation import event
+
+    rule = rolling("greater_or_equal", "1", 30)
+    plan = SeriesPlan(rule.series, (rule,), "", datetime(1970, 1, 1, tzinfo=UTC))
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    zone = ZONES[0]
+    today = local_day(now, zone)
+    hostile = [
+        (Position("shardId-000000000000", n), event("u", now + timedelta(days=n * 163)))
+        for n in range(1, 15_001)
+    ]
+    step = absorb(
+        SeriesRollup(rule.series, "u"),
+        plan,
+        [(Position("shardId-000000000000", 0), event("u", now)), *hostile],
+        zone=zone,
+        oldest=today - timedelta(days=LONGEST_RETENTION_DAYS),
+        now=int(now.timestamp()),
+        lane_retention_seconds=90_000,
+    )
+    assert step.applied == 15_001, "every event still counts"
+    assert set(step.state.days) == {today} and step.state.days[today].count == 15_001
+    item = rollup_item(step.state, int(now.timestamp()), LONGEST_RETENTION_DAYS)
+    assert item_size(item) < 2_000
+    assert int(item["ttl"]["N"]) <= int(now.timestamp()) + (LONGEST_RETENTION_DAYS + 2) * 86_400
