@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 
 
@@ -120,14 +120,24 @@ magnitude is written in exponent form (at most 38 digits), so no value is ever c
 
 def value_text(value: Decimal) -> str:
     """How a measure is written: plain digits, an average without trailing zeros (``412.5``), a sum
-    with the places its inputs had (``412.50``)."""
-    text = format(value, "f")
-    if len(text) <= MAX_VALUE_TEXT:
-        return text
-    digits, _, exponent = str(value).partition("E")
+    with the places its inputs had (``412.50``).
+
+    A ``min`` or ``max`` is a metric as it was sent, of any length and exponent: it is rounded to 38
+    significant digits first (with no exponent bound, so ``1e-999999999`` stays itself), and spelled
+    out in plain digits only when that form is short, never built first and measured after."""
+    with localcontext(prec=_PRECISION, Emin=MIN_EMIN, Emax=MAX_EMAX, rounding=ROUND_HALF_EVEN):
+        value = +value
+    _, places, exponent = value.as_tuple()
+    if isinstance(exponent, int) and (
+        (exponent >= 0 and not value) or len(places) + abs(exponent) <= MAX_VALUE_TEXT
+    ):
+        text = format(value, "f")
+        if len(text) <= MAX_VALUE_TEXT:
+            return text
+    digits, _, exponent_text = str(value).partition("E")
     if "." in digits:
         digits = digits.rstrip("0").rstrip(".")
-    return f"{digits}E{exponent}" if exponent else digits
+    return f"{digits}E{exponent_text}" if exponent_text else digits
 
 
 def average_text(value: Decimal) -> str:

@@ -224,6 +224,27 @@ def test_value_text_keeps_the_places_of_a_sum_and_stays_short() -> None:
     assert value_text(Decimal("1.7976931348623157e308")) == "1.7976931348623157E+308"
 
 
+def test_a_min_or_max_of_an_extreme_metric_is_written_short_without_building_its_plain_digits() -> None:
+    """``min``/``max`` write a metric as it was sent, and the parser keeps any finite metric exactly:
+    a 60-digit metric was written as 60 digits (past Pinpoint's 100-character attribute values at
+    100), and ``1e-999999999`` was first spelled out in plain digits, a 1 GB string that ended the
+    aggregator's invocation (out of memory) on every delivery of its batch."""
+    import tracemalloc
+
+    sixty = Decimal("1." + "2" * 58 + "9")
+    assert value_text(sixty) == "1." + "2" * 37
+    assert value_text(-sixty * 10**50).endswith("E+50") and len(value_text(-sixty * 10**50)) <= 45
+    tracemalloc.start()
+    try:
+        assert value_text(Decimal("1e-99999999")) == "1E-99999999"
+        assert value_text(Decimal("-4.5e999999999")) == "-4.5E+999999999"
+        assert value_text(Decimal("0E-1000026")) == "0E-1000026"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, f"{peak} bytes to write one value"
+
+
 @pytest.mark.parametrize(
     ("cells", "column"), [({"Aggregate": "avg"}, "Aggregate"), ({"Output": "value"}, "Output")]
 )
