@@ -62,6 +62,10 @@ PLACEHOLDER_DATE = "9999-99-99"
 MAX_WINDOW_DAYS = 366
 OUTPUT_PREFIX = "trk_"
 MAX_METRIC_NAME = 256
+MAX_SERIES_BYTES = 1_000
+"""A date rule's series (its event, attribute filter and metric, escaped) keys its rollups and is the
+sort key of its coverage item, which DynamoDB bounds at 1,024 bytes. The cells are bounded in
+characters, so names in a script of 2- or 4-byte letters can outgrow it: such a row is refused."""
 """Events keep metric names of any length, so this bound is not about matching: it keeps every cell,
 and so the ruleset of a full table, bounded."""
 
@@ -965,7 +969,7 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         identity["absent"] = True
     if cap is not None:
         identity["cap"] = cap.source
-    return Rule(
+    rule = Rule(
         rule_id=rule_id_for(identity),
         row=reader.row,
         rule_type=rule_type,
@@ -987,6 +991,14 @@ def _parse_row(reader: _RowReader) -> Rule | None:
         absent=conditions.absent,
         cap=cap,
     )
+    if rule_type is RuleType.DATE and len(rule.series.encode()) > MAX_SERIES_BYTES:
+        reader.error(
+            "EventName",
+            f"with AttributeName, AttributeValue and MetricName the series key is "
+            f"{len(rule.series.encode())} bytes in UTF-8, over {MAX_SERIES_BYTES}; shorten one of them",
+        )
+        return None
+    return rule
 
 
 def parse_rules(rows: Iterable[tuple[int, Mapping[str, object]]]) -> ParseResult:

@@ -193,3 +193,61 @@ def test_a_target_beyond_dynamodb_numbers_is_an_error(column: str, text: str) ->
 def test_large_and_small_targets_within_range_are_kept_exactly(text: str) -> None:
     (rule,) = parse({**rule_row(*GREEN), "Operator-V": "greater", "Target-V": text}).rules
     assert rule.sum_condition is not None and rule.sum_condition.target == Decimal(text.replace(",", ""))
+
+
+@pytest.mark.parametrize("letter", ["ж", "é", "😀"])
+def test_a_date_rule_whose_series_key_outgrows_dynamodb_s_keys_is_a_row_error(letter: str) -> None:
+    """A date rule's series names its rollups' partition key (at most 2,048 bytes) and its coverage
+    item's sort key (at most 1,024). Each cell was bounded in characters, not bytes: a row whose names
+    are in Cyrillic or accented letters passed validation, and then every evaluator run failed to
+    record that series' coverage; with emoji the rollups' key passed 2,048 bytes and every event of
+    that type failed its aggregator batch. The row is refused by name; the others stay live."""
+    long_row = rule_row(
+        "date",
+        letter * 50,
+        letter * 50,
+        letter * 200,
+        "greater_or_equal",
+        "1",
+        "greater",
+        "5",
+        "no",
+        "2026-03-01",
+        "2026-03-31",
+        MetricName=letter * 256,
+        OutputName="trk_long",
+    )
+    fine = rule_row(
+        "date",
+        letter * 50,
+        "na",
+        "na",
+        "greater_or_equal",
+        "1",
+        "na",
+        "na",
+        "no",
+        "2026-03-01",
+        "2026-03-31",
+        OutputName="trk_fine",
+    )
+    counter = rule_row(
+        "aggregator",
+        letter * 50,
+        letter * 50,
+        letter * 200,
+        "greater_or_equal",
+        "1",
+        "greater",
+        "5",
+        "no",
+        "9999-99-99",
+        "9999-99-99",
+        MetricName=letter * 256,
+        OutputName="trk_counter",
+    )
+    result = parse_rules([(2, long_row), (3, fine), (4, counter)])
+    assert [r.row for r in result.rules] == [3, 4]
+    (issue,) = result.errors
+    assert issue.row == 2 and "bytes" in issue.message and "MetricName" in issue.message
+    assert all(len(r.series.encode()) <= 1_000 for r in result.rules if r.rule_type.value == "date")
