@@ -27,6 +27,7 @@ from pia.core.state import Pending
 from pia.rules.aggregates import (
     BEYOND_DISTINCT,
     MAX_DISTINCT,
+    SUMS,
     VALUE_UPDATE_SECONDS,
     Aggregate,
     average_text,
@@ -258,7 +259,7 @@ class _Tally:
             if value is None:
                 self.ambiguous += 1 if rule.metric_name is None and len(event.metrics) > 1 else 0
             else:
-                self.total += value
+                self.total = SUMS.add(self.total, value)
                 if rule.aggregate.keeps_extremes:
                     self.low = value if self.low is None or value < self.low else self.low
                     self.high = value if self.high is None or value > self.high else self.high

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 
 
@@ -92,6 +92,10 @@ BEYOND_DISTINCT = Decimal(MAX_DISTINCT) + Decimal("0.5")
 AVERAGE_PLACES = 6
 _AVERAGE_QUANTUM = Decimal(1).scaleb(-AVERAGE_PLACES)
 _PRECISION = 38
+SUMS = Context(prec=_PRECISION, rounding=ROUND_HALF_EVEN, Emin=MIN_EMIN, Emax=MAX_EMAX)
+"""Where every sum is added: 38 significant digits, as many as a target keeps, so a sum equal to a
+target compares equal (Python's default context keeps 28, and rounded a 38-digit metric away from its
+own target), and no exponent bound, so a tiny metric stays itself instead of flushing to zero."""
 
 
 def distinct_digest(value: str) -> bytes:

@@ -16,14 +16,14 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pia.core.actions import NOT_READY, READY
-from pia.rules.aggregates import Aggregate
+from pia.rules.aggregates import SUMS, Aggregate
 from pia.rules.model import Comparison, Condition, Rule
 from pia.timeseries.rollups import ZERO, SeriesRollup
 
@@ -120,7 +120,8 @@ def window_totals(rule: Rule, frame: RollupFrame, today: date) -> pd.DataFrame:
     first, last = window
     days = frame.days
     in_window = days[(days["day"] >= first.toordinal()) & (days["day"] <= last.toordinal())]
-    grouped = in_window.groupby("user", sort=False).agg(count=("count", "sum"), total=("total", "sum"))
+    with localcontext(SUMS):
+        grouped = in_window.groupby("user", sort=False).agg(count=("count", "sum"), total=("total", "sum"))
     zeros = pd.Series([ZERO] * len(frame.users), index=frame.users, dtype=object)
     return pd.DataFrame(
         {

@@ -36,6 +36,7 @@ from pia.counting.counters import (
     prune_lanes,
     remember_endpoint,
 )
+from pia.rules.aggregates import SUMS
 from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset, activation_for_new_series
 
@@ -78,7 +79,7 @@ class DayTotal:
     total: Decimal = ZERO
 
     def plus(self, other: DayTotal) -> DayTotal:
-        return DayTotal(self.count + other.count, self.total + other.total)
+        return DayTotal(self.count + other.count, SUMS.add(self.total, other.total))
 
 
 def is_final(rule: Rule, today: date) -> bool:

@@ -251,3 +251,66 @@ def test_a_date_rule_whose_series_key_outgrows_dynamodb_s_keys_is_a_row_error(le
     (issue,) = result.errors
     assert issue.row == 2 and "bytes" in issue.message and "MetricName" in issue.message
     assert all(len(r.series.encode()) <= 1_000 for r in result.rules if r.rule_type.value == "date")
+
+
+TARGET_38 = "1.000000000000000000000000000000000001"
+"""A target of 38 significant digits, as many as the parser keeps."""
+
+
+def test_a_sum_equal_to_a_38_digit_target_meets_it_on_both_paths() -> None:
+    """Sums were added in Python's default context, 28 significant digits: one event whose metric
+    equals a 38-digit target summed to ``1.000000000000000000000000000`` and missed ``>=``, on the
+    aggregator's counters and in the daily rollups alike. Sums keep 38 digits, like targets."""
+    from pia.counting.counters import apply_events
+    from pia.timeseries.evaluation import changes, rollup_frame
+    from pia.timeseries.rollups import SeriesPlan, absorb, load_zone
+
+    metric = {"amount": Decimal(TARGET_38)}
+    counter_row = rule_row(
+        "aggregator",
+        "buy",
+        "na",
+        "na",
+        "greater_or_equal",
+        "1",
+        "greater_or_equal",
+        TARGET_38,
+        "no",
+        "9999-99-99",
+        "9999-99-99",
+    )
+    date_row = rule_row(
+        "date",
+        "buy",
+        "na",
+        "na",
+        "greater_or_equal",
+        "1",
+        "greater_or_equal",
+        TARGET_38,
+        "no",
+        "9999-99-99",
+        "9999-99-99",
+        Window="last 7 days",
+    )
+    counter, dated = parse_rules([(2, counter_row), (3, date_row)]).rules
+    moment = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    run = [(Position("shard-0", 1), Event("alice", "buy", moment, {}, metric))]
+    step = apply_events(
+        CounterState(counter.rule_id, "alice"), counter, run, now=0, lane_retention_seconds=60
+    )
+    assert step.state.total == Decimal(TARGET_38) and [a.value for a in step.actions] == ["ready"]
+
+    plan = SeriesPlan(dated.series, (dated,), "", datetime(1970, 1, 1, tzinfo=UTC))
+    today = moment.date()
+    rollup = absorb(
+        SeriesRollup(dated.series, "alice"),
+        plan,
+        run,
+        zone=load_zone("UTC"),
+        oldest=date(2025, 1, 1),
+        now=int(moment.timestamp()),
+        lane_retention_seconds=60,
+    ).state
+    assert [d.value for d in decide(rollup, [dated], today)] == ["ready"]
+    assert list(changes(dated, rollup_frame([rollup]), today)["value"]) == ["ready"]
