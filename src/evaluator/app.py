@@ -25,7 +25,7 @@ from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.evaluator import EvaluationReport, Evaluator
-from pia.timeseries.run_files import RunFiles, within_payload
+from pia.timeseries.run_files import RunFiles, summary_within_payload, within_payload
 from pia.timeseries.run_requests import (
     FinishRequest,
     PlanRequest,
@@ -155,7 +155,7 @@ def _finish(runtime: EvaluatorRuntime, request: FinishRequest) -> dict[str, obje
     report = runtime.evaluator.finish(plan, results.reports, container.now())
     report.failures.update(results.failed)
     return {
-        **_publish(report),
+        **summary_within_payload(_publish(report)),
         "units": report.units,
         "most_unit_rollups": report.most_unit_rollups,
         "failed_units": len(results.failed),

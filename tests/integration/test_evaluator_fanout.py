@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
+from pia.timeseries.run_files import READINESS_CARRIED
 from pia_cli.datagen import generate
 from pia_cli.demo import SAMPLE_RULES
 from pia_cli.emulator import embedded_emulator
@@ -121,3 +122,26 @@ def test_a_role_without_the_run_files_prefix_fails_the_run_at_its_unit_list(tmp_
     assert run.outcome is not None
     assert (run.outcome.status, run.outcome.error) == ("FAILED", "RunFailed")
     assert "AccessDenied" in run.outcome.cause
+
+
+def test_a_run_with_thousands_of_date_rules_fits_its_output_in_the_state_payload(tmp_path: Any) -> None:
+    """Finish returned the run's readiness, one line per live date rule, as the state machine's
+    output: past about 1,350 date rules it passed Step Functions' 256 KB, and every run failed
+    (``States.DataLimitExceeded``, which no Retry or Catch handles) after doing all its work. The
+    output keeps every count and the readiness lines that are not ``ready``, up to a bound."""
+    header = SAMPLE_RULES.read_text().splitlines()[0]
+    rows = [
+        f"date,purchase,na,na,greater_or_equal,{n},na,999,no,9999-99-99,9999-99-99,na,last 7 days,"
+        f"trk_many_{n:04d},na,,,"
+        for n in range(1, 2_501)
+    ]
+    table = tmp_path / "many-rules.csv"
+    table.write_text("\n".join([header, *rows]) + "\n")
+    with _stack("step-functions") as (stack, _clock):
+        stack.publish_rules(table)
+        run = stack.run_evaluator()
+    assert run.outcome is not None and run.outcome.status == "SUCCEEDED", vars(run.outcome)
+    output: dict[str, Any] = run.output
+    assert output["rules"] == 2_500
+    assert len(output["readiness"]) <= READINESS_CARRIED
+    assert output["readiness_more"] == 2_500 - len(output["readiness"])

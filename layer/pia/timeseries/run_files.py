@@ -10,7 +10,7 @@ The bucket's lifecycle expires them after a day.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +24,9 @@ FAILURES_CARRIED = 20
 """Failures a unit's result names (it logs every one): a unit of 2,000 rollups whose target is down
 owes thousands of actions, whose keys would pass Step Functions' 256 KB payload limit."""
 REASON_CHARS = 300
+READINESS_CARRIED = 100
+"""Readiness lines the run's output (the state machine's, bound by the same 256 KB) names: about 190
+bytes each, one per live date rule, so a table of 1,400 date rules would fail every run at Finish."""
 
 
 class RunFileError(ValueError):
@@ -150,3 +153,16 @@ def within_payload(report: EvaluationReport) -> EvaluationReport:
     if len(ordered) > FAILURES_CARRIED:
         kept[f"unit/{len(ordered) - FAILURES_CARRIED} more failures"] = "logged by the unit"
     return replace(report, failures=kept, more=None)
+
+
+def summary_within_payload(summary: Mapping[str, object]) -> dict[str, object]:
+    """The run's summary as the state machine's output: every count, and at most
+    :data:`READINESS_CARRIED` readiness lines, those not ``ready`` first (in row order); the rest are
+    counted in ``readiness_more`` and are all in the run's log line."""
+    lines = summary.get("readiness", [])
+    assert isinstance(lines, list)
+    if len(lines) <= READINESS_CARRIED:
+        return dict(summary)
+    ordered = sorted(lines, key=lambda line: (line.get("state") == "ready", line.get("row", 0)))
+    kept = ordered[:READINESS_CARRIED]
+    return {**summary, "readiness": kept, "readiness_more": len(lines) - len(kept)}
