@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, Inexact
 from typing import NamedTuple, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -309,11 +310,44 @@ def decide(
         if days is not None and not any(first <= day <= last for day in days):
             continue
         totals = state.window_total(first, last)
-        sent = state.sent.get(rule.rule_id)
-        value = next_value(is_met(rule, totals, state.seen or sent == READY), sent)
+        value = _value_for(rule, state, totals)
         if value is not None:
             decisions.append(Decision(rule, value, totals))
     return decisions
+
+
+def _value_for(rule: Rule, state: SeriesRollup, totals: DayTotal) -> str | None:
+    sent = state.sent.get(rule.rule_id)
+    return next_value(is_met(rule, totals, state.seen or sent == READY), sent)
+
+
+class _RunningTotals:
+    """A rollup's days (both parts) in order with running counts and sums, so a window's total is two
+    binary searches and a subtraction instead of a pass over every day. The sums are kept only while
+    every addition is exact (they then equal :meth:`SeriesRollup.window_total`'s whatever the order);
+    past 38 digits a window is summed directly, as ``window_total`` does."""
+
+    def __init__(self, state: SeriesRollup) -> None:
+        self._state = state
+        merged: dict[date, DayTotal] = {}
+        for part in (state.days, state.backfill):
+            for day, value in part.items():
+                merged[day] = merged.get(day, DayTotal()).plus(value)
+        self.days = sorted(merged)
+        self._context = SUMS.copy()
+        self._context.clear_flags()
+        self._counts = [0]
+        self._totals = [ZERO]
+        for day in self.days:
+            self._counts.append(self._counts[-1] + merged[day].count)
+            self._totals.append(self._context.add(self._totals[-1], merged[day].total))
+
+    def total(self, first: date, last: date) -> DayTotal:
+        low, high = bisect_left(self.days, first), bisect_right(self.days, last)
+        total = self._context.subtract(self._totals[high], self._totals[low])
+        if self._context.flags[Inexact]:
+            return self._state.window_total(first, last)
+        return DayTotal(self._counts[high] - self._counts[low], total)
 
 
 def next_change(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date | None:
@@ -322,18 +356,28 @@ def next_change(state: SeriesRollup, rules: Sequence[Rule], today: date) -> date
     A fixed window's span does not move, so only a rolling window changes a user's output over time:
     on day ``d + window`` the day ``d`` slides out, and a day stamped in the future slides in on its
     own date. Between those days every window holds the same days, so checking each of them (and
-    ``today``, for a change already owed) finds the first change without walking the calendar."""
-    days = {*state.days, *state.backfill}
-    candidates = {today}
+    ``today``, for a change already owed) finds the first change without walking the calendar.
+
+    Each rule's output depends on its own window alone, so each rule is checked only on its own days
+    (a fixed window's on ``today``), against running totals: the cost grows with days plus rules, not
+    with their product times the window."""
+    running = _RunningTotals(state)
+    ahead = [day for day in running.days if day > today]
+    first: date | None = None
     for rule in rules:
+        candidates = {today}
         if rule.window_days is not None:
             span = timedelta(days=rule.window_days)
-            candidates.update(day + span for day in days if day + span > today)
-            candidates.update(day for day in days if day > today)
-    for day in sorted(candidates):
-        if decide(state, rules, day):
-            return day
-    return None
+            candidates.update(day + span for day in running.days if day + span > today)
+            candidates.update(ahead)
+        for day in sorted(candidates):
+            if first is not None and day >= first:
+                break
+            window = rule.window_for(day)
+            if window is not None and _value_for(rule, state, running.total(*window)) is not None:
+                first = day
+                break
+    return first
 
 
 def in_audience(state: SeriesRollup, rules: Iterable[Rule]) -> bool:
