@@ -59,6 +59,7 @@ from pia.timeseries.rollups import (
     record_sent,
     rules_signature,
     wake_at,
+    within_outbox,
 )
 from pia.timeseries.seen import SeenSummary
 from pia.timeseries.units import DUE, SWEEP, RunPlan, UnitFormatError, WorkUnit
@@ -534,6 +535,12 @@ class Evaluator:
                 found.setdefault(user, []).append(
                     Decision(rule, str(value), DayTotal(int(count), Decimal(total)))
                 )
+        targets = len(self._targets)
+        found = {
+            state.user_id: within_outbox(found[state.user_id], state, targets)
+            for state in states
+            if state.user_id in found
+        }
         wakes = {
             state.user_id: self._wake(state, found.get(state.user_id, ()), plan, today) for state in states
         }
@@ -546,7 +553,11 @@ class Evaluator:
         }
 
         def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
-            decisions = decide(state, plan.rules, today) if retry else found.get(state.user_id, [])
+            decisions = (
+                within_outbox(decide(state, plan.rules, today), state, targets)
+                if retry
+                else found.get(state.user_id, [])
+            )
             new = record_sent(state, decisions)
             wake = self._wake(state, decisions, plan, today) if retry else wakes[state.user_id]
             keep = in_audience(new, plan.rules)
@@ -591,7 +602,7 @@ class Evaluator:
                 hand_over=self._hand_over,
                 publish=True,
             )
-            return Change(owed.state, owed.send, tuple(actions))
+            return Change(owed.state, owed.send, (tuple(actions), owed.note))
 
         done = commit_loop(
             bases,
@@ -605,12 +616,17 @@ class Evaluator:
         for key, reason in done.failed.items():
             report.failures[f"{key.series}/{key.user_id}"] = reason
         owed: dict[SeriesKey, tuple[Pending, ...]] = {}
+        parked: list[Pending] = []
         for key, change in done.changes.items():
-            actions: tuple[Action, ...] = change.note
+            actions, overflow = change.note
             report.ready += sum(1 for a in actions if a.value == READY)
             report.not_ready += sum(1 for a in actions if a.value == NOT_READY)
+            parked.extend(overflow)
             if change.send:
                 owed[key] = change.send
+        if parked:
+            # An outbox already full of refused entries: the oldest go where an operator sees them.
+            self._rollups.park(parked, epoch)
         sent = send_and_clear(
             owed,
             done.states,

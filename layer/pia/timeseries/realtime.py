@@ -44,6 +44,7 @@ from pia.timeseries.rollups import (
     next_due,
     plan_series,
     record_sent,
+    within_outbox,
 )
 
 ROLLUPS = "rollup"
@@ -142,7 +143,9 @@ class TimeSeriesPath:
             )
             if step.last is None:
                 return None
-            decisions = decide(step.state, plan.rules, today, step.days)
+            decisions = within_outbox(
+                decide(step.state, plan.rules, today, step.days), step.state, len(self._targets)
+            )
             state = record_sent(step.state, decisions)
             state = replace(
                 state,

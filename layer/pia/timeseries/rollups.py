@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pia.core.actions import NOT_READY, READY, Action, ActionKind, action_id_for
 from pia.core.events import Event
-from pia.core.state import Pending
+from pia.core.state import MAX_PENDING, Pending
 from pia.counting.counters import (
     LaneMark,
     Position,
@@ -430,6 +430,15 @@ def rules_signature(plan: SeriesPlan, today: date) -> str:
         if not is_final(r, today)
     )
     return " ".join([plan.activation or "-", *rules])
+
+
+def within_outbox(decisions: Sequence[Decision], state: SeriesRollup, targets: int) -> list[Decision]:
+    """The changes one write may owe: one outbox entry per change and target, and an item holds at
+    most MAX_PENDING (past it the oldest are parked). The rest are not recorded as sent, so the rollup
+    stays due today (:func:`next_change`) and the evaluator's next run owes them: a user crossing many
+    rules of a series at once loses none of them."""
+    room = max(1, (MAX_PENDING - len(state.pending)) // max(1, targets))
+    return list(decisions[:room])
 
 
 def record_sent(state: SeriesRollup, decisions: Iterable[Decision]) -> SeriesRollup:
