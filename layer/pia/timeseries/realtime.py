@@ -64,9 +64,14 @@ Runs = dict[SeriesKey, tuple[SeriesPlan, list[tuple[Position, Event]]]]
 
 
 def group_by_series(records: Sequence[InboundRecord], plans: dict[str, SeriesPlan]) -> Runs:
+    """Each record is tried only against the series of its event, as counters are (a batch costs
+    records times the series of their events, not times every live series)."""
+    by_event: dict[str, list[SeriesPlan]] = {}
+    for plan in plans.values():
+        by_event.setdefault(plan.rules[0].event_name, []).append(plan)
     runs: Runs = {}
     for record in records:
-        for plan in plans.values():
+        for plan in by_event.get(record.event.event_type, ()):
             if plan.matches(record.event):
                 key = SeriesKey(plan.series, record.event.user_id)
                 if key not in runs:
