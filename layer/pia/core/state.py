@@ -124,29 +124,41 @@ class ParkingPort(Protocol):
 
 class StateCache:
     """Last committed state per item, so a warm container writes without reading: one cache for every
-    kind of state, sized from the function's memory, least recently used evicted first."""
+    kind of state, sized from the function's memory, least recently used evicted first.
+
+    ``capacity`` counts states of :data:`BYTES_PER_CACHED_STATE`; a state that holds more (a rollup
+    with hundreds of days, a full distinct set) says how many such units it weighs in its
+    ``cache_weight``, so a cache of long rollups stays within the memory it was sized from."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._weight = 0
 
     def get(self, kind: str, key: Hashable) -> Any:
-        state = self._items.get((kind, key))
-        if state is not None:
-            self._items.move_to_end((kind, key))
-        return state
+        entry = self._items.get((kind, key))
+        if entry is None:
+            return None
+        self._items.move_to_end((kind, key))
+        return entry[0]
 
     def put(self, kind: str, key: Hashable, state: object) -> None:
-        self._items[(kind, key)] = state
-        self._items.move_to_end((kind, key))
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        weight = max(1, int(getattr(state, "cache_weight", 1)))
+        self.drop(kind, key)
+        self._items[(kind, key)] = (state, weight)
+        self._weight += weight
+        while self._weight > self.capacity and len(self._items) > 1:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._weight -= evicted
 
     def drop(self, kind: str, key: Hashable) -> None:
-        self._items.pop((kind, key), None)
+        entry = self._items.pop((kind, key), None)
+        if entry is not None:
+            self._weight -= entry[1]
 
     def clear(self) -> None:
         self._items.clear()
+        self._weight = 0
 
     def __len__(self) -> int:
         return len(self._items)

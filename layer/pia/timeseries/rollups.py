@@ -45,6 +45,9 @@ ZERO = Decimal(0)
 OPEN_DAYS_AFTER_FINISH = 1
 """A fixed window still takes late events for one day after FinishDate; from the next day on its
 result is final and neither path sends anything more for it."""
+DAYS_PER_CACHED_STATE = 20
+"""A cached rollup's day takes about 275 bytes in CPython objects (a date, a DayTotal, a Decimal, a
+dict slot): 20 of them weigh one ordinary cached state (``BYTES_PER_CACHED_STATE``)."""
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 """The activation of a series no publisher dated: every event is live, nothing is backfilled."""
 
@@ -174,6 +177,11 @@ class SeriesRollup:
     def seen(self) -> bool:
         """Whether the user has a matching event on record: the scope of absence rules."""
         return bool(self.days) or bool(self.backfill)
+
+    @property
+    def cache_weight(self) -> int:
+        """How many ordinary cached states this one weighs in memory (see ``StateCache``)."""
+        return 1 + (len(self.days) + len(self.backfill)) // DAYS_PER_CACHED_STATE
 
 
 @dataclass(frozen=True)
