@@ -161,8 +161,11 @@ def summary_within_payload(summary: Mapping[str, object]) -> dict[str, object]:
     counted in ``readiness_more`` and are all in the run's log line."""
     lines = summary.get("readiness", [])
     assert isinstance(lines, list)
-    if len(lines) <= READINESS_CARRIED:
-        return dict(summary)
-    ordered = sorted(lines, key=lambda line: (line.get("state") == "ready", line.get("row", 0)))
-    kept = ordered[:READINESS_CARRIED]
-    return {**summary, "readiness": kept, "readiness_more": len(lines) - len(kept)}
+    if len(lines) > READINESS_CARRIED:
+        lines = sorted(lines, key=lambda line: (line.get("state") == "ready", line.get("row", 0)))
+    # A failed backfill's reason (an Athena error can run to kilobytes) is every waiting rule's message.
+    kept = [
+        {**line, "message": str(line.get("message", ""))[:REASON_CHARS]} for line in lines[:READINESS_CARRIED]
+    ]
+    more = {"readiness_more": len(lines) - len(kept)} if len(lines) > len(kept) else {}
+    return {**summary, "readiness": kept, **more}

@@ -90,3 +90,19 @@ def test_a_unit_s_result_keeps_its_counts_and_a_bounded_sample_of_failures_rollu
     assert "s/user-9" in kept.failures, "finish needs to see the series had a failed rollup"
     assert len(json.dumps(kept.to_json())) < 20_000
     assert len(report.failures) == 5_001, "the report itself is left whole"
+
+
+def test_the_run_output_clips_each_readiness_message() -> None:
+    """A failed backfill's reason is the message of every rule waiting on it: 100 rules waiting on an
+    Athena error of 3 KB made a 300 KB output, past Step Functions' 256 KB."""
+    from pia.timeseries.run_files import READINESS_CARRIED, REASON_CHARS, summary_within_payload
+
+    reason = "Athena query failed: " + "x" * 3_000
+    lines = [
+        {"row": n, "output_name": f"trk_{n}", "state": "computing", "message": reason}
+        for n in range(2, READINESS_CARRIED + 2)
+    ]
+    output = summary_within_payload({"rules": len(lines), "readiness": lines})
+    assert [line["row"] for line in output["readiness"]] == [line["row"] for line in lines]
+    assert all(len(line["message"]) == REASON_CHARS for line in output["readiness"])
+    assert "readiness_more" not in output and len(json.dumps(output)) < 64_000
