@@ -18,7 +18,10 @@ DUE = "due"
 SWEEP = "sweep"
 """A unit that reads every rollup of its partition: the series' rules changed, or a backfill landed,
 so the due moments kept in the items were computed for other rules and must be recomputed."""
-MODES = (DUE, SWEEP)
+BACKFILL = "backfill"
+"""A unit that merges one part of a landed backfill's result (``source``, part ``partition``) into its
+users' rollups and evaluates them in the same write."""
+MODES = (DUE, SWEEP, BACKFILL)
 
 
 class UnitFormatError(ValueError):
@@ -51,6 +54,9 @@ class WorkUnit:
     mode: str = DUE
     closing: tuple[str, ...] = ()
     """Closed date rules of the series that get their final evaluation in this run."""
+    source: str = ""
+    """A backfill unit: where its result's parts are. A sweep: the source of the series' last whole
+    backfill, so that it drops any other (``""``: it leaves backfills alone)."""
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -69,6 +75,7 @@ class WorkUnit:
             "start": self.start,
             "mode": self.mode,
             "closing": list(self.closing),
+            "source": self.source,
         }
 
     @classmethod
@@ -90,6 +97,9 @@ class WorkUnit:
         closing = data.get("closing", [])
         if not isinstance(closing, list) or not all(isinstance(c, str) for c in closing):
             raise UnitFormatError(f"{where}: field 'closing' must be a list of rule ids")
+        source = data.get("source", "")
+        if not isinstance(source, str):
+            raise UnitFormatError(f"{where}: field 'source' must be str, not {source!r}")
         return cls(
             series=_field(data, "series", str, where),
             partition=_field(data, "partition", int, where),
@@ -98,6 +108,7 @@ class WorkUnit:
             start=start,
             mode=mode,
             closing=tuple(closing),
+            source=source,
         )
 
     @property
@@ -113,6 +124,7 @@ class WorkUnit:
             json.dumps(cursor, sort_keys=True, separators=(",", ":")),
             self.mode,
             self.closing,
+            self.source,
         )
 
     def cursor(self) -> dict[str, Any] | None:
@@ -134,9 +146,13 @@ class RunPlan:
     """Series swept this run, with the rules' signature to record once every unit has succeeded."""
     report: Mapping[str, object] = field(default_factory=dict)
     """The plan phase's own report (recovery, backfill), as :meth:`EvaluationReport.to_json`."""
+    landed: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    """Series whose backfill result landed this run, with the coverage ``finish`` records once every
+    backfill unit of theirs has merged its part (``Evaluator`` writes and reads it)."""
 
     def to_json(self) -> dict[str, object]:
         return {
+            "landed": {series: dict(value) for series, value in self.landed.items()},
             "due_at": self.due_at,
             "ruleset_version": self.ruleset_version,
             "units": [u.to_json() for u in self.units],
@@ -164,6 +180,9 @@ class RunPlan:
             raise UnitFormatError(f"{where}: field 'swept' must map series to signatures")
         if not isinstance(report, Mapping):
             raise UnitFormatError(f"{where}: field 'report' must be an object")
+        landed = data.get("landed", {})
+        if not isinstance(landed, Mapping) or not all(isinstance(v, Mapping) for v in landed.values()):
+            raise UnitFormatError(f"{where}: field 'landed' must map series to objects")
         return cls(
             due_at=_field(data, "due_at", int, where),
             ruleset_version=_field(data, "ruleset_version", int, where),
@@ -172,4 +191,5 @@ class RunPlan:
             waiting=tuple(waiting),
             swept={str(k): str(v) for k, v in swept.items()},
             report=dict(report),
+            landed={str(k): dict(v) for k, v in landed.items()},
         )
