@@ -16,8 +16,9 @@ from typing import Any
 DUE = "due"
 """A unit that reads only the rollups whose next change is due (the sparse ``due`` index)."""
 SWEEP = "sweep"
-"""A unit that reads every rollup of its partition: the series' rules changed, or a backfill landed,
-so the due moments kept in the items were computed for other rules and must be recomputed."""
+"""A unit that reads every rollup of its partition: the series' rules changed, or a backfill landed
+since its last sweep, so the due moments kept in the items were computed for other rules (or other
+history) and must be recomputed."""
 BACKFILL = "backfill"
 """A unit that merges one part of a landed backfill's result (``source``, part ``partition``) into its
 users' rollups and evaluates them in the same write."""
