@@ -229,6 +229,23 @@ def test_a_unit_killed_after_a_commit_and_run_again_sends_each_action_once(
     assert sent == Counter((a.user_id, a.value) for a in clean_target.sent)
 
 
+def test_a_run_killed_before_its_finish_merges_the_backfill_again_and_sends_nothing_twice(
+    dynamodb: Any,
+) -> None:
+    rule = _rule(dynamodb)
+    archive = _archive()
+    target = Recorder()
+    evaluator, _, _ = _evaluator(dynamodb, archive, target)
+    plan = evaluator.plan(NOW)
+    _run_units(evaluator, plan.units, NOW)  # every part merged, then the run died: no finish
+
+    again = evaluator.run(NOW + timedelta(hours=1))
+
+    assert again.backfilled == [rule.series] and again.backfill_rows == USERS
+    assert (again.ready, again.not_ready) == (0, 0)
+    assert sorted(a.user_id for a in target.sent) == [f"user-{u:02d}" for u in range(USERS)]
+
+
 def test_a_user_the_new_backfill_no_longer_finds_loses_the_old_one_in_the_sweep(dynamodb: Any) -> None:
     rule = _rule(dynamodb)
     archive = _archive(lonely="user-07")
