@@ -61,7 +61,7 @@ from pia.timeseries.rollups import (
     wake_at,
 )
 from pia.timeseries.seen import SeenSummary
-from pia.timeseries.units import BACKFILL, DUE, SWEEP, RunPlan, UnitFormatError, WorkUnit
+from pia.timeseries.units import BACKFILL, DUE, SWEEP, LandedBackfill, RunPlan, UnitFormatError, WorkUnit
 
 EVALUATOR_LANE = "evaluator"
 ARCHIVE_HOUR_CLOSES = timedelta(minutes=75)
@@ -322,7 +322,7 @@ class Evaluator:
             if source and signatures.get(series) != wanted[series]
         }
         waiting: set[str] = set()
-        landed: dict[str, dict[str, object]] = {}
+        landed: dict[str, LandedBackfill] = {}
         tasks: list[BackfillTask] = []
         if plans and self._backfill_engine is not None:
             oldest = today - timedelta(days=self._retention_days)
@@ -342,7 +342,7 @@ class Evaluator:
             zone=self._zone,
             archive=self._backfill_engine is not None,
             waiting_reason=report.failures.get("backfill", ""),
-            merging={series: (0, int(str(info["parts"]))) for series, info in landed.items()},
+            merging={series: (0, info.parts) for series, info in landed.items()},
         )
         swept: dict[str, str] = {}
         units: list[WorkUnit] = []
@@ -351,7 +351,7 @@ class Evaluator:
                 continue
             closing_here = tuple(sorted(r.rule_id for r in plan.rules if r.rule_id in closing))
             if series in landed:
-                info = landed[series]
+                source = landed[series].source
                 units.extend(
                     WorkUnit(
                         series,
@@ -360,9 +360,9 @@ class Evaluator:
                         self._unit_limit,
                         mode=BACKFILL,
                         closing=closing_here,
-                        source=str(info["source"]),
+                        source=source,
                     )
-                    for part in range(int(str(info["parts"])))
+                    for part in range(landed[series].parts)
                 )
                 continue
             mode = DUE
@@ -394,7 +394,7 @@ class Evaluator:
 
     def _land(
         self, engine: BackfillEngine, tasks: Sequence[BackfillTask], report: EvaluationReport
-    ) -> dict[str, dict[str, object]]:
+    ) -> dict[str, LandedBackfill]:
         """Compute the tasks' histories into the results, laid out by part; the landed series, with
         what ``finish`` records for them. A failed or unfinished computation lands nothing: its series
         wait for the next run rather than being evaluated on part of their history."""
@@ -410,13 +410,13 @@ class Evaluator:
         report.backfill_duplicates += stats.duplicates
         report.bad_archive_lines += stats.bad_lines
         return {
-            task.plan.series: {
-                "activation": task.plan.activation,
-                "first_day": task.first_day.isoformat(),
-                "final": task.final,
-                "source": series_source(prefix, index),
-                "parts": parts[task.plan.series],
-            }
+            task.plan.series: LandedBackfill(
+                task.plan.activation,
+                task.first_day,
+                task.final,
+                series_source(prefix, index),
+                parts[task.plan.series],
+            )
             for index, task in enumerate(tasks)
         }
 
@@ -507,25 +507,19 @@ class Evaluator:
             if all(u.name in completed for u in plan.units if u.series == series)
             and not any(key.startswith(f"{series}/") for key in report.failures)
         }
-        for series, info in sorted(plan.landed.items()):
+        for series, landed in sorted(plan.landed.items()):
             if series in done:
-                coverage = Coverage(
-                    str(info["activation"]),
-                    date.fromisoformat(str(info["first_day"])),
-                    bool(info["final"]),
-                    str(info["source"]),
-                )
+                coverage = Coverage(landed.activation, landed.first_day, landed.final, landed.source)
                 self._coverage.record(series, coverage, epoch)
                 report.backfilled.append(series)
         for series, signature in plan.swept.items():
             if series in done:
                 self._coverage.record_signature(series, signature, epoch)
-        ruleset = self._ruleset()
-        today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
-        plans = plan_series(ruleset, today, include_final=set(plan.closing))
-        if plan.landed:
+        if plan.landed or plan.closing:
+            ruleset = self._ruleset()
+            today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
+            plans = plan_series(ruleset, today, include_final=set(plan.closing))
             self._merged_readiness(plan, plans, completed, today, report)
-        if plan.closing:
             self._finalize({s: p for s, p in plans.items() if s in done}, set(plan.closing), epoch, report)
         return report
 
@@ -539,18 +533,16 @@ class Evaluator:
     ) -> None:
         """A landed series' readiness moves with its parts merged, and is ready once all are."""
         landed = {series: plans[series] for series in plan.landed if series in plans}
+        if not landed:
+            return
         tasks = [
-            BackfillTask(
-                series_plan,
-                date.fromisoformat(str(plan.landed[series]["first_day"])),
-                bool(plan.landed[series]["final"]),
-            )
+            BackfillTask(series_plan, plan.landed[series].first_day, plan.landed[series].final)
             for series, series_plan in landed.items()
         ]
         merging = {
             series: (
                 sum(1 for u in plan.units if u.series == series and u.name in completed),
-                int(str(plan.landed[series]["parts"])),
+                plan.landed[series].parts,
             )
             for series in landed
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 DUE = "due"
@@ -133,6 +134,45 @@ class WorkUnit:
 
 
 @dataclass(frozen=True)
+class LandedBackfill:
+    """A series' backfill result that landed in a run: where its parts are, and the coverage ``finish``
+    records once every part is merged."""
+
+    activation: str
+    first_day: date
+    final: bool
+    source: str
+    parts: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "activation": self.activation,
+            "first_day": self.first_day.isoformat(),
+            "final": self.final,
+            "source": self.source,
+            "parts": self.parts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], series: str) -> LandedBackfill:
+        where = f"plan: landed {series}"
+        if not isinstance(data, Mapping):
+            raise UnitFormatError(f"{where}: expected an object, not {data!r}")
+        first_day = _field(data, "first_day", str, where)
+        try:
+            day = date.fromisoformat(first_day)
+        except ValueError:
+            raise UnitFormatError(f"{where}: field 'first_day' is not a date: {first_day!r}") from None
+        return cls(
+            activation=_field(data, "activation", str, where),
+            first_day=day,
+            final=_field(data, "final", bool, where),
+            source=_field(data, "source", str, where),
+            parts=_field(data, "parts", int, where),
+        )
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """What one run does after recovery and backfill: its units, and what ``finish`` needs."""
 
@@ -147,13 +187,12 @@ class RunPlan:
     """Series swept this run, with the rules' signature to record once every unit has succeeded."""
     report: Mapping[str, object] = field(default_factory=dict)
     """The plan phase's own report (recovery, backfill), as :meth:`EvaluationReport.to_json`."""
-    landed: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    """Series whose backfill result landed this run, with the coverage ``finish`` records once every
-    backfill unit of theirs has merged its part (``Evaluator`` writes and reads it)."""
+    landed: Mapping[str, LandedBackfill] = field(default_factory=dict)
+    """Series whose backfill result landed this run: their units are backfill units, one per part."""
 
     def to_json(self) -> dict[str, object]:
         return {
-            "landed": {series: dict(value) for series, value in self.landed.items()},
+            "landed": {series: value.to_json() for series, value in self.landed.items()},
             "due_at": self.due_at,
             "ruleset_version": self.ruleset_version,
             "units": [u.to_json() for u in self.units],
@@ -182,7 +221,7 @@ class RunPlan:
         if not isinstance(report, Mapping):
             raise UnitFormatError(f"{where}: field 'report' must be an object")
         landed = data.get("landed", {})
-        if not isinstance(landed, Mapping) or not all(isinstance(v, Mapping) for v in landed.values()):
+        if not isinstance(landed, Mapping):
             raise UnitFormatError(f"{where}: field 'landed' must map series to objects")
         return cls(
             due_at=_field(data, "due_at", int, where),
@@ -192,5 +231,5 @@ class RunPlan:
             waiting=tuple(waiting),
             swept={str(k): str(v) for k, v in swept.items()},
             report=dict(report),
-            landed={str(k): dict(v) for k, v in landed.items()},
+            landed={str(k): LandedBackfill.from_json(v, str(k)) for k, v in landed.items()},
         )

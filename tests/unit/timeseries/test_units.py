@@ -4,12 +4,13 @@ malformed one is refused with the field named."""
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 
 from pia.timeseries.evaluator import EvaluationReport
 from pia.timeseries.readiness import Readiness
-from pia.timeseries.units import BACKFILL, SWEEP, RunPlan, UnitFormatError, WorkUnit
+from pia.timeseries.units import BACKFILL, SWEEP, LandedBackfill, RunPlan, UnitFormatError, WorkUnit
 
 
 @pytest.mark.parametrize(
@@ -54,11 +55,13 @@ def test_a_plan_and_a_report_read_back_from_json_text() -> None:
     report.more = WorkUnit("s", 1, 5, 10, start='{"k":1}')
     report.readiness = [Readiness(2, "trk", "computing", 240, 0, "an Athena query is still running")]
     plan = RunPlan(5, 3, (WorkUnit("s", 0, 5, 10), WorkUnit("s", 1, 5, 10)), ("r",), ("w",), {"s": "sig"})
-    landed = {"s": {"activation": "2026-03-10", "first_day": "2026-03-03", "final": True, "parts": 16}}
+    landed = {"s": LandedBackfill("2026-03-10", date(2026, 3, 3), True, "backfill/r/sx=0/", 16)}
     plan = RunPlan(**{**plan.__dict__, "report": report.to_json(), "landed": landed})
     assert RunPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
     assert EvaluationReport.from_json(json.loads(json.dumps(report.to_json()))) == report
     with pytest.raises(UnitFormatError, match="rollups_read"):
         EvaluationReport.from_json({"rollups_read": "12"})
-    with pytest.raises(UnitFormatError, match="landed"):
+    with pytest.raises(UnitFormatError, match="landed s"):
         RunPlan.from_json({**plan.to_json(), "landed": {"s": "backfill/"}})
+    with pytest.raises(UnitFormatError, match="'parts'"):
+        RunPlan.from_json({**plan.to_json(), "landed": {"s": {**landed["s"].to_json(), "parts": "16"}}})
