@@ -18,7 +18,7 @@ from pia.core.state import StateCommit, StateWrite, WriteStatus
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
 from pia.rules.model import Rule
-from pia.rules.ruleset import Ruleset, RulesetTable
+from pia.rules.ruleset import RulesetTable
 from pia.timeseries.backfill import backfill_tasks
 from pia.timeseries.backfill_engine import ArchiveScan
 from pia.timeseries.backfill_results import BackfillResults, MemoryObjects
@@ -27,7 +27,7 @@ from pia.timeseries.rollups import SeriesKey, SeriesRollup, load_zone, plan_seri
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore
 from pia.timeseries.units import BACKFILL, SWEEP, WorkUnit
 from tests.conftest import RULESET_TABLE, TIMESERIES_TABLE, create_table
-from tests.integration.timeseries_support import date_row, publish
+from tests.integration.timeseries_support import date_row, publish, use_partitions
 
 BUCKET = "pia-raw-events-units"
 ACTIVATION = "2026-03-10"
@@ -77,18 +77,7 @@ def _rule(dynamodb: Any) -> Rule:
     """A fixed-window date rule, "at least one purchase from 3 March", on ``PARTS`` partitions."""
     row = date_row("greater", "0", event="purchase", start="2026-03-03", finish="2026-03-31")
     (rule,) = publish(dynamodb, [row], ACTIVATION, datetime(2026, 3, 9, tzinfo=UTC)).rules
-    table = RulesetTable(dynamodb, RULESET_TABLE)
-    current = table.current()
-    table.publish(
-        Ruleset(
-            version=current.version + 1,
-            rules=current.rules,
-            published_at=current.published_at,
-            series_activation=current.series_activation,
-            series_partitions={rule.series: PARTS},
-        ),
-        expected_version=current.version,
-    )
+    use_partitions(dynamodb, {rule.series: PARTS})
     return rule
 
 
