@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from pia.timeseries.backfill import BackfillFailed, BackfillStats, UserHistory
 
@@ -65,7 +67,7 @@ def summary_row(lines: int, events: int, bad_lines: int) -> dict[str, object]:
 class ObjectStore(Protocol):
     def put(self, key: str, body: bytes) -> None: ...
 
-    def get(self, key: str) -> bytes: ...
+    def stream(self, key: str) -> IO[bytes]: ...
 
     def keys(self, prefix: str) -> list[str]: ...
 
@@ -80,8 +82,8 @@ class S3Objects:
     def put(self, key: str, body: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body)
 
-    def get(self, key: str) -> bytes:
-        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+    def stream(self, key: str) -> IO[bytes]:
+        body: IO[bytes] = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"]
         return body
 
     def keys(self, prefix: str) -> list[str]:
@@ -105,8 +107,8 @@ class MemoryObjects:
     def put(self, key: str, body: bytes) -> None:
         self.objects[key] = body
 
-    def get(self, key: str) -> bytes:
-        return self.objects[key]
+    def stream(self, key: str) -> IO[bytes]:
+        return io.BytesIO(self.objects[key])
 
     def keys(self, prefix: str) -> list[str]:
         return sorted(key for key in self.objects if key.startswith(prefix))
@@ -123,9 +125,32 @@ def _is_result(key: str) -> bool:
     return not key.endswith(("/", ".metadata", "manifest.csv"))
 
 
-def _lines(body: bytes) -> list[str]:
-    text = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-    return [line for line in text.decode().splitlines() if line.strip()]
+class _Raw(io.RawIOBase):
+    """Any readable body (an S3 ``StreamingBody`` has ``read`` only) as a raw stream to buffer."""
+
+    def __init__(self, body: IO[bytes]) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _lines(body: IO[bytes]) -> Iterator[str]:
+    """An object's lines as they are read (gzip or plain, as the workgroup writes them): a unit holds
+    one page of rows, never a whole result file, however large Athena made it."""
+    with closing(body):
+        buffered = io.BufferedReader(_Raw(body))
+        raw: io.BufferedIOBase = buffered
+        if buffered.peek(2)[:2] == b"\x1f\x8b":
+            raw = gzip.GzipFile(fileobj=buffered)
+        for line in raw:
+            if line.strip():
+                yield line.decode()
 
 
 class BackfillResults:
@@ -161,7 +186,7 @@ class BackfillResults:
         not whole (expired, or written only in part) and is not merged."""
         for key in self._objects.keys(part_prefix(series_source(prefix, SUMMARY_INDEX), 0)):
             if _is_result(key):
-                for line in _lines(self._objects.get(key)):
+                for line in _lines(self._objects.stream(key)):
                     lines, events, bad = (int(str(v)) for v in json.loads(line).get("days") or ())
                     stats.events, stats.duplicates, stats.bad_lines = events, lines - bad - events, bad
                     return
@@ -176,12 +201,13 @@ class BackfillResults:
         skip = int(cursor["line"]) if cursor else 0
         rows: list[dict[str, Any]] = []
         for key in (k for k in keys if k >= start_key):
-            lines = _lines(self._objects.get(key))
             first = skip if key == start_key else 0
-            for line_number in range(first, len(lines)):
+            for line_number, line in enumerate(_lines(self._objects.stream(key))):
+                if line_number < first:
+                    continue
                 if len(rows) == limit:
                     return ResultPage(rows, {"key": key, "line": line_number})
-                rows.append(json.loads(lines[line_number]))
+                rows.append(json.loads(line))
                 self.rows_read += 1
         return ResultPage(rows, None)
 
