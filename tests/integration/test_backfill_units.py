@@ -253,3 +253,24 @@ def test_a_user_the_new_backfill_no_longer_finds_loses_the_old_one_in_the_sweep(
     days, sent, _ = _stored(dynamodb, rule.series)["user-07"]
     assert days == {} and sent == {rule.rule_id: NOT_READY}
     assert [(a.user_id, a.value) for a in target.sent if a.value == NOT_READY] == [("user-07", NOT_READY)]
+
+
+def test_a_closed_rule_gets_its_final_evaluation_in_the_sweep_after_its_backfill_lands(
+    dynamodb: Any,
+) -> None:
+    """The backfill units evaluate only the users the history holds: marking the rule final there
+    would leave its other users without their final evaluation for good."""
+    row = date_row("greater", "0", event="purchase", start="2026-03-03", finish="2026-03-10")
+    (rule,) = publish(dynamodb, [row], ACTIVATION, datetime(2026, 3, 9, tzinfo=UTC)).rules
+    use_partitions(dynamodb, {rule.series: PARTS})
+    evaluator, _, _ = _evaluator(dynamodb, _archive(), None)
+
+    landing = evaluator.plan(NOW)
+    assert landing.closing == (rule.rule_id,) and {u.mode for u in landing.units} == {BACKFILL}
+    landed = evaluator.finish(landing, _run_units(evaluator, landing.units, NOW), NOW)
+    assert landed.backfilled == [rule.series] and landed.finalized == []
+
+    sweep = evaluator.plan(NOW + timedelta(hours=1))
+    assert {u.mode for u in sweep.units} == {SWEEP} and sweep.closing == (rule.rule_id,)
+    swept = evaluator.finish(sweep, _run_units(evaluator, sweep.units, NOW), NOW + timedelta(hours=1))
+    assert swept.finalized == [rule.rule_id]

@@ -520,7 +520,10 @@ class Evaluator:
             today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
             plans = plan_series(ruleset, today, include_final=set(plan.closing))
             self._merged_readiness(plan, plans, completed, today, report)
-            self._finalize({s: p for s, p in plans.items() if s in done}, set(plan.closing), epoch, report)
+            # A landed series' units evaluated only the users its history holds: its sweep, next
+            # run, gives the others their final evaluation, and only then is the rule final.
+            final = {s: p for s, p in plans.items() if s in done and s not in plan.landed}
+            self._finalize(final, set(plan.closing), epoch, report)
         return report
 
     def _merged_readiness(
