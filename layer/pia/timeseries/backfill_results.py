@@ -27,6 +27,10 @@ from pia.timeseries.backfill import BackfillFailed, BackfillStats, UserHistory
 
 RESULTS_PREFIX = "backfill/"
 SUMMARY_INDEX = -1
+MAX_PARTS = 99
+"""Parts one computation writes: Athena writes at most 100 partitions a query (``HIVE_TOO_MANY_OPEN_
+PARTITIONS``), and the counts row takes one. A part is not a rollup partition (a unit fetches its
+users' rollups by key wherever they are), so a series may get fewer parts than partitions."""
 FILE_ROWS = 1_000
 """Rows per file written by the in-process engines: a unit's page never parses a larger object."""
 
@@ -34,6 +38,15 @@ FILE_ROWS = 1_000
 def result_part(user_id: str, parts: int) -> int:
     """The part of ``parts`` a user's result row is written to (see :func:`part_sql`)."""
     return int(hashlib.md5(user_id.encode(), usedforsecurity=False).hexdigest()[:8], 16) % parts
+
+
+def result_parts(partitions: Mapping[str, int]) -> dict[str, int]:
+    """Each series' parts for one computation of at most :data:`MAX_PARTS` series: one per rollup
+    partition, as far as the query's share of :data:`MAX_PARTS` goes."""
+    if len(partitions) > MAX_PARTS:
+        raise ValueError(f"one backfill computation takes at most {MAX_PARTS} series, not {len(partitions)}")
+    share = MAX_PARTS // max(len(partitions), 1)
+    return {series: max(1, min(count, share)) for series, count in partitions.items()}
 
 
 def part_sql(column: str, parts: int) -> str:

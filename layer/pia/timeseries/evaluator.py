@@ -37,7 +37,13 @@ from pia.timeseries.backfill import (
     backfill_tasks,
 )
 from pia.timeseries.backfill_engine import ArchiveReader, ArchiveScan
-from pia.timeseries.backfill_results import BackfillResults, MemoryObjects, series_source
+from pia.timeseries.backfill_results import (
+    MAX_PARTS,
+    BackfillResults,
+    MemoryObjects,
+    result_parts,
+    series_source,
+)
 from pia.timeseries.backfill_sql import histories_from_rows
 from pia.timeseries.evaluation import changes, rollup_frame
 from pia.timeseries.readiness import Readiness, readiness
@@ -332,7 +338,7 @@ class Evaluator:
                 if task.plan.series not in unswept
             ]
             if tasks:
-                landed = self._land(self._backfill_engine, tasks, report)
+                landed = self._land(self._backfill_engine, tasks[:MAX_PARTS], report)
                 waiting = {task.plan.series for task in tasks} - set(landed)
         report.readiness = readiness(
             plans,
@@ -397,8 +403,11 @@ class Evaluator:
     ) -> dict[str, LandedBackfill]:
         """Compute the tasks' histories into the results, laid out by part; the landed series, with
         what ``finish`` records for them. A failed or unfinished computation lands nothing: its series
-        wait for the next run rather than being evaluated on part of their history."""
-        parts = {task.plan.series: self._rollups.series_partitions(task.plan.series) for task in tasks}
+        wait for the next run rather than being evaluated on part of their history (as do the series
+        past the :data:`MAX_PARTS` one computation can lay out)."""
+        parts = result_parts(
+            {task.plan.series: self._rollups.series_partitions(task.plan.series) for task in tasks}
+        )
         try:
             prefix = engine.land(tasks, self._zone, self._results, parts)
         except BackfillFailed as error:

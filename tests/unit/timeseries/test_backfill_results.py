@@ -10,9 +10,11 @@ import pytest
 
 from pia.timeseries.backfill import BackfillFailed, BackfillStats
 from pia.timeseries.backfill_results import (
+    MAX_PARTS,
     BackfillResults,
     MemoryObjects,
     part_prefix,
+    result_parts,
     series_source,
     summary_row,
 )
@@ -59,3 +61,16 @@ def test_a_result_without_its_counts_row_is_not_merged() -> None:
     stats = BackfillStats()
     results.read_counts(prefix, stats)
     assert (stats.events, stats.duplicates, stats.bad_lines) == (9, 2, 1)
+
+
+def test_one_computation_never_writes_more_parts_than_athena_can_open() -> None:
+    """Athena's UNLOAD writes at most 100 partitions (the counts row is one): a series with 256
+    rollup partitions, or seven new series of 16, share 99 parts."""
+    assert result_parts({"a": 16}) == {"a": 16}
+    assert result_parts({"a": 256}) == {"a": MAX_PARTS}
+    seven = result_parts({f"s{n}": 16 for n in range(7)})
+    assert set(seven.values()) == {14} and sum(seven.values()) + 1 <= 100
+    many = result_parts({f"s{n}": 16 for n in range(MAX_PARTS)})
+    assert set(many.values()) == {1}
+    with pytest.raises(ValueError, match="at most 99 series"):
+        result_parts({f"s{n}": 16 for n in range(MAX_PARTS + 1)})
