@@ -172,8 +172,7 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
 
 
 def test_the_archive_is_listed_page_by_page_from_a_day_on(timeseries_stack: Any) -> None:
-    from pia.timeseries.archive import listing_start
-    from pia.timeseries.store import RawEventArchive
+    from pia.timeseries.archive import RawEventArchive, listing_start
 
     stack = timeseries_stack
     for day in range(1, 6):
