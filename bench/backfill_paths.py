@@ -29,7 +29,7 @@ from bench.scenario import EVENT_NAME, RULE_ROW
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import parse_rules
+from pia.rules.table import parse_rules
 from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.backfill import BackfillStats, BackfillTask, UserHistory
 from pia.timeseries.backfill_engine import DEFAULT_LAMBDA_MAX_OBJECTS, ArchiveScan

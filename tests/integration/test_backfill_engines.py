@@ -15,8 +15,8 @@ import pytest
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import RulesetTable
+from pia.rules.table import parse_rules
 from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.backfill import BackfillEngine, BackfillTask, UserHistory
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
