@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 
 EVENT_NAME = "greenbutton"

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia.timeseries.realtime import group_by_series
 from pia.timeseries.rollups import SeriesKey, plan_series
 from tests.conftest import rule_row
