@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pia.aws.wiring import Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.core.events import RecordRejected, Skipped
-from pia.core.state import StateCache, cache_capacity
+from pia.core.state import CommitSettings
 from pia.counting.aggregator import Aggregator, ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position
 from pia.counting.processor import Decoded, decode_record, process_batch
@@ -43,13 +42,13 @@ class TimeSeriesOnDemand:
         clients: Callable[[str], Any],
         dynamodb: Any,
         targets: Sequence[ActionTarget],
-        state: StateCache,
+        commit: CommitSettings,
     ) -> None:
         self._settings = settings
         self._clients = clients
         self._dynamodb = dynamodb
         self._targets = targets
-        self._state = state
+        self._commit = commit
         self._path: Any = None
 
     def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
@@ -71,8 +70,7 @@ class TimeSeriesOnDemand:
                 self._targets,
                 zone=settings.zone,
                 retention_days=retention,
-                lane_retention_seconds=settings.lane_retention_seconds,
-                cache=self._state,
+                settings=self._commit,
             )
         outcome: ExtensionOutcome = self._path.process(records, ruleset, now)
         return outcome
@@ -86,15 +84,13 @@ def build(wiring: Wiring) -> Runtime:
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
     targets = build_targets(settings.targets, clients)
-    state = StateCache(cache_capacity(int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))))
+    commit = wiring.commit(settings.lane_retention_seconds, memory_mb=settings.memory_mb)
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
         targets,
-        clock=wiring.clock,
-        lane_retention_seconds=settings.lane_retention_seconds,
-        cache=state,
-        extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, state)],
+        settings=commit,
+        extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, commit)],
         lanes_recur=settings.parallelization_factor == 1,
         zone=settings.zone,
     )

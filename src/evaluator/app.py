@@ -91,6 +91,7 @@ def build(wiring: Wiring) -> EvaluatorRuntime:
         archive=archive,
         backfill=_backfill(settings, archive, clients) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
+        settings=wiring.commit(),
         unit_limit=settings.unit_rollups,
     )
     bucket = settings.backfill_results_bucket
