@@ -72,7 +72,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             report.add(legacy)
             rt.legacy.run_done(now)
     for table in rt.tables:
-        report.add(relay_due(table, rt.targets, now, table.partitions(), settings=rt.commit))
+        try:
+            report.add(relay_due(table, rt.targets, now, table.partitions(), settings=rt.commit))
+        except RelayFailed:
+            # The run fails loudly (Lambda's Errors metric and its alarm); this metric says it was the
+            # claim the table refused, and keeps the invocation's metrics from being empty.
+            metrics.add_metric("RelayRunsFailed", MetricUnit.Count, 1)
+            raise
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
     metrics.add_metric("ActionsParked", MetricUnit.Count, len(report.parked))

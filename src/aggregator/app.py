@@ -146,4 +146,7 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Per invocation, before anything can fail: the batch sizes the batching window yields, and an
+    # invocation that dies mid-batch still publishes a metric.
+    metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", ())))
     return dict(process_batch(event, handle_record, commit, context))
