@@ -10,7 +10,7 @@ soon as the limit is passed, so deciding costs at most ``limit / 1,000`` List re
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -23,9 +23,11 @@ from pia.timeseries.backfill import (
     BackfillStats,
     BackfillTask,
     HistoryUnit,
+    UserHistory,
     in_units,
     listing_day,
 )
+from pia.timeseries.backfill_results import BackfillResults, history_row, rows_with_parts, summary_row
 
 IN_LAMBDA = "in-lambda"
 DEFAULT_LAMBDA_MAX_OBJECTS = 2_000
@@ -55,6 +57,27 @@ class ArchiveScan:
         return self._stats
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
+        yield from in_units(self._scan(tasks, zone), self._unit_users)
+
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        """The scan's histories written in the query's layout, parts computed here as the SQL does."""
+        prefix = results.new_prefix()
+        rows = [history_row(series, user, history) for series, user, history in self._scan(tasks, zone)]
+        stats = self._stats
+        rows.append(
+            summary_row(stats.events + stats.duplicates + stats.bad_lines, stats.events, stats.bad_lines)
+        )
+        index = {task.plan.series: n for n, task in enumerate(tasks)}
+        results.write(prefix, rows_with_parts(rows, index, parts))
+        return prefix
+
+    def _scan(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[tuple[str, str, UserHistory]]:
         stats = self._stats = BackfillStats(IN_LAMBDA)
         backfill = Backfill(list(tasks), zone)
         for key, size in self._archive.entries(start_after=listing_start(backfill.listing_day)):
@@ -65,14 +88,9 @@ class ArchiveScan:
             for position, event in raw.events:
                 backfill.add(position, event)
         stats.events, stats.duplicates = backfill.events, backfill.duplicates
-        yield from in_units(
-            (
-                (series, user, history)
-                for series, users in backfill.histories.items()
-                for user, history in users.items()
-            ),
-            self._unit_users,
-        )
+        for series, users in backfill.histories.items():
+            for user, history in users.items():
+                yield series, user, history
 
 
 @dataclass(frozen=True)
@@ -113,9 +131,21 @@ class SizedBackfill:
         return True
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
+        yield from self._choose(tasks).histories(tasks, zone)
+
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        return self._choose(tasks).land(tasks, zone, results, parts)
+
+    def _choose(self, tasks: Sequence[BackfillTask]) -> BackfillEngine:
         """A run with a filtered series stays in the evaluator: the query has no SQL form of the
         Filter column, and would count every event of the series' name."""
         large = self._large
         filtered = any(rule.filter is not None for task in tasks for rule in task.plan.rules)
         self._chosen = self._small if large is None or filtered or self.fits_in_lambda(tasks) else large
-        yield from self._chosen.histories(tasks, zone)
+        return self._chosen

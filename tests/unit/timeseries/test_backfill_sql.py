@@ -156,3 +156,21 @@ def test_a_filtered_series_is_backfilled_in_the_evaluator_whatever_the_archive_s
     engine = SizedBackfill(_Listing(1_000), _Engine("in-lambda"), _Engine("athena"), LambdaLimit(objects=3))
     list(engine.histories(tasks, ZoneInfo("UTC")))
     assert engine.stats.path == "in-lambda"
+
+
+def test_the_sql_puts_each_user_in_the_part_python_computes() -> None:
+    """The result's layout is computed by the query on Athena and DuckDB, and by the in-Lambda scan
+    in Python: a user must land in the same part whichever path ran."""
+    import duckdb
+
+    from pia.timeseries.backfill_results import part_sql, result_part
+    from pia.timeseries.duckdb_backfill import to_duckdb
+
+    users = ["user-1", "", "ü-Ωmega", "a'b", "x" * 300, "😀", "user-10"]
+    connection = duckdb.connect()
+    for parts in (1, 2, 16, 1_000):
+        query = to_duckdb(
+            f"SELECT u, {part_sql('u', parts)} AS part FROM (VALUES {', '.join('(?)' for _ in users)}) AS t(u)"
+        )
+        found = dict(connection.execute(query, users).fetchall())
+        assert found == {user: result_part(user, parts) for user in users}, parts
