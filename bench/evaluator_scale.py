@@ -47,8 +47,9 @@ from pia.core.events import Event
 from pia.core.state import CommitSettings, StateCache
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia.settings import DEFAULT_UNIT_ROLLUPS
 from pia.timeseries.backfill import UserHistory
 from pia.timeseries.backfill_results import (

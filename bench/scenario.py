@@ -12,8 +12,8 @@ from typing import Any
 
 from samtranslator.yaml_helper import yaml_parse
 
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 
 EVENT_NAME = "greenbutton"

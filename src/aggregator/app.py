@@ -32,9 +32,11 @@ class Runtime:
 
 
 class TimeSeriesOnDemand:
-    """The time-series path, imported and built on the first batch that needs it (a live date rule,
-    or raw events to archive): a stack with only aggregate rules never loads it. It shares the
-    container's DynamoDB client: a second one would cost the cold start some 35 ms of CPU."""
+    """The raw event archive and the time-series path, each imported and built on the first batch that
+    needs it: the archive while a bucket is configured, the rollups only once a date rule is live. A
+    stack whose rules are all aggregate rules never loads the rollups, the due index or the backfill
+    code, archive or not. It shares the container's DynamoDB client: a second one would cost the cold
+    start some 35 ms of CPU."""
 
     def __init__(
         self,
@@ -49,27 +51,35 @@ class TimeSeriesOnDemand:
         self._dynamodb = dynamodb
         self._targets = targets
         self._commit = commit
+        self._archive: Any = None
         self._path: Any = None
 
     def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
         settings = self._settings
+        if settings.raw_events_bucket:
+            from pia.timeseries.archive import RawEventArchive, archive_batch  # noqa: PLC0415 (cold start)
+
+            if self._archive is None:
+                self._archive = RawEventArchive(self._clients("s3"), settings.raw_events_bucket)
+            archived = archive_batch(self._archive, records, now)
+            if archived.failed:
+                return archived
         if self._path is None:
-            if not settings.raw_events_bucket and not (settings.timeseries_table and ruleset.date_rules):
+            if not (settings.timeseries_table and ruleset.date_rules):
                 return ExtensionOutcome()
             from pia.timeseries.realtime import TimeSeriesPath  # noqa: PLC0415 (cold start: only when needed)
-            from pia.timeseries.store import RawEventArchive, RollupStore  # noqa: PLC0415
+            from pia.timeseries.store import RollupStore  # noqa: PLC0415
 
-            retention = settings.raw_event_retention_days
             self._path = TimeSeriesPath(
-                RawEventArchive(self._clients("s3"), settings.raw_events_bucket)
-                if settings.raw_events_bucket
-                else None,
-                RollupStore(self._dynamodb, settings.timeseries_table, retention_days=retention)
-                if settings.timeseries_table
-                else None,
+                None,
+                RollupStore(
+                    self._dynamodb,
+                    settings.timeseries_table,
+                    retention_days=settings.raw_event_retention_days,
+                ),
                 self._targets,
                 zone=settings.zone,
-                retention_days=retention,
+                retention_days=settings.raw_event_retention_days,
                 settings=self._commit,
             )
         outcome: ExtensionOutcome = self._path.process(records, ruleset, now)

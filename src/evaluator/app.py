@@ -21,6 +21,7 @@ from pia.rules.ruleset import RulesetTable
 from pia.settings import EvaluatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
+from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
@@ -35,7 +36,7 @@ from pia.timeseries.run_requests import (
     WholeRun,
     parse_request,
 )
-from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
+from pia.timeseries.store import CoverageTable, RollupStore, SeenValuesTable
 
 READ_TIMEOUT_SECONDS = 20
 """Longer than the other functions': a unit reads up to its bound of rollups in one call chain."""

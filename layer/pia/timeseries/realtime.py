@@ -31,6 +31,7 @@ from pia.core.state import (
 from pia.counting.aggregator import ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position, utc_seconds
 from pia.rules.ruleset import Ruleset
+from pia.timeseries.archive import ArchivePort, archive_batch
 from pia.timeseries.rollups import (
     SeriesKey,
     SeriesPlan,
@@ -47,10 +48,6 @@ from pia.timeseries.rollups import (
 )
 
 ROLLUPS = "rollup"
-
-
-class ArchivePort(Protocol):
-    def put(self, records: Sequence[InboundRecord], now: datetime) -> str: ...
 
 
 class RollupPort(StatePort[SeriesKey, SeriesRollup], ParkingPort, Protocol):
@@ -98,13 +95,9 @@ class TimeSeriesPath:
         if not records:
             return ExtensionOutcome()
         if self._archive is not None:
-            try:
-                self._archive.put(records, now)
-            except Exception as exc:
-                reason = f"raw event archive: {type(exc).__name__}: {exc}"
-                return ExtensionOutcome(
-                    frozenset(r.position for r in records), {r.position.token: reason for r in records}
-                )
+            archived = archive_batch(self._archive, records, now)
+            if archived.failed:
+                return archived
         if self._rollups is None:
             return ExtensionOutcome()
         today = local_day(now, self._zone)

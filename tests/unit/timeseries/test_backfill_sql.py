@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import sqlglot
 
-from pia.rules.model import parse_rules
+from pia.rules.table import parse_rules
 from pia.timeseries.backfill import BackfillStats, BackfillTask, HistoryUnit
 from pia.timeseries.backfill_engine import LambdaLimit, SizedBackfill
 from pia.timeseries.backfill_sql import backfill_query, histories_from_rows
