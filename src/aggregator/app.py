@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pia.aws.wiring import Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.core.events import RecordRejected, Skipped
-from pia.core.state import StateCache, cache_capacity
+from pia.core.state import CommitSettings
 from pia.counting.aggregator import Aggregator, ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position
 from pia.counting.processor import Decoded, decode_record, process_batch
@@ -45,13 +44,13 @@ class TimeSeriesOnDemand:
         clients: Callable[[str], Any],
         dynamodb: Any,
         targets: Sequence[ActionTarget],
-        state: StateCache,
+        commit: CommitSettings,
     ) -> None:
         self._settings = settings
         self._clients = clients
         self._dynamodb = dynamodb
         self._targets = targets
-        self._state = state
+        self._commit = commit
         self._archive: Any = None
         self._path: Any = None
 
@@ -81,8 +80,7 @@ class TimeSeriesOnDemand:
                 self._targets,
                 zone=settings.zone,
                 retention_days=settings.raw_event_retention_days,
-                lane_retention_seconds=settings.lane_retention_seconds,
-                cache=self._state,
+                settings=self._commit,
             )
         outcome: ExtensionOutcome = self._path.process(records, ruleset, now)
         return outcome
@@ -96,15 +94,13 @@ def build(wiring: Wiring) -> Runtime:
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
     targets = build_targets(settings.targets, clients)
-    state = StateCache(cache_capacity(int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))))
+    commit = wiring.commit(settings.lane_retention_seconds, memory_mb=settings.memory_mb)
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
         targets,
-        clock=wiring.clock,
-        lane_retention_seconds=settings.lane_retention_seconds,
-        cache=state,
-        extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, state)],
+        settings=commit,
+        extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, commit)],
         lanes_recur=settings.parallelization_factor == 1,
         zone=settings.zone,
     )
@@ -160,4 +156,7 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Per invocation, before anything can fail: the batch sizes the batching window yields, and an
+    # invocation that dies mid-batch still publishes a metric.
+    metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", ())))
     return dict(process_batch(event, handle_record, commit, context))

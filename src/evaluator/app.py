@@ -51,7 +51,7 @@ class EvaluatorRuntime:
 
 
 def _backfill(
-    settings: EvaluatorSettings, archive: RawEventArchive, clients: ClientFactory
+    settings: EvaluatorSettings, archive: RawEventArchive, clients: ClientFactory, dynamodb: Any
 ) -> BackfillEngine:
     """The in-Lambda scan up to the threshold, one Athena query above it. Local runs (moto has no
     Athena) set ``BACKFILL_QUERY_ENGINE=duckdb`` and get DuckDB in Athena's place, same SQL."""
@@ -68,7 +68,7 @@ def _backfill(
             workgroup=settings.athena_workgroup,
             database=settings.glue_database,
             results_bucket=settings.backfill_results_bucket,
-            ledger=PendingQueryTable(clients("dynamodb"), settings.timeseries_table),
+            ledger=PendingQueryTable(dynamodb, settings.timeseries_table),
         )
     else:
         return small
@@ -91,8 +91,9 @@ def build(wiring: Wiring) -> EvaluatorRuntime:
         zone=settings.zone,
         retention_days=retention,
         archive=archive,
-        backfill=_backfill(settings, archive, clients) if archive is not None else None,
+        backfill=_backfill(settings, archive, clients, dynamodb) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
+        settings=wiring.commit(),
         unit_limit=settings.unit_rollups,
         results=(
             BackfillResults(S3Objects(clients("s3"), settings.backfill_results_bucket))

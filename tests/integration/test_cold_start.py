@@ -1,4 +1,4 @@
-"""What a new aggregator container builds on its first batch: each client once, whatever the number of
+"""What a new container builds on its first batch: each client once, whatever the number of
 adapters that use it (a second DynamoDB client costs the cold start some 35 ms of CPU, ``make bench``)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from pia.aws.wiring import Wiring
 from pia_cli.local_clients import LocalClients
+from pia_cli.local_lambda import handler_module
 from tests.integration.timeseries_support import date_row, doc
 
 
@@ -36,6 +37,33 @@ def test_a_new_container_makes_one_dynamodb_client_for_counters_rollups_and_rule
 
     assert stack.attributes() == {"dora": {"trk_date_purchase": "ready"}}, "the time-series path ran"
     assert made["dynamodb"] == 1
+
+
+def test_a_new_evaluator_container_makes_one_dynamodb_client_with_the_athena_backfill(
+    monkeypatch: Any,
+) -> None:
+    """The Athena backfill's pending-query ledger lives in the time-series table, beside the rollups,
+    the coverage and the seen values: one client serves them all."""
+    for name, value in {
+        "RULESET_TABLE": "rules",
+        "TIMESERIES_TABLE": "ts",
+        "AGGREGATES_TABLE": "agg",
+        "RAW_EVENTS_BUCKET": "raw",
+        "ATHENA_WORKGROUP": "wg",
+        "GLUE_DATABASE": "db",
+        "BACKFILL_RESULTS_BUCKET": "results",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    made: Counter[str] = Counter()
+
+    def counting(service: str, region_name: str | None = None) -> Any:
+        made[service] += 1
+        return object()
+
+    handler_module("evaluator").build(Wiring(counting))
+
+    assert made["dynamodb"] == 1, made
 
 
 FIRST_BATCH_PROBE = """

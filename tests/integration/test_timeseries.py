@@ -16,6 +16,7 @@ import pytest
 
 from pia.aws.wiring import Wiring
 from pia.core.events import Event
+from pia.core.state import CommitSettings, StateCache
 from pia.counting.counters import Position
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.realtime import TimeSeriesPath
@@ -151,7 +152,7 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
             [AcceptingTarget()],
             zone=load_zone("UTC"),
             retention_days=400,
-            lane_retention_seconds=90_000,
+            settings=CommitSettings(lane_retention_seconds=90_000, cache=StateCache(50_000)),
         )
 
     def record(shard: str, seq: int) -> Any:

@@ -19,9 +19,9 @@ from pia.core.actions import Action, ActionTarget
 from pia.core.events import Event
 from pia.core.state import (
     Change,
+    CommitSettings,
     ParkingPort,
     Pending,
-    StateCache,
     StatePort,
     commit_loop,
     owe,
@@ -88,20 +88,14 @@ class TimeSeriesPath:
         *,
         zone: ZoneInfo,
         retention_days: int,
-        lane_retention_seconds: int,
-        cache: StateCache | None = None,
-        max_rounds: int = 6,
-        hand_over_seconds: int = 300,
+        settings: CommitSettings,
     ) -> None:
         self._archive = archive
         self._rollups = rollups
         self._targets = list(targets)
         self._zone = zone
         self._retention_days = retention_days
-        self._lane_retention = lane_retention_seconds
-        self._max_rounds = max_rounds
-        self._hand_over = hand_over_seconds
-        self.cache = cache if cache is not None else StateCache(50_000)
+        self._settings = settings
 
     def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
         if not records:
@@ -137,7 +131,7 @@ class TimeSeriesPath:
                 zone=self._zone,
                 oldest=oldest,
                 now=now,
-                lane_retention_seconds=self._lane_retention,
+                lane_retention_seconds=self._settings.lane_retention_seconds,
             )
             if step.last is None:
                 return None
@@ -161,7 +155,9 @@ class TimeSeriesPath:
                 )
                 for decision in decisions
             ]
-            change = owe(state, actions, names, lanes=lanes, now=now, hand_over=self._hand_over)
+            change = owe(
+                state, actions, names, lanes=lanes, now=now, hand_over=self._settings.hand_over_seconds
+            )
             return Change(change.state, change.send, (tuple(actions), change.note))
 
         done = commit_loop(
@@ -170,9 +166,8 @@ class TimeSeriesPath:
             rollups,
             base=lambda key: SeriesRollup(series=key.series, user_id=key.user_id),
             now=now,
-            cache=self.cache,
+            settings=self._settings,
             kind=ROLLUPS,
-            max_rounds=self._max_rounds,
         )
         actions: list[Action] = []
         owed: dict[SeriesKey, tuple[Pending, ...]] = {}
@@ -196,7 +191,7 @@ class TimeSeriesPath:
             rollups,
             rollups,
             now=now,
-            cache=self.cache,
+            settings=self._settings,
             kind=ROLLUPS,
             base=lambda key: SeriesRollup(series=key.series, user_id=key.user_id),
         )
