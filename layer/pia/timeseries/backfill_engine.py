@@ -11,7 +11,7 @@ soon as the limit is passed, so deciding costs at most ``limit / 1,000`` List re
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -26,10 +26,14 @@ from pia.timeseries.backfill import (
     in_units,
     listing_day,
 )
+from pia.timeseries.backfill_sql import filter_sql
 
 IN_LAMBDA = "in-lambda"
 DEFAULT_LAMBDA_MAX_OBJECTS = 2_000
 DEFAULT_LAMBDA_MAX_BYTES = 256 * 1024 * 1024
+QUERY_FILTERS_BUDGET = 192 * 1024
+"""Bytes of Filter predicates one query may hold: Athena refuses a query over 262,144 bytes, and the
+rest of the query takes a few kilobytes per series."""
 
 
 class ArchiveReader(Protocol):
@@ -98,10 +102,22 @@ class SizedBackfill:
         self._large = large
         self._limit = limit
         self._chosen: BackfillEngine = small
+        self._also: BackfillEngine | None = None
 
     @property
     def stats(self) -> BackfillStats:
-        return self._chosen.stats
+        """The engine's figures; when a run was split, both engines', with both paths named."""
+        main, also = self._chosen.stats, self._also.stats if self._also is not None else None
+        if also is None:
+            return main
+        return BackfillStats(
+            f"{main.path}+{also.path}",
+            **{
+                name: getattr(main, name) + getattr(also, name)
+                for name in (f.name for f in fields(BackfillStats))
+                if name != "path"
+            },
+        )
 
     def fits_in_lambda(self, tasks: Sequence[BackfillTask]) -> bool:
         size = 0
@@ -113,9 +129,39 @@ class SizedBackfill:
         return True
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
-        """A run with a filtered series stays in the evaluator: the query has no SQL form of the
-        Filter column, and would count every event of the series' name."""
+        """Above the limit, every series whose rules have a SQL form goes to the query engine; a
+        series whose Filter has none (:mod:`pia.timeseries.filter_sql`) is read in the evaluator,
+        alone, after the query (a query still running leaves the whole run waiting, so the scan is
+        not repeated each run while it does)."""
         large = self._large
-        filtered = any(rule.filter is not None for task in tasks for rule in task.plan.rules)
-        self._chosen = self._small if large is None or filtered or self.fits_in_lambda(tasks) else large
-        yield from self._chosen.histories(tasks, zone)
+        self._chosen, self._also = self._small, None
+        if large is None or self.fits_in_lambda(tasks):
+            yield from self._small.histories(tasks, zone)
+            return
+        on_sql, in_lambda = sql_and_lambda_tasks(tasks)
+        if not on_sql:
+            yield from self._small.histories(tasks, zone)
+            return
+        self._chosen = large
+        yield from large.histories(on_sql, zone)
+        if in_lambda:
+            self._also = self._small
+            yield from self._small.histories(in_lambda, zone)
+
+
+def sql_and_lambda_tasks(
+    tasks: Sequence[BackfillTask], budget: int = QUERY_FILTERS_BUDGET
+) -> tuple[list[BackfillTask], list[BackfillTask]]:
+    """The tasks a query can compute exactly, within ``budget`` bytes of Filter predicates in all
+    (about 40 of the longest filters), and the rest."""
+    on_sql: list[BackfillTask] = []
+    in_lambda: list[BackfillTask] = []
+    for task in tasks:
+        condition = filter_sql(task)
+        size = len(condition.encode()) if condition is not None else budget + 1
+        if size > budget:
+            in_lambda.append(task)
+            continue
+        budget -= size
+        on_sql.append(task)
+    return on_sql, in_lambda
