@@ -96,8 +96,11 @@ class SizedBackfill:
         small: BackfillEngine,
         large: BackfillEngine | None,
         limit: LambdaLimit = LambdaLimit(),
+        *,
+        filters_budget: int = QUERY_FILTERS_BUDGET,
     ) -> None:
         self._listing = listing
+        self._filters_budget = filters_budget
         self._small = small
         self._large = large
         self._limit = limit
@@ -138,7 +141,7 @@ class SizedBackfill:
         if large is None or self.fits_in_lambda(tasks):
             yield from self._small.histories(tasks, zone)
             return
-        on_sql, in_lambda = sql_and_lambda_tasks(tasks)
+        on_sql, in_lambda = sql_and_lambda_tasks(tasks, self._filters_budget)
         if not on_sql:
             yield from self._small.histories(tasks, zone)
             return

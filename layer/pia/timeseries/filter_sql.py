@@ -20,10 +20,12 @@ semantics at each place where SQL differs from Python:
   The query computes every metric's key once per event (:func:`metric_keys`, Trino's
   ``transform_values``; DuckDB runs it as ``map`` over ``list_transform``).
 - **Literals.** Every name and value from the cell is a single-quoted literal with its quotes doubled;
-  neither Trino nor DuckDB reads a backslash as an escape in one, so ``x' OR '1'='1`` stays text.
+  neither Trino nor DuckDB reads a backslash as an escape in one, so ``x' OR '1'='1`` stays text. A NUL
+  is written ``chr(0)``, concatenated (:func:`quoted`).
 
-A filter holding a NUL character, or whose SQL would be longer than :data:`MAX_PREDICATE`, has no SQL
-form (:func:`filter_predicate` returns ``None``): its rule is backfilled in the evaluator instead.
+A filter whose SQL would be longer than :data:`MAX_PREDICATE` has no SQL form
+(:func:`filter_predicate` returns ``None``) and its rule is backfilled in the evaluator instead; the
+longest filter the language accepts is far below it, so this is a guard, not a case met.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from pia.rules.filters import AllOf, AnyOf, Exists, Expression, Not, NumberOp, NumberTest, TextOp, TextTest
-from pia.timeseries.backfill_sql import literal as quoted
+from pia.timeseries.backfill_sql import literal
 
 MAX_PREDICATE = 32 * 1024
 """Athena accepts a query of at most 262,144 bytes; one filter's predicate takes at most an eighth
@@ -96,6 +98,14 @@ def number_key_sql(text: str) -> str:
         f" ELSE '{_POSITIVE}' || {above} || {significant}"
         " END"
     )
+
+
+def quoted(text: str) -> str:
+    """A cell's text as SQL: string literals with their quotes doubled, and a NUL, which a literal
+    cannot be relied on to carry through every client and engine, as ``chr(0)`` between them."""
+    if "\x00" not in text:
+        return literal(text)
+    return "(" + " || chr(0) || ".join(literal(part) for part in text.split("\x00")) + ")"
 
 
 def _closed(condition: str) -> str:
@@ -181,21 +191,11 @@ def _predicate(expression: Expression, attributes: str, metrics: str, keys: str)
             return _number_condition(expression, keys)
 
 
-def _has_nul(expression: Expression) -> bool:
-    for leaf in _conditions(expression):
-        texts = leaf.values if isinstance(leaf, TextTest) else ()
-        if any("\x00" in text for text in (leaf.name, *texts)):
-            return True
-    return False
-
-
 def filter_predicate(
     expression: Expression, *, attributes: str = "a", metrics: str = "m", keys: str = "mk"
 ) -> str | None:
     """The SQL predicate selecting the events ``expression`` matches, over the map columns
     ``attributes`` and ``metrics`` and ``keys``, the :func:`metric_keys` of ``metrics``; ``None``
     when it has no exact SQL form (see the module's text)."""
-    if _has_nul(expression):
-        return None
     predicate = _predicate(expression, attributes, metrics, keys)
     return predicate if len(predicate.encode()) <= MAX_PREDICATE else None

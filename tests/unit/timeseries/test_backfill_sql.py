@@ -190,11 +190,11 @@ def test_filters_past_the_query_budget_are_backfilled_in_the_evaluator() -> None
     assert in_lambda == tasks[3:]
 
 
-def test_a_filter_without_a_sql_form_keeps_only_its_own_series_in_the_evaluator() -> None:
-    """A NUL in a filter's text has no literal both engines are known to read alike."""
-    tasks = [_task("books"), _filtered_task('note = "a\x00b"'), _filtered_task('note = "ab"')]
+def test_a_series_past_the_query_budget_alone_is_backfilled_in_the_evaluator() -> None:
+    tasks = [_task("books"), _filtered_task('note = "a\x00b" or n > 1'), _filtered_task('note = "ab"')]
     small, large = _Recording("in-lambda"), _Recording("athena")
-    engine = SizedBackfill(_Listing(1_000), small, large, LambdaLimit(objects=3))
+    budget = len((filter_sql(tasks[2]) or "").encode())
+    engine = SizedBackfill(_Listing(1_000), small, large, LambdaLimit(objects=3), filters_budget=budget)
 
     list(engine.histories(tasks, ZoneInfo("UTC")))
 

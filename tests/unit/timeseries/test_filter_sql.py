@@ -51,3 +51,10 @@ def test_the_longest_filters_the_language_accepts_fit_one_query_many_times_over(
     predicates = [filter_predicate(compile_filter(text).expression) for text in longest]
     sizes = [len(p.encode()) for p in predicates if p is not None]
     assert len(sizes) == 3 and max(sizes) * 4 < MAX_PREDICATE, sizes
+
+
+def test_a_nul_in_a_name_or_text_is_written_as_chr_0() -> None:
+    predicate = filter_predicate(compile_filter('`a\x00b` = "x\x00\x00" or c exists').expression)
+
+    assert predicate is not None and "\x00" not in predicate
+    assert "element_at(a, ('a' || chr(0) || 'b')) = ('x' || chr(0) || '' || chr(0) || '')" in predicate
