@@ -109,16 +109,19 @@ class SizedBackfill:
 
     @property
     def stats(self) -> BackfillStats:
-        """The engine's figures; when a run was split, both engines', with both paths named."""
+        """The engine's figures. A run split between both engines names both paths, adds what each
+        read, and counts the archive's events once (each engine read the window's archive whole)."""
         main, also = self._chosen.stats, self._also.stats if self._also is not None else None
         if also is None:
             return main
+        found = ("events", "duplicates", "bad_lines")
         return BackfillStats(
             f"{main.path}+{also.path}",
+            **{name: max(getattr(main, name), getattr(also, name)) for name in found},
             **{
                 name: getattr(main, name) + getattr(also, name)
                 for name in (f.name for f in fields(BackfillStats))
-                if name != "path"
+                if name != "path" and name not in found
             },
         )
 
@@ -156,7 +159,7 @@ def sql_and_lambda_tasks(
     tasks: Sequence[BackfillTask], budget: int = QUERY_FILTERS_BUDGET
 ) -> tuple[list[BackfillTask], list[BackfillTask]]:
     """The tasks a query can compute exactly, within ``budget`` bytes of Filter predicates in all
-    (about 40 of the longest filters), and the rest."""
+    (about 60 of the longest filters), and the rest."""
     on_sql: list[BackfillTask] = []
     in_lambda: list[BackfillTask] = []
     for task in tasks:

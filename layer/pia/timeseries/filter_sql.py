@@ -38,7 +38,7 @@ from pia.timeseries.backfill_sql import literal
 
 MAX_PREDICATE = 32 * 1024
 """Athena accepts a query of at most 262,144 bytes; one filter's predicate takes at most an eighth
-(the longest filter the language accepts, 1,000 characters, gives about 20 KB)."""
+(the longest filters the language accepts, 1,000 characters, give about 3 KB)."""
 
 EXPONENT_OFFSET = 1_000_000_000
 """Added to a number's adjusted exponent in its key, so the key holds it as ten digits. Written

@@ -200,4 +200,4 @@ def test_a_series_past_the_query_budget_alone_is_backfilled_in_the_evaluator() -
 
     assert large.given == [tasks[0].plan.series, tasks[2].plan.series]
     assert small.given == [tasks[1].plan.series]
-    assert (engine.stats.path, engine.stats.events) == ("athena+in-lambda", 2)
+    assert (engine.stats.path, engine.stats.events) == ("athena+in-lambda", 1)
