@@ -11,7 +11,9 @@ no run starts with a sweep. Then, metered:
 - ``idle_rerun``: an hour after that.
 Per size: items read on each run (the rollups it fetched, and every DynamoDB item it read, index
 entries and coverage items included), units and the most rollups one unit read; peak memory
-(tracemalloc) of one full sweep unit, the largest a unit can be; and the backfill's input for the
+(tracemalloc) of one full sweep unit, the largest a unit can be; the units that merge one part of a
+landed backfill of every user, and the most result rows and rollups one of them read (each user's
+days written as its backfill result, laid out as the engines lay it); and the backfill's input for the
 same users' history, modelled, not run: in-Lambda the evaluator reads every event (100 bytes gzipped
 each, docs/SCALE.md's figure for a real Pinpoint event), on Athena only one result row per user
 (110 bytes: a month of day totals as a JSON line). ``bench/backfill_paths.py`` runs both paths for
@@ -47,6 +49,14 @@ from pia.counting.counters import Position
 from pia.rules.model import Rule, parse_rules
 from pia.rules.ruleset import Ruleset
 from pia.settings import DEFAULT_UNIT_ROLLUPS
+from pia.timeseries.backfill import UserHistory
+from pia.timeseries.backfill_results import (
+    BackfillResults,
+    MemoryObjects,
+    history_row,
+    result_part,
+    series_source,
+)
 from pia.timeseries.evaluator import EvaluationReport, Evaluator
 from pia.timeseries.realtime import TimeSeriesPath
 from pia.timeseries.rollups import (
@@ -59,7 +69,7 @@ from pia.timeseries.rollups import (
     wake_at,
 )
 from pia.timeseries.store import ROLLUP_BUCKETS, CoverageTable, RollupStore, rollup_item
-from pia.timeseries.units import SWEEP, WorkUnit
+from pia.timeseries.units import BACKFILL, SWEEP, WorkUnit
 
 SIZES = (1_000, 10_000, 100_000)
 WINDOW_DAYS = 30
@@ -131,7 +141,9 @@ def _seed(dynamodb: StandInDynamoDB, ruleset: Ruleset, rule: Rule, states: list[
     dynamodb.usage = StandInUsage()
 
 
-def _evaluator(dynamodb: StandInDynamoDB, ruleset: Ruleset) -> Evaluator:
+def _evaluator(
+    dynamodb: StandInDynamoDB, ruleset: Ruleset, results: BackfillResults | None = None
+) -> Evaluator:
     return Evaluator(
         lambda: ruleset,
         RollupStore(dynamodb, TIMESERIES_TABLE),  # type: ignore[arg-type]
@@ -139,6 +151,7 @@ def _evaluator(dynamodb: StandInDynamoDB, ruleset: Ruleset) -> Evaluator:
         [],
         zone=UTC_ZONE,
         retention_days=400,
+        results=results,
     )
 
 
@@ -184,6 +197,48 @@ def _sweep_unit(
     return peak, report.rollups_read, usage.read_units
 
 
+def _backfill_results(rule: Rule, states: list[SeriesRollup]) -> tuple[BackfillResults, str]:
+    """Every user's history as a landed backfill result, laid out by part as the engines write it."""
+    results = BackfillResults(MemoryObjects())
+    prefix = results.new_prefix()
+    results.write(
+        prefix,
+        (
+            (
+                0,
+                result_part(s.user_id, ROLLUP_BUCKETS),
+                history_row(rule.series, s.user_id, UserHistory(dict(s.days))),
+            )
+            for s in states
+        ),
+    )
+    return results, series_source(prefix, 0)
+
+
+def _backfill_part(
+    dynamodb: StandInDynamoDB,
+    ruleset: Ruleset,
+    rule: Rule,
+    results: BackfillResults,
+    source: str,
+    at: datetime,
+) -> tuple[int, int, int]:
+    """Part 0 of a landed backfill merged at the default bound, with its follow-ups: the units it took,
+    and the most result rows and rollups one of them read."""
+    evaluator = _evaluator(dynamodb, ruleset, results)
+    unit: WorkUnit | None = WorkUnit(
+        rule.series, 0, int(at.timestamp()), DEFAULT_UNIT_ROLLUPS, mode=BACKFILL, source=source
+    )
+    units = most_rows = most_rollups = 0
+    while unit is not None:
+        report = evaluator.run_unit(unit, at)
+        units += 1
+        most_rows = max(most_rows, report.most_unit_rows)
+        most_rollups = max(most_rollups, report.most_unit_rollups)
+        unit = report.more
+    return units, most_rows, most_rollups
+
+
 @dataclass(frozen=True)
 class ScaleRow:
     users: int
@@ -206,6 +261,10 @@ class ScaleRow:
     sweep_unit_peak_kib: int
     backfill_in_lambda_bytes: int
     backfill_athena_result_bytes: int
+    backfill_part_units: int
+    """Units (follow-ups included) that merge one part of a landed backfill of every user."""
+    backfill_unit_most_rows: int
+    backfill_unit_most_rollups: int
 
     def figures(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,11 +279,15 @@ def measure(size: int) -> ScaleRow:
     ruleset = scale_ruleset(rule)
     dynamodb = StandInDynamoDB()
     _seed(dynamodb, ruleset, rule, states)
+    results, source = _backfill_results(rule, states)
     del states
     idle = _metered_run(dynamodb, ruleset, RUN)
     due = _metered_run(dynamodb, ruleset, RUN + timedelta(days=1))
     rerun = _metered_run(dynamodb, ruleset, RUN + timedelta(days=1, hours=1))
     peak, swept, sweep_read_units = _sweep_unit(dynamodb, ruleset, rule, RUN + timedelta(days=1, hours=2))
+    part_units, most_rows, most_rollups = _backfill_part(
+        dynamodb, ruleset, rule, results, source, RUN + timedelta(days=1, hours=3)
+    )
     return ScaleRow(
         users=size,
         partitions=ROLLUP_BUCKETS,
@@ -246,6 +309,9 @@ def measure(size: int) -> ScaleRow:
         sweep_unit_peak_kib=peak // 1024,
         backfill_in_lambda_bytes=events * BACKFILL_BYTES_PER_EVENT,
         backfill_athena_result_bytes=size * BACKFILL_BYTES_PER_ROW,
+        backfill_part_units=part_units,
+        backfill_unit_most_rows=most_rows,
+        backfill_unit_most_rollups=most_rollups,
     )
 
 
@@ -379,8 +445,10 @@ def scale_keys(scale: dict[str, Any]) -> dict[str, float]:
         "evaluator.idle_rerun_items_read": max(r["idle_rerun_items_read"] for r in rows),
         "evaluator.due_run_rollups_over_due_users": max(r["due_rollups_read"] - r["due_users"] for r in rows),
         "evaluator.most_rollups_one_unit_read": max(
-            max(r["most_unit_rollups"], r["sweep_unit_rollups"]) for r in rows
+            max(r["most_unit_rollups"], r["sweep_unit_rollups"], r["backfill_unit_most_rollups"])
+            for r in rows
         ),
+        "evaluator.backfill_most_result_rows_one_unit_read": max(r["backfill_unit_most_rows"] for r in rows),
         "evaluator.due_index_share_of_realtime_write_units": scale["realtime"]["due_index_write_units"]
         / scale["realtime"]["write_units"],
     }

@@ -468,8 +468,9 @@ def scale_section(scale: Mapping[str, Any] | None) -> list[str]:
         "",
         "| Users | Due users | Next day: rollups (items) read | Idle: rollups (items) read "
         "| Idle rerun: rollups (items) read | Units | Most rollups in a unit (bound) "
-        "| Sweep unit: rollups, peak memory | Backfill input: in-Lambda / Athena result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Sweep unit: rollups, peak memory | Backfill input: in-Lambda / Athena result "
+        "| Backfill, one part: units, most result rows / rollups in a unit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in scale["sizes"]:
         lines.append(
@@ -478,7 +479,9 @@ def scale_section(scale: Mapping[str, Any] | None) -> list[str]:
             f"{r['idle_rerun_rollups_read']} ({r['idle_rerun_items_read']}) | {r['units']} | "
             f"{r['most_unit_rollups']:,} ({r['unit_bound']:,}) | "
             f"{r['sweep_unit_rollups']:,}, {r['sweep_unit_peak_kib']:,} KiB | "
-            f"{r['backfill_in_lambda_bytes']:,} B / {r['backfill_athena_result_bytes']:,} B |"
+            f"{r['backfill_in_lambda_bytes']:,} B / {r['backfill_athena_result_bytes']:,} B | "
+            f"{r.get('backfill_part_units', 0)}, {r.get('backfill_unit_most_rows', 0):,} / "
+            f"{r.get('backfill_unit_most_rollups', 0):,} |"
         )
     realtime = scale["realtime"]
     lines += [

@@ -24,6 +24,7 @@ from pia.telemetry import logger, metrics, tracer
 from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
+from pia.timeseries.backfill_results import BackfillResults, S3Objects
 from pia.timeseries.evaluator import EvaluationReport, Evaluator
 from pia.timeseries.run_files import RunFiles, within_payload
 from pia.timeseries.run_requests import (
@@ -37,7 +38,7 @@ from pia.timeseries.run_requests import (
 from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
 
 READ_TIMEOUT_SECONDS = 20
-"""Longer than the other functions': a backfilled series' rollups are read in the plan step."""
+"""Longer than the other functions': a unit reads up to its bound of rollups in one call chain."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ def build(wiring: Wiring) -> EvaluatorRuntime:
         backfill=_backfill(settings, archive, clients) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
         unit_limit=settings.unit_rollups,
+        results=(
+            BackfillResults(S3Objects(clients("s3"), settings.backfill_results_bucket))
+            if settings.backfill_results_bucket
+            else None
+        ),
     )
     bucket = settings.backfill_results_bucket
     files = RunFiles(clients("s3"), bucket) if bucket else None

@@ -19,6 +19,7 @@ from pia.rules.model import parse_rules
 from pia.rules.ruleset import RulesetTable
 from pia.timeseries.backfill import BackfillEngine, BackfillTask, UserHistory
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
+from pia.timeseries.backfill_results import BackfillResults, S3Objects
 from pia.timeseries.duckdb_backfill import DuckDbBackfill
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.rollups import SeriesPlan, activation_instant
@@ -181,6 +182,7 @@ def _evaluator(
     engine: BackfillEngine,
     zone: ZoneInfo,
     table: str = TIMESERIES_TABLE,
+    results: BackfillResults | None = None,
 ) -> Evaluator:
     """The evaluator as the handler wires it, on ``table``, with no action target (nothing is sent)."""
     return Evaluator(
@@ -192,6 +194,7 @@ def _evaluator(
         retention_days=400,
         archive=archive,
         backfill=engine,
+        results=results,
     )
 
 
@@ -252,6 +255,21 @@ def _unloaded(rows: list[dict[str, object]], parts: int = 3) -> list[bytes]:
         gzip.compress("\n".join(json.dumps(row, default=str) for row in rows[n::parts]).encode())
         for n in range(parts)
     ]
+
+
+def _unloaded_by_part(s3: Any, prefix: str, rows: list[dict[str, object]]) -> None:
+    """The rows as a partitioned UNLOAD writes them: under ``sx=/part=``, without those columns."""
+    import gzip
+    import json
+
+    files: dict[str, list[str]] = {}
+    for row in rows:
+        where = f"{prefix}sx={row.pop('sx')}/part={row.pop('part')}/"
+        files.setdefault(where, []).append(json.dumps(row, default=str))
+    for where, lines in files.items():
+        s3.put_object(
+            Bucket=RESULTS, Key=f"{where}20261130_0.gz", Body=gzip.compress("\n".join(lines).encode())
+        )
 
 
 def test_the_athena_adapter_unloads_the_query_and_reads_it_back_in_units(aws: None) -> None:
@@ -359,7 +377,7 @@ def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(d
         sleep=lambda _: None,
         monotonic=lambda: float(next(ticks)),
     )
-    evaluator = _evaluator(dynamodb, archive, engine, zone)
+    evaluator = _evaluator(dynamodb, archive, engine, zone, results=BackfillResults(S3Objects(s3, RESULTS)))
 
     first = evaluator.run(datetime(2026, 3, 12, 12, tzinfo=UTC))
     assert "the next run reads its results" in first.failures["backfill"] and athena.stopped == []
@@ -377,9 +395,10 @@ def test_a_query_longer_than_one_run_is_read_by_the_next_run_not_started_again(d
     assert all("still running" in r.message for r in first.readiness)
 
     tasks = _tasks(zone)
-    rows = list(DuckDbBackfill(archive).rows(tasks, zone))
-    for n, body in enumerate(_unloaded(rows)):
-        s3.put_object(Bucket=RESULTS, Key=f"backfill/{'first'.rjust(32, '0')}/part-{n}.gz", Body=body)
+    layout = RulesetTable(dynamodb, RULESET_TABLE).current().series_partitions
+    parts = {t.plan.series: layout.get(t.plan.series, 16) for t in tasks}
+    rows = list(DuckDbBackfill(archive).rows(tasks, zone, parts=parts))
+    _unloaded_by_part(s3, f"backfill/{'first'.rjust(32, '0')}/", rows)
     athena.state = "SUCCEEDED"
     clock[0] += 3_600
     second = evaluator.run(datetime(2026, 3, 12, 13, tzinfo=UTC))

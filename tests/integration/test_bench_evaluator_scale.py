@@ -12,6 +12,8 @@ def test_an_idle_rerun_reads_no_rollup_and_a_due_run_reads_only_the_due_users() 
     assert row.idle_items_read <= 10 and row.idle_rerun_items_read <= 10
     assert row.due_rollups_read == row.due_not_ready == row.due_users
     assert row.most_unit_rollups <= row.unit_bound and row.sweep_unit_rollups <= row.unit_bound
+    assert row.backfill_unit_most_rows <= row.unit_bound and row.backfill_unit_most_rollups <= row.unit_bound
+    assert row.backfill_unit_most_rows > 0
 
 
 def test_the_real_time_path_writes_the_due_index_only_when_a_due_moment_is_added_or_moved() -> None:

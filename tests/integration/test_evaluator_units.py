@@ -8,14 +8,14 @@ from typing import Any
 
 from pia.core.actions import READY
 from pia.rules.model import Rule
-from pia.rules.ruleset import Ruleset, RulesetTable
+from pia.rules.ruleset import RulesetTable
 from pia.targets.factory import build_targets
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.rollups import DayTotal, SeriesRollup, load_zone
 from pia.timeseries.store import CoverageTable, RollupStore, rollup_item
 from pia.timeseries.units import SWEEP
 from tests.conftest import RULESET_TABLE, TIMESERIES_TABLE
-from tests.integration.timeseries_support import date_row, doc, publish
+from tests.integration.timeseries_support import date_row, doc, publish, use_partitions
 
 DAY = datetime(2026, 3, 20, 6, tzinfo=UTC)
 
@@ -25,18 +25,7 @@ def _rolling(stack: Any, partitions: dict[str, int] | None = None) -> Rule:
     row = date_row("greater_or_equal", "1", start="9999-99-99", finish="9999-99-99", Window="last 7 days")
     (rule,) = publish(stack.dynamodb, [row], "2026-01-01", DAY - timedelta(days=30)).rules
     if partitions:
-        table = RulesetTable(stack.dynamodb, RULESET_TABLE)
-        current = table.current()
-        table.publish(
-            Ruleset(
-                version=current.version + 1,
-                rules=current.rules,
-                published_at=current.published_at,
-                series_activation=current.series_activation,
-                series_partitions=partitions,
-            ),
-            expected_version=current.version,
-        )
+        use_partitions(stack.dynamodb, partitions)
     return rule
 
 

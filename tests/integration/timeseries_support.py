@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,16 @@ def publish(client: Any, rows: list[dict[str, str]], activation: str, published_
         expected_version=current.version,
     )
     return parsed
+
+
+def use_partitions(client: Any, partitions: dict[str, int]) -> None:
+    """Republish the current ruleset with each series' partition count as the poller records it."""
+    table = RulesetTable(client, RULESET_TABLE)
+    current = table.current()
+    table.publish(
+        replace(current, version=current.version + 1, series_partitions=partitions),
+        expected_version=current.version,
+    )
 
 
 def doc(

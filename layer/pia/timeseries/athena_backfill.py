@@ -21,7 +21,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from pia.timeseries.backfill import (
     BackfillTask,
     HistoryUnit,
 )
+from pia.timeseries.backfill_results import BackfillResults
 from pia.timeseries.backfill_sql import RAW_EVENTS_TABLE, backfill_query, literal, units_from_rows
 
 if TYPE_CHECKING:
@@ -107,9 +108,11 @@ def ledger_key(select: str, tasks: Sequence[BackfillTask]) -> str:
     return hashlib.sha256(f"{purpose}\n{select}".encode()).hexdigest()[:32]
 
 
-def unload(select: str, location: str) -> str:
-    """JSON lines, compressed as the workgroup's default has it: the reader takes gzip or plain."""
-    return f"UNLOAD (\n{select}) TO {literal(location)}\nWITH (format = 'JSON')"
+def unload(select: str, location: str, *, partitioned: bool = False) -> str:
+    """JSON lines, compressed as the workgroup's default has it: the reader takes gzip or plain.
+    ``partitioned``: under ``sx=<task>/part=<n>/``, the layout the evaluator's units read."""
+    layout = ", partitioned_by = ARRAY['sx', 'part']" if partitioned else ""
+    return f"UNLOAD (\n{select}) TO {literal(location)}\nWITH (format = 'JSON'{layout})"
 
 
 class AthenaBackfill:
@@ -149,11 +152,35 @@ class AthenaBackfill:
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
         stats = self._stats = BackfillStats(ATHENA_PATH)
-        select = backfill_query(tasks, zone, table=self._table)
+        key, prefix = self._query(backfill_query(tasks, zone, table=self._table), tasks, partitioned=False)
+        yield from units_from_rows(self._rows(prefix, stats), stats, self._unit_users)
+        if self._ledger is not None:
+            self._ledger.finished(key)
+
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        """The query's result stays where ``UNLOAD`` wrote it, by task and part: only its counts row is
+        read here, the units read the rest."""
+        self._stats = BackfillStats(ATHENA_PATH)
+        select = backfill_query(tasks, zone, table=self._table, parts=parts)
+        key, prefix = self._query(select, tasks, partitioned=True)
+        results.read_counts(prefix, self._stats)
+        if self._ledger is not None:
+            self._ledger.finished(key)
+        return prefix
+
+    def _query(self, select: str, tasks: Sequence[BackfillTask], *, partitioned: bool) -> tuple[str, str]:
+        """Start the query (or find it in the ledger) and wait for it: its ledger key and results prefix."""
+        stats = self._stats
         key = ledger_key(select, tasks)
         pending = self._ledger.pending(key) if self._ledger is not None else None
         if pending is None:
-            query_id, prefix = self._start(select)
+            query_id, prefix = self._start(select, partitioned=partitioned)
             stats.queries = 1
             if self._ledger is not None:
                 self._ledger.started(key, query_id, prefix)
@@ -166,15 +193,13 @@ class AthenaBackfill:
                 self._ledger.finished(key)
             raise
         stats.bytes_scanned = execution.get("Statistics", {}).get("DataScannedInBytes", 0)
-        yield from units_from_rows(self._rows(prefix, stats), stats, self._unit_users)
-        if self._ledger is not None:
-            self._ledger.finished(key)
+        return key, prefix
 
-    def _start(self, select: str) -> tuple[str, str]:
+    def _start(self, select: str, *, partitioned: bool) -> tuple[str, str]:
         run = self._run_id()
         prefix = f"{RESULTS_PREFIX}{run}/"
         started = self._athena.start_query_execution(
-            QueryString=unload(select, f"s3://{self._bucket}/{prefix}"),
+            QueryString=unload(select, f"s3://{self._bucket}/{prefix}", partitioned=partitioned),
             ClientRequestToken=run,
             QueryExecutionContext={"Database": self._database},
             WorkGroup=self._workgroup,

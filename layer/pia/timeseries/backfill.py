@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from pia.core.events import Event
 from pia.counting.counters import Position
 from pia.timeseries.rollups import BEGINNING, DayTotal, SeriesPlan, local_day, merge_endpoints
+
+if TYPE_CHECKING:
+    from pia.timeseries.backfill_results import BackfillResults
 
 SETTLE = timedelta(hours=1)
 LISTING_MARGIN = timedelta(days=2)
@@ -37,6 +40,9 @@ class Coverage:
     activation: str
     first_day: date
     final: bool
+    source: str = ""
+    """Where the merged result was (``""`` before backfills were merged in units): rollups whose
+    backfill came from elsewhere are stale, and the series' next sweep clears them."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,17 @@ class BackfillEngine(Protocol):
     """
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]: ...
+
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        """Compute the histories into ``results``, laid out by task and part (``parts`` per series),
+        and return their prefix; the evaluator's units merge them (:mod:`pia.timeseries.backfill_results`)."""
+        ...
 
     @property
     def stats(self) -> BackfillStats: ...

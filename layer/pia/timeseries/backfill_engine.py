@@ -10,8 +10,8 @@ soon as the limit is passed, so deciding costs at most ``limit / 1,000`` List re
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -23,9 +23,11 @@ from pia.timeseries.backfill import (
     BackfillStats,
     BackfillTask,
     HistoryUnit,
+    UserHistory,
     in_units,
     listing_day,
 )
+from pia.timeseries.backfill_results import BackfillResults, history_row, rows_with_parts, summary_row
 from pia.timeseries.backfill_sql import filter_sql
 
 IN_LAMBDA = "in-lambda"
@@ -59,6 +61,27 @@ class ArchiveScan:
         return self._stats
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
+        yield from in_units(self._scan(tasks, zone), self._unit_users)
+
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        """The scan's histories written in the query's layout, parts computed here as the SQL does."""
+        prefix = results.new_prefix()
+        rows = [history_row(series, user, history) for series, user, history in self._scan(tasks, zone)]
+        stats = self._stats
+        rows.append(
+            summary_row(stats.events + stats.duplicates + stats.bad_lines, stats.events, stats.bad_lines)
+        )
+        index = {task.plan.series: n for n, task in enumerate(tasks)}
+        results.write(prefix, rows_with_parts(rows, index, parts))
+        return prefix
+
+    def _scan(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[tuple[str, str, UserHistory]]:
         stats = self._stats = BackfillStats(IN_LAMBDA)
         backfill = Backfill(list(tasks), zone)
         for key, size in self._archive.entries(start_after=listing_start(backfill.listing_day)):
@@ -69,14 +92,9 @@ class ArchiveScan:
             for position, event in raw.events:
                 backfill.add(position, event)
         stats.events, stats.duplicates = backfill.events, backfill.duplicates
-        yield from in_units(
-            (
-                (series, user, history)
-                for series, users in backfill.histories.items()
-                for user, history in users.items()
-            ),
-            self._unit_users,
-        )
+        for series, users in backfill.histories.items():
+            for user, history in users.items():
+                yield series, user, history
 
 
 @dataclass(frozen=True)
@@ -105,25 +123,10 @@ class SizedBackfill:
         self._large = large
         self._limit = limit
         self._chosen: BackfillEngine = small
-        self._also: BackfillEngine | None = None
 
     @property
     def stats(self) -> BackfillStats:
-        """The engine's figures. A run split between both engines names both paths, adds what each
-        read, and counts the archive's events once (each engine read the window's archive whole)."""
-        main, also = self._chosen.stats, self._also.stats if self._also is not None else None
-        if also is None:
-            return main
-        found = ("events", "duplicates", "bad_lines")
-        return BackfillStats(
-            f"{main.path}+{also.path}",
-            **{name: max(getattr(main, name), getattr(also, name)) for name in found},
-            **{
-                name: getattr(main, name) + getattr(also, name)
-                for name in (f.name for f in fields(BackfillStats))
-                if name != "path" and name not in found
-            },
-        )
+        return self._chosen.stats
 
     def fits_in_lambda(self, tasks: Sequence[BackfillTask]) -> bool:
         size = 0
@@ -135,24 +138,28 @@ class SizedBackfill:
         return True
 
     def histories(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[HistoryUnit]:
-        """Above the limit, every series whose rules have a SQL form goes to the query engine; a
-        series whose Filter has none (:mod:`pia.timeseries.filter_sql`) is read in the evaluator,
-        alone, after the query (a query still running leaves the whole run waiting, so the scan is
-        not repeated each run while it does)."""
+        yield from self._choose(tasks).histories(tasks, zone)
+
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        return self._choose(tasks).land(tasks, zone, results, parts)
+
+    def _choose(self, tasks: Sequence[BackfillTask]) -> BackfillEngine:
+        """Above the limit, the query engine, Filters included (:mod:`pia.timeseries.filter_sql`).
+        A run whose Filters would pass the query's size budget is read in the evaluator whole: one
+        run lands its histories under one prefix, so it cannot be split between engines."""
         large = self._large
-        self._chosen, self._also = self._small, None
-        if large is None or self.fits_in_lambda(tasks):
-            yield from self._small.histories(tasks, zone)
-            return
-        on_sql, in_lambda = sql_and_lambda_tasks(tasks, self._filters_budget)
-        if not on_sql:
-            yield from self._small.histories(tasks, zone)
-            return
-        self._chosen = large
-        yield from large.histories(on_sql, zone)
-        if in_lambda:
-            self._also = self._small
-            yield from self._small.histories(in_lambda, zone)
+        past_budget = bool(sql_and_lambda_tasks(tasks, self._filters_budget)[1])
+        if large is None or past_budget or self.fits_in_lambda(tasks):
+            self._chosen = self._small
+        else:
+            self._chosen = large
+        return self._chosen
 
 
 def sql_and_lambda_tasks(

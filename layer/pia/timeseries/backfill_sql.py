@@ -42,6 +42,7 @@ from pia.timeseries.backfill import (
     in_units,
     listing_day,
 )
+from pia.timeseries.backfill_results import SUMMARY_INDEX, part_sql
 from pia.timeseries.rollups import ZERO, DayTotal, merge_endpoints
 
 RAW_EVENTS_TABLE = "raw_events"
@@ -117,13 +118,35 @@ def _task_select(task: BackfillTask, zone: ZoneInfo) -> str:
     )
 
 
-def backfill_query(tasks: Sequence[BackfillTask], zone: ZoneInfo, *, table: str = RAW_EVENTS_TABLE) -> str:
+def _layout_columns(tasks: Sequence[BackfillTask], parts: Mapping[str, int] | None) -> tuple[str, str]:
+    """With ``parts``, each row also says where it is written (``UNLOAD ... partitioned_by``): ``sx``
+    its task's index and ``part`` its user's part (:mod:`pia.timeseries.backfill_results`)."""
+    if parts is None:
+        return "", ""
+    index = " ".join(f"WHEN {literal(t.plan.series)} THEN {n}" for n, t in enumerate(tasks))
+    part = " ".join(
+        f"WHEN {literal(t.plan.series)} THEN {part_sql('d.u', parts[t.plan.series])}" for t in tasks
+    )
+    return (
+        f",\n  CASE d.series {index} END AS sx,\n  CASE d.series {part} END AS part",
+        f",\n  {SUMMARY_INDEX} AS sx,\n  0 AS part",
+    )
+
+
+def backfill_query(
+    tasks: Sequence[BackfillTask],
+    zone: ZoneInfo,
+    *,
+    table: str = RAW_EVENTS_TABLE,
+    parts: Mapping[str, int] | None = None,
+) -> str:
     """One query for every task: the archive is scanned and deduplicated once, then split by series."""
     if not tasks:
         raise ValueError("a backfill query needs at least one task")
     first_hour = f"{listing_day(tasks):%Y/%m/%d}/00"
     matched = "\n  UNION ALL\n".join(_task_select(task, zone) for task in tasks)
     exact = f"regexp_like(raw, {literal(EXACT_DECIMAL)})"
+    user_layout, summary_layout = _layout_columns(tasks, parts)
     return f"""WITH lines AS (
   SELECT l, q, u, e, t, a, m, p, i, "$path" AS path,
     try(from_iso8601_timestamp_nanos(t)) AS ts
@@ -171,7 +194,7 @@ last_seen AS (
 user_endpoints AS (
   SELECT series, u, array_agg(p ORDER BY last_pos) AS endpoints FROM last_seen GROUP BY series, u
 )
-SELECT d.series AS series, d.u AS user_id, d.days AS days, ep.endpoints AS endpoints
+SELECT d.series AS series, d.u AS user_id, d.days AS days, ep.endpoints AS endpoints{user_layout}
 FROM user_days d LEFT JOIN user_endpoints ep ON d.series = ep.series AND d.u = ep.u
 UNION ALL
 SELECT {literal(SUMMARY_SERIES)} AS series, CAST(NULL AS varchar) AS user_id,
@@ -180,7 +203,7 @@ SELECT {literal(SUMMARY_SERIES)} AS series, CAST(NULL AS varchar) AS user_id,
     CAST((SELECT count(*) FROM events) AS varchar),
     CAST((SELECT count(*) FROM lines) - (SELECT count(*) FROM valid) AS varchar)
   ] AS days,
-  CAST(NULL AS array(varchar)) AS endpoints
+  CAST(NULL AS array(varchar)) AS endpoints{summary_layout}
 """
 
 

@@ -12,7 +12,7 @@ evaluator's layer.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from pia.timeseries.backfill import (
     HistoryUnit,
     listing_day,
 )
+from pia.timeseries.backfill_results import BackfillResults
 from pia.timeseries.backfill_sql import (
     ARCHIVE_COLUMNS,
     PARTITION,
@@ -48,9 +49,17 @@ class ArchiveFiles(Protocol):
     def body(self, key: str) -> bytes: ...
 
 
+def _from_base(node: exp.Expression) -> exp.Expression:
+    """Trino's ``from_base(hex, 16)`` (the result part's hash) has no DuckDB name: a hex literal cast."""
+    if isinstance(node, exp.FromBase):
+        text = exp.DPipe(this=exp.Literal.string("0x"), expression=node.this)
+        return exp.Cast(this=text, to=exp.DataType.build("BIGINT"))
+    return node
+
+
 def to_duckdb(trino_sql: str) -> str:
-    statement = sqlglot.parse_one(trino_sql, read="trino").transform(_map_transform_values)
-    return statement.sql(dialect="duckdb")
+    tree = sqlglot.parse_one(trino_sql, read="trino").transform(_from_base).transform(_map_transform_values)
+    return str(tree.sql(dialect="duckdb"))
 
 
 def _map_transform_values(node: exp.Expression) -> exp.Expression:
@@ -107,15 +116,38 @@ class DuckDbBackfill:
         stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
         yield from units_from_rows(self._rows(tasks, zone, stats), stats, self._unit_users)
 
-    def rows(self, tasks: Sequence[BackfillTask], zone: ZoneInfo) -> Iterator[dict[str, object]]:
-        """The query's result rows, as Athena's ``UNLOAD`` would write them."""
+    def land(
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        results: BackfillResults,
+        parts: Mapping[str, int],
+    ) -> str:
+        """As Athena's partitioned ``UNLOAD``: each row is written where its ``sx`` and ``part`` columns,
+        computed by the query, say."""
         stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
-        return self._rows(tasks, zone, stats)
+        prefix = results.new_prefix()
+        rows = self._rows(tasks, zone, stats, parts)
+        results.write(prefix, ((int(str(r.pop("sx"))), int(str(r.pop("part"))), r) for r in rows))
+        results.read_counts(prefix, stats)
+        return prefix
+
+    def rows(
+        self, tasks: Sequence[BackfillTask], zone: ZoneInfo, *, parts: Mapping[str, int] | None = None
+    ) -> Iterator[dict[str, object]]:
+        """The query's result rows, as Athena's ``UNLOAD`` would write them (with ``parts``: each
+        with the ``sx`` and ``part`` it is written under)."""
+        stats = self._stats = BackfillStats(DUCKDB_PATH, queries=1)
+        return self._rows(tasks, zone, stats, parts)
 
     def _rows(
-        self, tasks: Sequence[BackfillTask], zone: ZoneInfo, stats: BackfillStats
+        self,
+        tasks: Sequence[BackfillTask],
+        zone: ZoneInfo,
+        stats: BackfillStats,
+        parts: Mapping[str, int] | None = None,
     ) -> Iterator[dict[str, object]]:
-        self.last_query = backfill_query(tasks, zone)
+        self.last_query = backfill_query(tasks, zone, parts=parts)
         with tempfile.TemporaryDirectory(prefix="pia-archive-") as folder:
             root = Path(folder)
             for key, size in self._archive.entries(start_after=listing_start(listing_day(tasks))):

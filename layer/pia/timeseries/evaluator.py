@@ -28,17 +28,23 @@ from pia.settings import DEFAULT_UNIT_ROLLUPS
 from pia.targets.relay import DueItems, relay_due
 from pia.timeseries.archive import RawObject, hour_prefix
 from pia.timeseries.backfill import (
-    DEFAULT_UNIT_USERS,
     SETTLE,
     BackfillEngine,
     BackfillFailed,
     BackfillTask,
     Coverage,
-    HistoryUnit,
     UserHistory,
     backfill_tasks,
 )
 from pia.timeseries.backfill_engine import ArchiveReader, ArchiveScan
+from pia.timeseries.backfill_results import (
+    MAX_PARTS,
+    BackfillResults,
+    MemoryObjects,
+    result_parts,
+    series_source,
+)
+from pia.timeseries.backfill_sql import histories_from_rows
 from pia.timeseries.evaluation import changes, rollup_frame
 from pia.timeseries.readiness import Readiness, readiness
 from pia.timeseries.rollups import (
@@ -57,11 +63,11 @@ from pia.timeseries.rollups import (
     next_change,
     plan_series,
     record_sent,
-    rules_signature,
+    swept_signature,
     wake_at,
 )
 from pia.timeseries.seen import SeenSummary
-from pia.timeseries.units import DUE, SWEEP, RunPlan, UnitFormatError, WorkUnit
+from pia.timeseries.units import BACKFILL, DUE, SWEEP, LandedBackfill, RunPlan, UnitFormatError, WorkUnit
 
 EVALUATOR_LANE = "evaluator"
 ARCHIVE_HOUR_CLOSES = timedelta(minutes=75)
@@ -72,7 +78,7 @@ SEEN_HOURS_PER_RUN = 48
 
 
 class RollupSource(DueItems[SeriesKey, SeriesRollup], Protocol):
-    def series_rollups(self, series: str) -> list[SeriesRollup]: ...
+    def rollups_by_key(self, series: str, users: Sequence[str]) -> dict[str, SeriesRollup]: ...
 
     def partitions(self) -> list[str]: ...
 
@@ -144,6 +150,10 @@ class EvaluationReport:
     recorded only once every unit of its series is."""
     more: WorkUnit | None = None
     """A unit's follow-up: the rest of its due items, past its bound."""
+    backfill_rows: int = 0
+    """Backfill result rows merged by the units."""
+    most_unit_rows: int = 0
+    """The most backfill result rows one unit read (its bound holds)."""
 
     def summary(self) -> dict[str, object]:
         backfill_path = {"backfill_path": self.backfill_path} if self.backfill_path else {}
@@ -217,9 +227,11 @@ class EvaluationReport:
             "conflicts",
             "seen_hours",
             "units",
+            "backfill_rows",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.most_unit_rollups = max(self.most_unit_rollups, other.most_unit_rollups)
+        self.most_unit_rows = max(self.most_unit_rows, other.most_unit_rows)
         self.backfilled.extend(s for s in other.backfilled if s not in self.backfilled)
         self.finalized.extend(r for r in other.finalized if r not in self.finalized)
         self.completed.extend(other.completed)
@@ -228,6 +240,13 @@ class EvaluationReport:
 
 
 Update = Callable[[SeriesRollup, bool], tuple[SeriesRollup, list[Action]] | None]
+
+
+def _current(state: SeriesRollup, source: str) -> SeriesRollup:
+    """``state`` without a backfill computed by another source than ``source`` (``""``: any is kept)."""
+    if not source or not state.backfill or state.backfill_source == source:
+        return state
+    return replace(state, backfill={}, backfill_source="")
 
 
 def _with_backfill(state: SeriesRollup, history: UserHistory | None) -> SeriesRollup:
@@ -255,7 +274,9 @@ class Evaluator:
         max_rounds: int = 6,
         hand_over_seconds: int = 300,
         unit_limit: int = DEFAULT_UNIT_ROLLUPS,
+        results: BackfillResults | None = None,
     ) -> None:
+        self._results = results or BackfillResults(MemoryObjects())
         self._hand_over = hand_over_seconds
         self._unit_limit = unit_limit
         self._pinned: Ruleset | None = None
@@ -277,11 +298,11 @@ class Evaluator:
         return self._pinned if self._pinned is not None else self._rulesets()
 
     def plan(self, now: datetime) -> RunPlan:
-        """Recover what a crashed run owes, backfill new series, and list the run's units: reads the
-        pending index, the coverage items and the series whose backfill runs, never every series'
-        rollups. A series whose backfill lands is evaluated here, on the rollups its merge holds,
-        when they fit one unit's bound; a larger one is swept by the units, like a rules change, so
-        no invocation evaluates more than the bound."""
+        """Recover what a crashed run owes, start (or find) the backfill of new series, and list the
+        run's units: reads the pending index, the coverage items and the backfill's counts row, never a
+        series' rollups nor its result rows. A series whose backfill lands gets one backfill unit per
+        part of the result (merge and evaluate in one write); the next plan sweeps it, which evaluates
+        its other users and drops backfills the new result no longer holds."""
         report = EvaluationReport()
         epoch = utc_seconds(now)
         self._recover(epoch, report)
@@ -293,28 +314,32 @@ class Evaluator:
         plans = plan_series(ruleset, today, include_final=closing)
         report.series = len(plans)
         report.rules = sum(len(plan.rules) for plan in plans.values())
+        signatures = self._coverage.signatures() if plans else {}
+        coverage = self._coverage.all() if plans and self._backfill_engine is not None else {}
+        sources = {
+            series: done.source
+            for series, done in coverage.items()
+            if series in plans and done.activation == plans[series].activation
+        }
+        wanted = {series: swept_signature(plans[series], today, sources.get(series, "")) for series in plans}
+        unswept = {
+            series
+            for series, source in sources.items()
+            if source and signatures.get(series) != wanted[series]
+        }
         waiting: set[str] = set()
-        landed: set[str] = set()
-        inline: set[str] = set()
+        landed: dict[str, LandedBackfill] = {}
         tasks: list[BackfillTask] = []
         if plans and self._backfill_engine is not None:
             oldest = today - timedelta(days=self._retention_days)
-            tasks = backfill_tasks(
-                plans, self._coverage.all(), today, now, oldest=oldest, settle=self._settle
-            )
+            tasks = [
+                task
+                for task in backfill_tasks(plans, coverage, today, now, oldest=oldest, settle=self._settle)
+                if task.plan.series not in unswept
+            ]
             if tasks:
-                rollups: dict[str, list[SeriesRollup]] = {}
-                for task in tasks:
-                    series = task.plan.series
-                    rollups[series] = [
-                        r.under(task.plan.activation) for r in self._rollups.series_rollups(series)
-                    ]
-                    report.rollups_read += len(rollups[series])
-                waiting = self._backfill(self._backfill_engine, tasks, rollups, epoch, report)
-                landed = set(rollups) - waiting
-                inline = {series for series in landed if len(rollups[series]) <= self._unit_limit}
-                for series in sorted(inline):
-                    self._evaluate(plans[series], rollups[series], today, now, epoch, report)
+                landed = self._land(self._backfill_engine, tasks[:MAX_PARTS], report)
+                waiting = {task.plan.series for task in tasks} - set(landed)
         report.readiness = readiness(
             plans,
             tasks,
@@ -323,21 +348,43 @@ class Evaluator:
             zone=self._zone,
             archive=self._backfill_engine is not None,
             waiting_reason=report.failures.get("backfill", ""),
+            merging={series: (0, info.parts) for series, info in landed.items()},
         )
-        signatures = self._coverage.signatures() if plans else {}
-        swept: dict[str, str] = {series: rules_signature(plans[series], today) for series in landed}
+        swept: dict[str, str] = {}
         units: list[WorkUnit] = []
         for series, plan in sorted(plans.items()):
-            if series in waiting or series in inline:
+            if series in waiting:
                 continue
-            signature = rules_signature(plan, today)
             closing_here = tuple(sorted(r.rule_id for r in plan.rules if r.rule_id in closing))
+            if series in landed:
+                source = landed[series].source
+                units.extend(
+                    WorkUnit(
+                        series,
+                        part,
+                        epoch,
+                        self._unit_limit,
+                        mode=BACKFILL,
+                        closing=closing_here,
+                        source=source,
+                    )
+                    for part in range(landed[series].parts)
+                )
+                continue
             mode = DUE
-            if series in landed or closing_here or signatures.get(series) != signature:
+            if closing_here or signatures.get(series) != wanted[series]:
                 mode = SWEEP
-                swept[series] = signature
+                swept[series] = wanted[series]
             units.extend(
-                WorkUnit(series, partition, epoch, self._unit_limit, mode=mode, closing=closing_here)
+                WorkUnit(
+                    series,
+                    partition,
+                    epoch,
+                    self._unit_limit,
+                    mode=mode,
+                    closing=closing_here,
+                    source=sources.get(series, ""),
+                )
                 for partition in range(self._rollups.series_partitions(series))
             )
         return RunPlan(
@@ -348,11 +395,44 @@ class Evaluator:
             waiting=tuple(sorted(waiting)),
             swept=swept,
             report=report.to_json(),
+            landed=landed,
         )
+
+    def _land(
+        self, engine: BackfillEngine, tasks: Sequence[BackfillTask], report: EvaluationReport
+    ) -> dict[str, LandedBackfill]:
+        """Compute the tasks' histories into the results, laid out by part; the landed series, with
+        what ``finish`` records for them. A failed or unfinished computation lands nothing: its series
+        wait for the next run rather than being evaluated on part of their history (as do the series
+        past the :data:`MAX_PARTS` one computation can lay out)."""
+        parts = result_parts(
+            {task.plan.series: self._rollups.series_partitions(task.plan.series) for task in tasks}
+        )
+        try:
+            prefix = engine.land(tasks, self._zone, self._results, parts)
+        except BackfillFailed as error:
+            report.failures["backfill"] = str(error)
+            return {}
+        stats = engine.stats
+        report.backfill_path = stats.path
+        report.backfill_events += stats.events
+        report.backfill_duplicates += stats.duplicates
+        report.bad_archive_lines += stats.bad_lines
+        return {
+            task.plan.series: LandedBackfill(
+                task.plan.activation,
+                task.first_day,
+                task.final,
+                series_source(prefix, index),
+                parts[task.plan.series],
+            )
+            for index, task in enumerate(tasks)
+        }
 
     def run_unit(self, unit: WorkUnit, now: datetime) -> EvaluationReport:
         """Evaluate one page of at most ``unit.limit`` rollups of one partition: those due by
-        ``unit.due_at``, or every one in a sweep; the rest comes back as ``report.more``."""
+        ``unit.due_at``, or every one in a sweep; or merge at most ``unit.limit`` rows of a backfill's
+        part into their users' rollups. The rest comes back as ``report.more``."""
         report = EvaluationReport(units=1)
         epoch = utc_seconds(now)
         ruleset = self._ruleset()
@@ -362,24 +442,68 @@ class Evaluator:
         if plan is None:
             report.completed.append(unit.name)
             return report
-        states, cursor = self._rollups.rollup_page(
-            unit.series,
-            unit.partition,
-            due_at=None if unit.mode == SWEEP else unit.due_at,
-            limit=unit.limit,
-            start=unit.cursor(),
-        )
-        report.rollups_read = report.most_unit_rollups = len(states)
-        self._evaluate(plan, [state.under(plan.activation) for state in states], today, now, epoch, report)
+        cursor: Mapping[str, Any] | None
+        if unit.mode == BACKFILL:
+            cursor = self._merge_part(unit, plan, today, now, epoch, report)
+        else:
+            states, cursor = self._rollups.rollup_page(
+                unit.series,
+                unit.partition,
+                due_at=None if unit.mode == SWEEP else unit.due_at,
+                limit=unit.limit,
+                start=unit.cursor(),
+            )
+            report.rollups_read = report.most_unit_rollups = len(states)
+            current = [state.under(plan.activation) for state in states]
+            self._evaluate(plan, current, today, now, epoch, report, source=unit.source)
         if cursor:
             report.more = unit.follow_up(cursor)
         else:
             report.completed.append(unit.name)
         return report
 
+    def _merge_part(
+        self,
+        unit: WorkUnit,
+        plan: SeriesPlan,
+        today: date,
+        now: datetime,
+        epoch: int,
+        report: EvaluationReport,
+    ) -> Mapping[str, Any] | None:
+        """Merge one page of a landed backfill's part into those users' rollups, read by key, and
+        evaluate them in the same conditional write: each rollup is written once. Merging replaces the
+        history, and what was sent is kept in the item, so a unit run twice changes nothing more."""
+        page = self._results.page(unit.source, unit.partition, unit.cursor(), unit.limit)
+        histories = {user: history for _, user, history in histories_from_rows(page.rows, [])}
+        found = self._rollups.rollups_by_key(unit.series, list(histories))
+        report.rollups_read = report.most_unit_rollups = len(found)
+        report.backfill_rows = report.most_unit_rows = len(page.rows)
+        bases = {
+            SeriesKey(unit.series, user): found.get(user)
+            or SeriesRollup(unit.series, user).under(plan.activation)
+            for user in histories
+        }
+
+        def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
+            merged = replace(_with_backfill(state, histories[state.user_id]), backfill_source=unit.source)
+            decisions = decide(merged, plan.rules, today)
+            return self._outcome(
+                state, merged, decisions, self._wake(merged, decisions, plan, today), plan, now
+            )
+
+        self._write(bases, update, plan, epoch, report)
+        return page.cursor
+
     def finish(self, plan: RunPlan, reports: Sequence[EvaluationReport], now: datetime) -> EvaluationReport:
-        """Fold the units' reports into the run's, record the sweeps and final evaluations that every
-        unit of their series completed, and summarize the archive's new hours."""
+        """Fold the units' reports into the run's, record the backfills, sweeps and final evaluations
+        that every unit of their series completed, and summarize the archive's new hours."""
+        report = self._finish(plan, reports, now)
+        if self._archive is not None and self._seen is not None:
+            self._summarize_seen(self._archive, self._seen, now, report)
+        return report
+
+    def _finish(self, plan: RunPlan, reports: Sequence[EvaluationReport], now: datetime) -> EvaluationReport:
         report = EvaluationReport.from_json(plan.report)
         for unit_report in reports:
             report.add(unit_report)
@@ -388,36 +512,90 @@ class Evaluator:
         completed = set(report.completed)
         done = {
             series
-            for series in {u.series for u in plan.units} | set(plan.swept)
+            for series in {u.series for u in plan.units} | set(plan.swept) | set(plan.landed)
             if all(u.name in completed for u in plan.units if u.series == series)
             and not any(key.startswith(f"{series}/") for key in report.failures)
         }
+        for series, landed in sorted(plan.landed.items()):
+            if series in done:
+                coverage = Coverage(landed.activation, landed.first_day, landed.final, landed.source)
+                self._coverage.record(series, coverage, epoch)
+                report.backfilled.append(series)
         for series, signature in plan.swept.items():
             if series in done:
                 self._coverage.record_signature(series, signature, epoch)
-        if plan.closing:
+        if plan.landed or plan.closing:
             ruleset = self._ruleset()
             today = local_day(datetime.fromtimestamp(plan.due_at, UTC), self._zone)
             plans = plan_series(ruleset, today, include_final=set(plan.closing))
-            self._finalize({s: p for s, p in plans.items() if s in done}, set(plan.closing), epoch, report)
-        if self._archive is not None and self._seen is not None:
-            self._summarize_seen(self._archive, self._seen, now, report)
+            self._merged_readiness(plan, plans, completed, today, report)
+            # A landed series' units evaluated only the users its history holds: its sweep, next
+            # run, gives the others their final evaluation, and only then is the rule final.
+            final = {s: p for s, p in plans.items() if s in done and s not in plan.landed}
+            self._finalize(final, set(plan.closing), epoch, report)
         return report
 
+    def _merged_readiness(
+        self,
+        plan: RunPlan,
+        plans: Mapping[str, SeriesPlan],
+        completed: set[str],
+        today: date,
+        report: EvaluationReport,
+    ) -> None:
+        """A landed series' readiness moves with its parts merged, and is ready once all are."""
+        landed = {series: plans[series] for series in plan.landed if series in plans}
+        if not landed:
+            return
+        tasks = [
+            BackfillTask(series_plan, plan.landed[series].first_day, plan.landed[series].final)
+            for series, series_plan in landed.items()
+        ]
+        merging = {
+            series: (
+                sum(1 for u in plan.units if u.series == series and u.name in completed),
+                plan.landed[series].parts,
+            )
+            for series in landed
+        }
+        lines = readiness(
+            landed,
+            tasks,
+            report.backfilled,
+            today=today,
+            zone=self._zone,
+            archive=True,
+            merging=merging,
+        )
+        rows = {line.row for line in lines}
+        report.readiness = sorted(
+            [line for line in report.readiness if line.row not in rows] + lines, key=lambda line: line.row
+        )
+
     def run(self, now: datetime) -> EvaluationReport:
-        """The whole run in one invocation: the plan, every unit and its follow-ups, then the finish."""
+        """The whole run in one invocation: the plan, every unit and its follow-ups, then the finish.
+        When a backfill lands, a second round sweeps its series at once (the state machine does that
+        on its next run), so the run ends with every user evaluated on the new history."""
         self._pinned = self._rulesets()
         try:
-            plan = self.plan(now)
-            reports: list[EvaluationReport] = []
-            for first in plan.units:
-                unit: WorkUnit | None = first
-                while unit is not None:
-                    reports.append(self.run_unit(unit, now))
-                    unit = reports[-1].more
-            return self.finish(plan, reports, now)
+            report = self._round(now)
+            if report.backfilled:
+                report.add(self._round(now))
+            if self._archive is not None and self._seen is not None:
+                self._summarize_seen(self._archive, self._seen, now, report)
+            return report
         finally:
             self._pinned = None
+
+    def _round(self, now: datetime) -> EvaluationReport:
+        plan = self.plan(now)
+        reports: list[EvaluationReport] = []
+        for first in plan.units:
+            unit: WorkUnit | None = first
+            while unit is not None:
+                reports.append(self.run_unit(unit, now))
+                unit = reports[-1].more
+        return self._finish(plan, reports, now)
 
     def _finalize(
         self, plans: Mapping[str, SeriesPlan], closing: set[str], epoch: int, report: EvaluationReport
@@ -449,72 +627,6 @@ class Evaluator:
         report.actions_deferred += len(relayed.failed)
         report.failures.update({f"action/{key}": reason for key, reason in relayed.failed.items()})
 
-    def _backfill(
-        self,
-        engine: BackfillEngine,
-        tasks: list[BackfillTask],
-        rollups: dict[str, list[SeriesRollup]],
-        epoch: int,
-        report: EvaluationReport,
-    ) -> set[str]:
-        """Merge the engine's histories into rollups unit by unit; the series it could not compute are
-        returned, to be evaluated next run rather than on part of their history."""
-        plans = {task.plan.series: task.plan for task in tasks}
-        current = {series: {r.user_id: r for r in rollups[series]} for series in plans}
-        merged: dict[str, set[str]] = {series: set() for series in plans}
-        failed: set[str] = set()
-        try:
-            for unit in engine.histories(tasks, self._zone):
-                merged[unit.series].update(unit.histories)
-                failed |= self._merge(plans[unit.series], unit, current[unit.series], epoch, report)
-        except BackfillFailed as error:
-            report.failures["backfill"] = str(error)
-            return set(plans)
-        for series, plan in plans.items():
-            gone = [user for user, r in current[series].items() if r.backfill and user not in merged[series]]
-            for n in range(0, len(gone), DEFAULT_UNIT_USERS):
-                cleared = gone[n : n + DEFAULT_UNIT_USERS]
-                failed |= self._merge(plan, HistoryUnit(series, {}), current[series], epoch, report, cleared)
-        stats = engine.stats
-        report.backfill_path = stats.path
-        report.backfill_events += stats.events
-        report.backfill_duplicates += stats.duplicates
-        report.bad_archive_lines += stats.bad_lines
-        for task in tasks:
-            series = task.plan.series
-            rollups[series] = list(current[series].values())
-            if series not in failed:
-                self._coverage.record(
-                    series, Coverage(task.plan.activation, task.first_day, task.final), epoch
-                )
-                report.backfilled.append(series)
-        return set()
-
-    def _merge(
-        self,
-        plan: SeriesPlan,
-        unit: HistoryUnit,
-        current: dict[str, SeriesRollup],
-        epoch: int,
-        report: EvaluationReport,
-        cleared: Sequence[str] = (),
-    ) -> set[str]:
-        """Write one unit's histories (and clear ``cleared`` users' stale ones); the series if any failed."""
-        histories = unit.histories
-        bases = {
-            SeriesKey(plan.series, user): current.get(user)
-            or SeriesRollup(plan.series, user).under(plan.activation)
-            for user in (*histories, *cleared)
-        }
-
-        def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
-            new = _with_backfill(state, histories.get(state.user_id))
-            return None if new == state else (new, [])
-
-        committed, failed = self._write(bases, update, plan, epoch, report)
-        current.update({state.user_id: state for state in committed.values()})
-        return {plan.series} if failed else set()
-
     def _evaluate(
         self,
         plan: SeriesPlan,
@@ -523,8 +635,13 @@ class Evaluator:
         now: datetime,
         epoch: int,
         report: EvaluationReport,
+        *,
+        source: str = "",
     ) -> None:
-        frame = rollup_frame(states)
+        """Evaluate ``states`` with one frame per rule and write those that change. With ``source`` (a
+        sweep after a backfill landed), a backfill from another computation is dropped first."""
+        current = {state.user_id: _current(state, source) for state in states}
+        frame = rollup_frame(list(current.values()))
         found: dict[str, list[Decision]] = {}
         for rule in plan.rules:
             changed = changes(rule, frame, today)
@@ -534,31 +651,46 @@ class Evaluator:
                 found.setdefault(user, []).append(
                     Decision(rule, str(value), DayTotal(int(count), Decimal(total)))
                 )
-        wakes = {
-            state.user_id: self._wake(state, found.get(state.user_id, ()), plan, today) for state in states
-        }
+        wakes = {user: self._wake(state, found.get(user, ()), plan, today) for user, state in current.items()}
         bases = {
             state.key: state
             for state in states
             if state.user_id in found
+            or current[state.user_id] is not state
             or wakes[state.user_id] != state.wake
             or in_audience(state, plan.rules) != state.keep
         }
 
         def update(state: SeriesRollup, retry: bool) -> tuple[SeriesRollup, list[Action]] | None:
-            decisions = decide(state, plan.rules, today) if retry else found.get(state.user_id, [])
-            new = record_sent(state, decisions)
-            wake = self._wake(state, decisions, plan, today) if retry else wakes[state.user_id]
-            keep = in_audience(new, plan.rules)
-            if not decisions and wake == state.wake and keep == state.keep:
-                return None
-            new = replace(new, wake=wake, keep=keep)
-            cause = (EVALUATOR_LANE, state.version)
-            return new, [
-                date_action(d, new, cause=cause, lane=EVALUATOR_LANE, occurred_at=now) for d in decisions
-            ]
+            kept = _current(state, source)
+            decisions = decide(kept, plan.rules, today) if retry else found.get(state.user_id, [])
+            wake = self._wake(kept, decisions, plan, today) if retry else wakes[state.user_id]
+            return self._outcome(state, kept, decisions, wake, plan, now)
 
         self._write(bases, update, plan, epoch, report)
+
+    @staticmethod
+    def _outcome(
+        state: SeriesRollup,
+        current: SeriesRollup,
+        decisions: Sequence[Decision],
+        wake: int,
+        plan: SeriesPlan,
+        now: datetime,
+    ) -> tuple[SeriesRollup, list[Action]] | None:
+        """``current`` (``state`` as evaluated) with ``decisions`` recorded and its due moment, and
+        their actions; None when the stored item would not change."""
+        new = record_sent(current, decisions)
+        keep = in_audience(new, plan.rules)
+        if current is state and not decisions and wake == state.wake and keep == state.keep:
+            return None
+        new = replace(new, wake=wake, keep=keep)
+        if new == state:
+            return None
+        cause = (EVALUATOR_LANE, state.version)
+        return new, [
+            date_action(d, new, cause=cause, lane=EVALUATOR_LANE, occurred_at=now) for d in decisions
+        ]
 
     def _wake(self, state: SeriesRollup, decisions: Iterable[Decision], plan: SeriesPlan, today: date) -> int:
         """When the rollup, once ``decisions`` are recorded, is next due (0: only an event changes it)."""

@@ -14,8 +14,9 @@ so the evaluator's report says, per live date rule, which it is:
 
 Progress is in archive hours, the unit the archive is kept in: the hours between the first day the
 rule's window reaches and the activation, and how many of them are computed. Both backfill paths
-compute a series' hours in one piece (one scan, one query), so a series is at 0% or 100%, and while
-a query runs its state is in the message.
+compute a series' hours in one piece (one scan, one query), whose result the evaluator's units then
+merge part by part: progress is the share of parts merged, and while a query runs its state is in
+the message.
 """
 
 from __future__ import annotations
@@ -89,9 +90,12 @@ def readiness(
     zone: ZoneInfo,
     archive: bool,
     waiting_reason: str = "",
+    merging: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[Readiness]:
     """One line per rule of ``plans``, by row. ``tasks`` are this run's backfills, ``backfilled`` the
-    series they completed; ``waiting_reason`` says why the others did not."""
+    series they completed; ``waiting_reason`` says why the others did not. ``merging``: per series
+    whose history is computed, its result parts merged into rollups so far, and their number."""
+    merged = merging or {}
     pending = {task.plan.series: task for task in tasks}
     done = set(backfilled)
     lines: list[Readiness] = []
@@ -115,6 +119,10 @@ def readiness(
             message = (
                 "history computed" if task.final else "history computed; recomputed until late events settle"
             )
+        elif series in merged:
+            parts_done, parts = merged[series]
+            state, hours_done = COMPUTING, hours * parts_done // max(parts, 1)
+            message = f"history computed; merged into rollups in {parts_done} of {parts} parts"
         else:
             state, hours_done = COMPUTING, 0
             message = waiting_reason or "history not written completely; retried next run"

@@ -123,6 +123,9 @@ class SeriesRollup:
     lanes: Mapping[str, LaneMark] = field(default_factory=dict)
     backfill_activation: str = ""
     backfill: Mapping[date, DayTotal] = field(default_factory=dict)
+    backfill_source: str = ""
+    """The computation ``backfill`` came from (its results' place): the sweep after a later one landed
+    drops a backfill of another, whose user that one no longer found."""
     endpoints: tuple[str, ...] = ()
     sent: Mapping[str, str] = field(default_factory=dict)
     recent_ids: tuple[str, ...] = ()
@@ -154,7 +157,7 @@ class SeriesRollup:
         if state.activation != activation:
             state = replace(state, activation=activation, days={}, lanes={})
         if state.backfill_activation != activation:
-            state = replace(state, backfill_activation=activation, backfill={})
+            state = replace(state, backfill_activation=activation, backfill={}, backfill_source="")
         return state
 
     def window_total(self, first: date, last: date) -> DayTotal:
@@ -362,6 +365,13 @@ def rules_signature(plan: SeriesPlan, today: date) -> str:
         if not is_final(r, today)
     )
     return " ".join([plan.activation or "-", *rules])
+
+
+def swept_signature(plan: SeriesPlan, today: date, source: str) -> str:
+    """What a series' last sweep covered: its rules and, once a backfill merged in units landed, that
+    backfill's source. A new one landing calls for a sweep, which drops the backfills it lacks."""
+    signature = rules_signature(plan, today)
+    return f"{signature} @{source}" if source else signature
 
 
 def record_sent(state: SeriesRollup, decisions: Iterable[Decision]) -> SeriesRollup:

@@ -3,11 +3,13 @@
 Time-series table layout (``pk``, ``sk``; TTL attribute ``ttl``):
 - rollup: ``S#<series>#<bucket 00..15>`` / ``<user_id>``; ``sr`` series, ``v`` version, ``ac``
   activation, ``d`` map day -> ``"<count>:<sum>"`` (the aggregator's part), ``ln`` lane marks,
-  ``ba`` / ``b`` the backfill's activation and days, ``ep`` endpoints, ``st`` map rule -> value last
+  ``ba`` / ``b`` / ``bs`` the backfill's activation, days and source (the computation it came
+  from), ``ep`` endpoints, ``st`` map rule -> value last
   sent, ``u`` updated, ``ttl`` the last day plus the retention (never before ``wd``, the due moment;
   none while ``kp`` marks a user held in an absence audience). Series-major keys: the evaluator
   reads a series with one Query per bucket; the bucket spreads a popular series over 16 partitions.
-- backfill coverage: ``COVERAGE`` / ``<series>``; ``ac``, ``from`` (first day), ``fin`` (final).
+- backfill coverage: ``COVERAGE`` / ``<series>``; ``ac``, ``from`` (first day), ``fin`` (final),
+  ``bs`` the source of the backfill last merged whole.
 - seen values: ``SEEN`` / ``D#<yyyy-mm-dd>`` (``body``: JSON), and ``SEEN`` / ``CURSOR`` (``h``: the
   last archive hour summarized).
 
@@ -109,6 +111,8 @@ def rollup_item(
     item["np"] = {"N": str(buckets)}
     if state.wake:
         item["wd"] = {"N": str(state.wake)}
+    if state.backfill_source:
+        item["bs"] = {"S": state.backfill_source}
     item.update(seen_attrs(state.endpoints, state.recent_ids))
     item.update(outbox_attrs(f"{state.series}/{state.user_id}", state.pending, state.due))
     return item
@@ -126,6 +130,7 @@ def rollup_from_item(item: Mapping[str, Any]) -> SeriesRollup:
         lanes=lanes,
         backfill_activation=item.get("ba", {}).get("S", ""),
         backfill=_days_from(item.get("b")),
+        backfill_source=item.get("bs", {}).get("S", ""),
         endpoints=tuple(e["S"] for e in item.get("ep", {}).get("L", [])),
         sent={rule_id: raw["S"] for rule_id, raw in item.get("st", {}).get("M", {}).items()},
         recent_ids=tuple(item.get("ri", {}).get("S", "").split()),
@@ -243,6 +248,12 @@ class RollupStore(StateTable[SeriesKey, SeriesRollup]):
                 raise RuntimeError(f"{len(chunk)} due rollups still unprocessed after retries")
         return items
 
+    def rollups_by_key(self, series: str, users: Sequence[str]) -> dict[str, SeriesRollup]:
+        """The rollups of ``users`` that exist (BatchGetItem, as :meth:`rollup_page` fetches due ones)."""
+        codec = self._rollup_codec
+        items = self._fetch([codec.key(SeriesKey(series, user)) for user in users])
+        return {state.user_id: state for state in map(rollup_from_item, items)}
+
     def load(self, series: str, user_id: str) -> SeriesRollup | None:
         """Strongly consistent read, for tools and tests; the aggregator never reads."""
         return self.load_state(SeriesKey(series, user_id))
@@ -256,7 +267,10 @@ class CoverageTable:
     def all(self) -> dict[str, Coverage]:
         return {
             item["sk"]["S"]: Coverage(
-                item["ac"]["S"], date.fromisoformat(item["from"]["S"]), bool(item["fin"]["BOOL"])
+                item["ac"]["S"],
+                date.fromisoformat(item["from"]["S"]),
+                bool(item["fin"]["BOOL"]),
+                item.get("bs", {}).get("S", ""),
             )
             for item in query_partition(self._client, self._table, COVERAGE_PK)
             if not item["sk"]["S"].startswith((FINALIZED_PREFIX, SIGNATURE_PREFIX))
@@ -310,6 +324,7 @@ class CoverageTable:
                 "ac": {"S": coverage.activation},
                 "from": {"S": coverage.first_day.isoformat()},
                 "fin": {"BOOL": coverage.final},
+                **({"bs": {"S": coverage.source}} if coverage.source else {}),
                 "u": {"N": str(now)},
             },
         )

@@ -11,14 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 DUE = "due"
 """A unit that reads only the rollups whose next change is due (the sparse ``due`` index)."""
 SWEEP = "sweep"
-"""A unit that reads every rollup of its partition: the series' rules changed, or a backfill landed,
-so the due moments kept in the items were computed for other rules and must be recomputed."""
-MODES = (DUE, SWEEP)
+"""A unit that reads every rollup of its partition: the series' rules changed, or a backfill landed
+since its last sweep, so the due moments kept in the items were computed for other rules (or other
+history) and must be recomputed."""
+BACKFILL = "backfill"
+"""A unit that merges one part of a landed backfill's result (``source``, part ``partition``) into its
+users' rollups and evaluates them in the same write."""
+MODES = (DUE, SWEEP, BACKFILL)
 
 
 class UnitFormatError(ValueError):
@@ -51,6 +56,9 @@ class WorkUnit:
     mode: str = DUE
     closing: tuple[str, ...] = ()
     """Closed date rules of the series that get their final evaluation in this run."""
+    source: str = ""
+    """A backfill unit: where its result's parts are. A sweep: the source of the series' last whole
+    backfill, so that it drops any other (``""``: it leaves backfills alone)."""
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -69,6 +77,7 @@ class WorkUnit:
             "start": self.start,
             "mode": self.mode,
             "closing": list(self.closing),
+            "source": self.source,
         }
 
     @classmethod
@@ -90,6 +99,9 @@ class WorkUnit:
         closing = data.get("closing", [])
         if not isinstance(closing, list) or not all(isinstance(c, str) for c in closing):
             raise UnitFormatError(f"{where}: field 'closing' must be a list of rule ids")
+        source = data.get("source", "")
+        if not isinstance(source, str):
+            raise UnitFormatError(f"{where}: field 'source' must be str, not {source!r}")
         return cls(
             series=_field(data, "series", str, where),
             partition=_field(data, "partition", int, where),
@@ -98,6 +110,7 @@ class WorkUnit:
             start=start,
             mode=mode,
             closing=tuple(closing),
+            source=source,
         )
 
     @property
@@ -113,10 +126,50 @@ class WorkUnit:
             json.dumps(cursor, sort_keys=True, separators=(",", ":")),
             self.mode,
             self.closing,
+            self.source,
         )
 
     def cursor(self) -> dict[str, Any] | None:
         return json.loads(self.start) if self.start else None
+
+
+@dataclass(frozen=True)
+class LandedBackfill:
+    """A series' backfill result that landed in a run: where its parts are, and the coverage ``finish``
+    records once every part is merged."""
+
+    activation: str
+    first_day: date
+    final: bool
+    source: str
+    parts: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "activation": self.activation,
+            "first_day": self.first_day.isoformat(),
+            "final": self.final,
+            "source": self.source,
+            "parts": self.parts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], series: str) -> LandedBackfill:
+        where = f"plan: landed {series}"
+        if not isinstance(data, Mapping):
+            raise UnitFormatError(f"{where}: expected an object, not {data!r}")
+        first_day = _field(data, "first_day", str, where)
+        try:
+            day = date.fromisoformat(first_day)
+        except ValueError:
+            raise UnitFormatError(f"{where}: field 'first_day' is not a date: {first_day!r}") from None
+        return cls(
+            activation=_field(data, "activation", str, where),
+            first_day=day,
+            final=_field(data, "final", bool, where),
+            source=_field(data, "source", str, where),
+            parts=_field(data, "parts", int, where),
+        )
 
 
 @dataclass(frozen=True)
@@ -134,9 +187,12 @@ class RunPlan:
     """Series swept this run, with the rules' signature to record once every unit has succeeded."""
     report: Mapping[str, object] = field(default_factory=dict)
     """The plan phase's own report (recovery, backfill), as :meth:`EvaluationReport.to_json`."""
+    landed: Mapping[str, LandedBackfill] = field(default_factory=dict)
+    """Series whose backfill result landed this run: their units are backfill units, one per part."""
 
     def to_json(self) -> dict[str, object]:
         return {
+            "landed": {series: value.to_json() for series, value in self.landed.items()},
             "due_at": self.due_at,
             "ruleset_version": self.ruleset_version,
             "units": [u.to_json() for u in self.units],
@@ -164,6 +220,9 @@ class RunPlan:
             raise UnitFormatError(f"{where}: field 'swept' must map series to signatures")
         if not isinstance(report, Mapping):
             raise UnitFormatError(f"{where}: field 'report' must be an object")
+        landed = data.get("landed", {})
+        if not isinstance(landed, Mapping):
+            raise UnitFormatError(f"{where}: field 'landed' must map series to objects")
         return cls(
             due_at=_field(data, "due_at", int, where),
             ruleset_version=_field(data, "ruleset_version", int, where),
@@ -172,4 +231,5 @@ class RunPlan:
             waiting=tuple(waiting),
             swept={str(k): str(v) for k, v in swept.items()},
             report=dict(report),
+            landed={str(k): LandedBackfill.from_json(v, str(k)) for k, v in landed.items()},
         )

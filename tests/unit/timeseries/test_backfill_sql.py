@@ -190,7 +190,7 @@ def test_filters_past_the_query_budget_are_backfilled_in_the_evaluator() -> None
     assert in_lambda == tasks[3:]
 
 
-def test_a_series_past_the_query_budget_alone_is_backfilled_in_the_evaluator() -> None:
+def test_a_run_whose_filters_pass_the_query_budget_is_read_in_the_evaluator() -> None:
     tasks = [_task("books"), _filtered_task('note = "a\x00b" or n > 1'), _filtered_task('note = "ab"')]
     small, large = _Recording("in-lambda"), _Recording("athena")
     budget = len((filter_sql(tasks[2]) or "").encode())
@@ -198,6 +198,23 @@ def test_a_series_past_the_query_budget_alone_is_backfilled_in_the_evaluator() -
 
     list(engine.histories(tasks, ZoneInfo("UTC")))
 
-    assert large.given == [tasks[0].plan.series, tasks[2].plan.series]
-    assert small.given == [tasks[1].plan.series]
-    assert (engine.stats.path, engine.stats.events) == ("athena+in-lambda", 1)
+    assert small.given == [t.plan.series for t in tasks] and large.given == []
+    assert engine.stats.path == "in-lambda"
+
+
+def test_the_sql_puts_each_user_in_the_part_python_computes() -> None:
+    """The result's layout is computed by the query on Athena and DuckDB, and by the in-Lambda scan
+    in Python: a user must land in the same part whichever path ran."""
+    import duckdb
+
+    from pia.timeseries.backfill_results import part_sql, result_part
+    from pia.timeseries.duckdb_backfill import to_duckdb
+
+    users = ["user-1", "", "ü-Ωmega", "a'b", "x" * 300, "😀", "user-10"]
+    connection = duckdb.connect()
+    for parts in (1, 2, 16, 1_000):
+        query = to_duckdb(
+            f"SELECT u, {part_sql('u', parts)} AS part FROM (VALUES {', '.join('(?)' for _ in users)}) AS t(u)"
+        )
+        found = dict(connection.execute(query, users).fetchall())
+        assert found == {user: result_part(user, parts) for user in users}, parts
