@@ -38,6 +38,7 @@ from bench.scenario import (  # noqa: E402
     DEPLOYED_WINDOW_SECONDS,
     Scenario,
     Sessions,
+    floor,
 )
 from bench.world import aws_world  # noqa: E402
 
@@ -99,6 +100,21 @@ def both_paths(scenario: Scenario, baseline_every: int) -> tuple[Run, Run]:
         took = time.perf_counter() - started
         log(f"  {scenario.name}: baseline, {theirs.events:,} events, {took:.1f} s")
     return ours, theirs
+
+
+def floor_figures(scenario: Scenario, ours: Run) -> dict[str, float]:
+    """The write units the scenario itself says exactly-once needs (one per unsettled counter change
+    per batch, and one sent mark per batch that sent actions), beside what the aggregator wrote."""
+    bound = floor(scenario)
+    measured = ours.usage.write_units / ours.events
+    marks = bound.batches_with_crossings / bound.events
+    return {
+        "unsettled_changes_per_event": bound.per_event,
+        "sent_marks_per_event": marks,
+        "measured_write_units_per_event": measured,
+        "difference": measured - bound.per_event,
+        "beyond_sent_marks": measured - bound.per_event - marks,
+    }
 
 
 def path_keys(ours: Run, theirs: Run) -> dict[str, float]:
@@ -190,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             s_ours, s_theirs = both_paths(scenario, every)
             scaled[scenario.name] = path_keys(s_ours, s_theirs)
             details[scenario.name] = {"aggregator": s_ours.details(), "baseline": s_theirs.details()}
+            details[scenario.name]["floor"] = floor_figures(scenario, s_ours)
+            scaled[scenario.name]["aggregator.floor_write_units_per_event"] = details[scenario.name]["floor"][
+                "unsettled_changes_per_event"
+            ]
             sampling[scenario.name] = f"every {every}th batch, seeded"
             costs[f"Aggregator ({scenario.name})"] = per_million(s_ours, record_bytes)
             costs[f"Baseline ({scenario.name})"] = per_million(s_theirs, record_bytes)

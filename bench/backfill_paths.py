@@ -29,13 +29,13 @@ from bench.scenario import EVENT_NAME, RULE_ROW
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import parse_rules
+from pia.rules.table import parse_rules
+from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.backfill import BackfillStats, BackfillTask, UserHistory
 from pia.timeseries.backfill_engine import DEFAULT_LAMBDA_MAX_OBJECTS, ArchiveScan
 from pia.timeseries.backfill_sql import units_from_rows
 from pia.timeseries.duckdb_backfill import DuckDbBackfill
 from pia.timeseries.rollups import SeriesPlan, activation_instant
-from pia.timeseries.store import RawEventArchive
 
 SIZES = (1_000, 10_000, 100_000)
 USERS = 100

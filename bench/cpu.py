@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 
 from bench.scenario import Scenario, bench_ruleset
 from pia.core.actions import Action, SendResult
-from pia.core.state import Pending, WriteStatus
+from pia.core.state import CommitSettings, Pending, StateCache, WriteStatus
 from pia.counting.aggregator import Aggregator, InboundRecord
 from pia.counting.processor import decode_record
 from pia.counting.store import CommitResult, CounterWrite
@@ -97,8 +97,11 @@ def measure(scenario: Scenario, repeats: int = 15, live: Ruleset | None = None) 
             AcceptingStore(),
             lambda: ruleset,
             [AcceptingTarget()],
-            clock=lambda: moment,
-            lane_retention_seconds=LANE_RETENTION_SECONDS,
+            settings=CommitSettings(
+                clock=lambda: moment,
+                lane_retention_seconds=LANE_RETENTION_SECONDS,
+                cache=StateCache(200_000),
+            ),
             lanes_recur=True,
         )
         for batch in batches:

@@ -25,8 +25,8 @@ from bench.metering import Usage
 from bench.moto_support import REGION
 from bench.scenario import RULE_ROW, endpoint_id, pinpoint_record
 from bench.world import TIMESERIES_TABLE, World, aws_world, function_environment
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia.timeseries.store import RollupStore
 from pia_cli.lambda_events import StreamRecord, kinesis_event, schedule_event, sequence
 from pia_cli.local_lambda import LocalFunction, handler_module

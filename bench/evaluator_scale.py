@@ -44,10 +44,12 @@ from bench.dynamodb_standin import StandInDynamoDB, StandInUsage
 from bench.scenario import EVENT_NAME, RULE_ROW
 from pia.core.actions import READY
 from pia.core.events import Event
+from pia.core.state import CommitSettings, StateCache
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia.settings import DEFAULT_UNIT_ROLLUPS
 from pia.timeseries.backfill import UserHistory
 from pia.timeseries.backfill_results import (
@@ -337,7 +339,7 @@ def realtime_share() -> RealtimeShare:
         [],
         zone=UTC_ZONE,
         retention_days=400,
-        lane_retention_seconds=7 * 86_400,
+        settings=CommitSettings(lane_retention_seconds=7 * 86_400, cache=StateCache(50_000)),
     )
     sequence = 0
     for day in range(REALTIME_DAYS):

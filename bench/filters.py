@@ -15,8 +15,8 @@ from bench import cpu
 from bench.runs import OUTPUT_NAME, run_aggregator
 from bench.scenario import RULE_ROW, Scenario
 from bench.world import aws_world
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 
 THREE_CLAUSES = 'screen = "home" and clicks >= 1 and not coupon exists'
 """Every bench event passes it (``screen`` is ``home``, ``clicks`` is 1, no ``coupon``), so the

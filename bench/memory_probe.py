@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from bench.cpu import LANE_RETENTION_SECONDS, AcceptingStore, AcceptingTarget  # noqa: E402
 from bench.scenario import CANONICAL, bench_ruleset  # noqa: E402
 from pia.core.actions import Action, ActionKind  # noqa: E402
-from pia.core.state import Pending, StateCache, cache_capacity  # noqa: E402
+from pia.core.state import CommitSettings, Pending, StateCache, cache_capacity  # noqa: E402
 from pia.counting.aggregator import COUNTERS, Aggregator, InboundRecord  # noqa: E402
 from pia.counting.counters import CounterKey, CounterState, LaneMark  # noqa: E402
 from pia.counting.processor import decode_record  # noqa: E402
@@ -83,9 +83,9 @@ def fill_and_run() -> dict[str, Any]:
         AcceptingStore(),
         lambda: ruleset,
         [AcceptingTarget()],
-        clock=lambda: moment,
-        lane_retention_seconds=LANE_RETENTION_SECONDS,
-        cache=cache,
+        settings=CommitSettings(
+            clock=lambda: moment, lane_retention_seconds=LANE_RETENTION_SECONDS, cache=cache
+        ),
     )
     batch = next(iter(CANONICAL.batches()))["Records"]
     decoded = [decode_record(KinesisStreamRecord(raw)) for raw in batch]

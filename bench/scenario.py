@@ -7,10 +7,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from pia.rules.model import parse_rules
+from samtranslator.yaml_helper import yaml_parse
+
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 
 EVENT_NAME = "greenbutton"
@@ -155,9 +158,17 @@ class Scenario:
 
 
 CANONICAL = Scenario("canonical", users=100, events_per_user=10)
-DEPLOYED_BATCH_SIZE = 500
-DEPLOYED_WINDOW_SECONDS = 60
-"""template.yaml's BatchSize and MaximumBatchingWindowInSeconds defaults (README, parameter table)."""
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+def deployed_default(parameter: str) -> int:
+    """A template.yaml parameter's default: the bench runs what a stack deploys, read from the one place
+    that says it."""
+    return int(yaml_parse(TEMPLATE.read_text())["Parameters"][parameter]["Default"])
+
+
+DEPLOYED_BATCH_SIZE = deployed_default("BatchSize")
+DEPLOYED_WINDOW_SECONDS = deployed_default("MaximumBatchingWindowInSeconds")
 
 SESSION_LENGTHS = (5, 30)
 SESSION_MINUTES = (1, 5)
@@ -232,3 +243,55 @@ class Sessions(Scenario):
             cuts.append((start, end))
             start = end
         return cuts
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What the scenario itself says the exactly-once path must write, from the rule's semantics and
+    the batch cuts alone (never from the code under test)."""
+
+    events: int
+    unsettled_changes: int
+    """Per batch, the distinct users whose counter changes while not yet settled: a ``reset = no``
+    rule's count moves until it passes the target, and each such change must be durable before
+    Lambda moves past its batch (one write per counter per batch)."""
+    batches_with_crossings: int
+    """Batches in which some counter crosses: each sends its actions and writes one sent mark."""
+
+    @property
+    def per_event(self) -> float:
+        return self.unsettled_changes / self.events
+
+    @property
+    def with_sent_marks_per_event(self) -> float:
+        return (self.unsettled_changes + self.batches_with_crossings) / self.events
+
+
+def floor(scenario: Scenario) -> Floor:
+    stream = scenario.stream()
+    counts: Counter[int] = Counter()
+    changes = crossing_batches = 0
+    for start, end in scenario.cuts():
+        users = stream[start:end]
+        unsettled = {u for u in users if counts[u] <= COUNT_TARGET}
+        crossed = False
+        for u in users:
+            before = counts[u]
+            counts[u] += 1
+            crossed = crossed or (before <= COUNT_TARGET < counts[u])
+        changes += len(unsettled)
+        crossing_batches += crossed
+    return Floor(len(stream), changes, crossing_batches)
+
+
+def batch_delays(scenario: Scenario) -> tuple[float, float]:
+    """Mean and largest seconds from a record's arrival to its batch's invocation: a full batch is
+    invoked at its last record, one the window cuts when the window runs out after its first."""
+    times = [ms / 1000 for ms in scenario.times_ms()]
+    window = getattr(scenario, "window_seconds", 0.0)
+    size = scenario.batch_size
+    delays: list[float] = []
+    for start, end in scenario.cuts():
+        invoked = times[end - 1] if end - start >= size else times[start] + window
+        delays.extend(invoked - t for t in times[start:end])
+    return sum(delays) / len(delays), max(delays)

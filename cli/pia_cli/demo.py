@@ -27,9 +27,9 @@ from typing import Any, TextIO
 import boto3
 
 from pia.rules.aggregates import VALUE_UPDATE_SECONDS, Aggregate
-from pia.rules.model import parse_table
 from pia.rules.ruleset import RulesetTable
 from pia.rules.sheets import read_table
+from pia.rules.table import parse_table
 from pia_cli.datagen import generate, write_jsonl
 from pia_cli.emulator import running_emulator
 from pia_cli.local_stack import (

@@ -17,7 +17,6 @@ from typing import Any
 
 import boto3
 
-from pia.rules.model import TableError, parse_table
 from pia.rules.s3source import RuleBucket, normalize_prefix, report_key_for
 from pia.rules.sheets import (
     MAX_FILE_BYTES,
@@ -31,6 +30,7 @@ from pia.rules.sheets import (
     render_text,
     table_failure_report,
 )
+from pia.rules.table import TableError, parse_table
 from pia_cli import replay
 from pia_cli.rule_template import write_template
 

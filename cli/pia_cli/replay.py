@@ -28,8 +28,8 @@ from typing import Any, TextIO, cast
 from pia.core.events import RecordRejected, Skipped, parse_event
 from pia.core.mapping import PARAMETERS, FieldMapping, MappingError
 from pia.rules.aggregates import VALUE_UPDATE_SECONDS
-from pia.rules.model import TableError, parse_table
 from pia.rules.sheets import SheetError, read_table
+from pia.rules.table import TableError, parse_table
 
 log = logging.getLogger("pia_cli.replay")
 

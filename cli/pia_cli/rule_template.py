@@ -10,7 +10,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from pia.rules.model import ABSENT, OPTIONAL_COLUMNS, PLACEHOLDER_DATE, REQUIRED_COLUMNS
+from pia.rules.table import ABSENT, OPTIONAL_COLUMNS, PLACEHOLDER_DATE, REQUIRED_COLUMNS
 
 TEMPLATE_COLUMNS = (*REQUIRED_COLUMNS, *(column for column in OPTIONAL_COLUMNS if column != "Key"))
 """Every column but Key, which the engine ignores (the original Honeycode table derived it)."""

@@ -162,6 +162,8 @@ class AggregatorSettings:
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     raw_event_retention_days: int = 400
     field_mapping: FieldMapping | None = None
+    memory_mb: int = 512
+    """The function's memory (Lambda sets ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``): it sizes the state cache."""
 
     @property
     def lane_retention_seconds(self) -> int:
@@ -183,6 +185,7 @@ class AggregatorSettings:
             zone=e.zone(),
             raw_event_retention_days=e.integer("RAW_EVENT_RETENTION_DAYS", 400, minimum=1),
             field_mapping=e.field_mapping(),
+            memory_mb=e.integer("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 512, minimum=128),
         )
 
 

@@ -11,8 +11,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from pia.aws.legacy_outbox import LegacyOutbox
-from pia.aws.wiring import Clock, Container, Wiring
+from pia.aws.wiring import Container, Wiring
 from pia.core.actions import ActionTarget
+from pia.core.state import CommitSettings
 from pia.counting.store import CounterStore
 from pia.settings import RelaySettings
 from pia.targets.factory import build_targets
@@ -25,7 +26,7 @@ class Runtime:
     settings: RelaySettings
     tables: list[Any]
     targets: list[ActionTarget]
-    clock: Clock
+    commit: CommitSettings
     legacy: LegacyOutbox
 
 
@@ -40,7 +41,7 @@ def build(wiring: Wiring) -> Runtime:
 
         tables.append(RollupStore(dynamodb, settings.timeseries_table))
     legacy = LegacyOutbox(dynamodb, settings.aggregates_table, parking=counters)
-    return Runtime(settings, tables, build_targets(settings.targets, wiring.clients), wiring.clock, legacy)
+    return Runtime(settings, tables, build_targets(settings.targets, wiring.clients), wiring.commit(), legacy)
 
 
 container = Container(build)
@@ -51,14 +52,19 @@ container = Container(build)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = container.runtime()
-    now = int(rt.clock().timestamp())
+    now = int(rt.commit.clock().timestamp())
     report = RelayReport()
     if rt.legacy.partitions():
         # Outbox entries from before the upgrade first: they are older than anything the items owe.
         # A failure here is logged and retried next run, and never holds up what the items owe.
         try:
             legacy = relay_due(
-                rt.legacy, rt.targets, now, rt.legacy.partitions(), max_items=MAX_ITEMS_PER_RUN // 4
+                rt.legacy,
+                rt.targets,
+                now,
+                rt.legacy.partitions(),
+                max_items=MAX_ITEMS_PER_RUN // 4,
+                settings=rt.commit,
             )
         except (RelayFailed, ClientError) as exc:
             logger.error("outbox entries from before the upgrade not drained this run", reason=str(exc))
@@ -66,7 +72,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             report.add(legacy)
             rt.legacy.run_done(now)
     for table in rt.tables:
-        report.add(relay_due(table, rt.targets, now, table.partitions()))
+        try:
+            report.add(relay_due(table, rt.targets, now, table.partitions(), settings=rt.commit))
+        except RelayFailed:
+            # The run fails loudly (Lambda's Errors metric and its alarm); this metric says it was the
+            # claim the table refused, and keeps the invocation's metrics from being empty.
+            metrics.add_metric("RelayRunsFailed", MetricUnit.Count, 1)
+            raise
     metrics.add_metric("ActionsRelayed", MetricUnit.Count, report.delivered)
     metrics.add_metric("ActionsDeferred", MetricUnit.Count, len(report.failed))
     metrics.add_metric("ActionsParked", MetricUnit.Count, len(report.parked))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pia.aws.wiring import Container, Wiring
 from pia.core.actions import ActionTarget
 from pia.core.events import RecordRejected, Skipped
-from pia.core.state import StateCache, cache_capacity
+from pia.core.state import CommitSettings
 from pia.counting.aggregator import Aggregator, ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position
 from pia.counting.processor import Decoded, decode_record, process_batch
@@ -33,9 +32,11 @@ class Runtime:
 
 
 class TimeSeriesOnDemand:
-    """The time-series path, imported and built on the first batch that needs it (a live date rule,
-    or raw events to archive): a stack with only aggregate rules never loads it. It shares the
-    container's DynamoDB client: a second one would cost the cold start some 35 ms of CPU."""
+    """The raw event archive and the time-series path, each imported and built on the first batch that
+    needs it: the archive while a bucket is configured, the rollups only once a date rule is live. A
+    stack whose rules are all aggregate rules never loads the rollups, the due index or the backfill
+    code, archive or not. It shares the container's DynamoDB client: a second one would cost the cold
+    start some 35 ms of CPU."""
 
     def __init__(
         self,
@@ -43,36 +44,43 @@ class TimeSeriesOnDemand:
         clients: Callable[[str], Any],
         dynamodb: Any,
         targets: Sequence[ActionTarget],
-        state: StateCache,
+        commit: CommitSettings,
     ) -> None:
         self._settings = settings
         self._clients = clients
         self._dynamodb = dynamodb
         self._targets = targets
-        self._state = state
+        self._commit = commit
+        self._archive: Any = None
         self._path: Any = None
 
     def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
         settings = self._settings
+        if settings.raw_events_bucket:
+            from pia.timeseries.archive import RawEventArchive, archive_batch  # noqa: PLC0415 (cold start)
+
+            if self._archive is None:
+                self._archive = RawEventArchive(self._clients("s3"), settings.raw_events_bucket)
+            archived = archive_batch(self._archive, records, now)
+            if archived.failed:
+                return archived
         if self._path is None:
-            if not settings.raw_events_bucket and not (settings.timeseries_table and ruleset.date_rules):
+            if not (settings.timeseries_table and ruleset.date_rules):
                 return ExtensionOutcome()
             from pia.timeseries.realtime import TimeSeriesPath  # noqa: PLC0415 (cold start: only when needed)
-            from pia.timeseries.store import RawEventArchive, RollupStore  # noqa: PLC0415
+            from pia.timeseries.store import RollupStore  # noqa: PLC0415
 
-            retention = settings.raw_event_retention_days
             self._path = TimeSeriesPath(
-                RawEventArchive(self._clients("s3"), settings.raw_events_bucket)
-                if settings.raw_events_bucket
-                else None,
-                RollupStore(self._dynamodb, settings.timeseries_table, retention_days=retention)
-                if settings.timeseries_table
-                else None,
+                None,
+                RollupStore(
+                    self._dynamodb,
+                    settings.timeseries_table,
+                    retention_days=settings.raw_event_retention_days,
+                ),
                 self._targets,
                 zone=settings.zone,
-                retention_days=retention,
-                lane_retention_seconds=settings.lane_retention_seconds,
-                cache=self._state,
+                retention_days=settings.raw_event_retention_days,
+                settings=self._commit,
             )
         outcome: ExtensionOutcome = self._path.process(records, ruleset, now)
         return outcome
@@ -86,15 +94,13 @@ def build(wiring: Wiring) -> Runtime:
         RulesetTable(dynamodb, settings.ruleset_table).current, settings.ruleset_ttl_seconds
     )
     targets = build_targets(settings.targets, clients)
-    state = StateCache(cache_capacity(int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))))
+    commit = wiring.commit(settings.lane_retention_seconds, memory_mb=settings.memory_mb)
     aggregator = Aggregator(
         CounterStore(dynamodb, settings.aggregates_table),
         rulesets.get,
         targets,
-        clock=wiring.clock,
-        lane_retention_seconds=settings.lane_retention_seconds,
-        cache=state,
-        extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, state)],
+        settings=commit,
+        extensions=[TimeSeriesOnDemand(settings, clients, dynamodb, targets, commit)],
         lanes_recur=settings.parallelization_factor == 1,
         zone=settings.zone,
     )
@@ -150,4 +156,7 @@ def handle_record(record: KinesisStreamRecord) -> Decoded:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Per invocation, before anything can fail: the batch sizes the batching window yields, and an
+    # invocation that dies mid-batch still publishes a metric.
+    metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", ())))
     return dict(process_batch(event, handle_record, commit, context))

@@ -21,6 +21,7 @@ from pia.rules.ruleset import RulesetTable
 from pia.settings import EvaluatorSettings
 from pia.targets.factory import build_targets
 from pia.telemetry import logger, metrics, tracer
+from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.athena_backfill import AthenaBackfill, PendingQueryTable
 from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
@@ -35,7 +36,7 @@ from pia.timeseries.run_requests import (
     WholeRun,
     parse_request,
 )
-from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore, SeenValuesTable
+from pia.timeseries.store import CoverageTable, RollupStore, SeenValuesTable
 
 READ_TIMEOUT_SECONDS = 20
 """Longer than the other functions': a unit reads up to its bound of rollups in one call chain."""
@@ -50,7 +51,7 @@ class EvaluatorRuntime:
 
 
 def _backfill(
-    settings: EvaluatorSettings, archive: RawEventArchive, clients: ClientFactory
+    settings: EvaluatorSettings, archive: RawEventArchive, clients: ClientFactory, dynamodb: Any
 ) -> BackfillEngine:
     """The in-Lambda scan up to the threshold, one Athena query above it. Local runs (moto has no
     Athena) set ``BACKFILL_QUERY_ENGINE=duckdb`` and get DuckDB in Athena's place, same SQL."""
@@ -67,7 +68,7 @@ def _backfill(
             workgroup=settings.athena_workgroup,
             database=settings.glue_database,
             results_bucket=settings.backfill_results_bucket,
-            ledger=PendingQueryTable(clients("dynamodb"), settings.timeseries_table),
+            ledger=PendingQueryTable(dynamodb, settings.timeseries_table),
         )
     else:
         return small
@@ -90,8 +91,9 @@ def build(wiring: Wiring) -> EvaluatorRuntime:
         zone=settings.zone,
         retention_days=retention,
         archive=archive,
-        backfill=_backfill(settings, archive, clients) if archive is not None else None,
+        backfill=_backfill(settings, archive, clients, dynamodb) if archive is not None else None,
         seen=SeenValuesTable(dynamodb, settings.timeseries_table, retention_days=retention),
+        settings=wiring.commit(),
         unit_limit=settings.unit_rollups,
         results=(
             BackfillResults(S3Objects(clients("s3"), settings.backfill_results_bucket))

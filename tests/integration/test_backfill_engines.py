@@ -15,15 +15,16 @@ import pytest
 from pia.core.events import Event
 from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import RulesetTable
+from pia.rules.table import parse_rules
+from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.backfill import BackfillEngine, BackfillTask, UserHistory
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.backfill_results import BackfillResults, S3Objects
 from pia.timeseries.duckdb_backfill import DuckDbBackfill
 from pia.timeseries.evaluator import Evaluator
 from pia.timeseries.rollups import SeriesPlan, activation_instant
-from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore
+from pia.timeseries.store import CoverageTable, RollupStore
 from tests.conftest import RULESET_TABLE, TIMESERIES_TABLE, create_table
 from tests.integration.timeseries_support import date_row, publish
 

@@ -19,12 +19,13 @@ from pia.counting.aggregator import InboundRecord
 from pia.counting.counters import Position
 from pia.rules.model import Rule
 from pia.rules.ruleset import RulesetTable
+from pia.timeseries.archive import RawEventArchive
 from pia.timeseries.backfill import backfill_tasks
 from pia.timeseries.backfill_engine import ArchiveScan
 from pia.timeseries.backfill_results import BackfillResults, MemoryObjects
 from pia.timeseries.evaluator import EvaluationReport, Evaluator
 from pia.timeseries.rollups import SeriesKey, SeriesRollup, load_zone, plan_series
-from pia.timeseries.store import CoverageTable, RawEventArchive, RollupStore
+from pia.timeseries.store import CoverageTable, RollupStore
 from pia.timeseries.units import BACKFILL, SWEEP, WorkUnit
 from tests.conftest import RULESET_TABLE, TIMESERIES_TABLE, create_table
 from tests.integration.timeseries_support import date_row, publish, use_partitions

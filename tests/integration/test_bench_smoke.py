@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.runs import Run, run_aggregator, run_baseline
-from bench.scenario import COUNT_TARGET, Scenario
+from bench.scenario import Scenario, floor
 from bench.world import World, aws_world
 
 SMOKE = Scenario("smoke", users=20, events_per_user=10, batch_size=100)
@@ -43,21 +43,12 @@ def test_aggregator_writes_each_changed_counter_once_per_batch_and_nothing_else_
     call, and one lane mark per batch that sent actions, never a write to clear a delivered one;
     every call is per batch, not per event."""
     ours, _ = runs
-    stream, settle = SMOKE.stream(), COUNT_TARGET + 1
-    seen: dict[int, int] = {}
-    changed = 0
-    for start, end in SMOKE.cuts():
-        touched = set()
-        for user in stream[start:end]:
-            if seen.get(user, 0) < settle:
-                seen[user] = seen.get(user, 0) + 1
-                touched.add(user)
-        changed += len(touched)
-    writes = ours.usage.items_written
-    batches_that_sent = ours.usage.round_trips["dynamodb.PutItem"]
-    assert writes == changed + batches_that_sent, ours.usage.round_trips
-    assert ours.usage.write_units == writes, "each item under 1 KB: one write unit per statement"
-    assert batches_that_sent <= len(SMOKE.cuts()), "one lane mark per batch that sent, no clearing writes"
+    bound = floor(SMOKE)
+    assert ours.usage.round_trips["dynamodb.PutItem"] == bound.batches_with_crossings, (
+        "one mark per batch that sent"
+    )
+    assert ours.usage.items_written == bound.unsettled_changes + bound.batches_with_crossings
+    assert ours.usage.write_units == ours.usage.items_written, "each item under 1 KB: one unit per statement"
     assert ours.usage.calls / SMOKE.events <= 0.10, ours.usage.round_trips
 
 

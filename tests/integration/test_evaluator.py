@@ -317,8 +317,8 @@ def test_one_evaluation_reads_one_item_per_user_however_many_events(timeseries_s
 
 
 def test_seen_values_summarize_the_archive_for_the_rule_poller(timeseries_stack: Any) -> None:
-    from pia.rules.model import parse_rules
     from pia.rules.poller import near_miss_warnings
+    from pia.rules.table import parse_rules
     from tests.conftest import CASE_GREENBUTTON, rule_row
 
     stack = timeseries_stack

@@ -15,9 +15,9 @@ from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
 
 from pia.rules.honeycode import MODEL_ROOT, HoneycodeTable, cell_text, honeycode_client
-from pia.rules.model import parse_table
 from pia.rules.sheets import ReportLine, RowStatus, ValidationReport
 from pia.rules.source import SourceFailure
+from pia.rules.table import parse_table
 from tests.conftest import RULE_HEADER
 
 WORKBOOK = "11111111-2222-3333-4444-555555555555"

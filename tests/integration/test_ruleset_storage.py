@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from pia.counting.store import item_size
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia.rules.sheets import MAX_TABLE_ROWS
+from pia.rules.table import parse_rules
 from tests.conftest import RULESET_TABLE, rule_row
 
 MAX_ITEM_BYTES = 400 * 1024

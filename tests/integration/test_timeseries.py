@@ -16,6 +16,7 @@ import pytest
 
 from pia.aws.wiring import Wiring
 from pia.core.events import Event
+from pia.core.state import CommitSettings, StateCache
 from pia.counting.counters import Position
 from pia.rules.ruleset import Ruleset
 from pia.timeseries.realtime import TimeSeriesPath
@@ -137,7 +138,7 @@ def test_events_stamped_before_the_activation_are_archived_but_left_to_the_backf
 def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb: Any) -> None:
     """Two containers (two shards) update one user's rollup; neither reads, neither loses a count."""
     parsed_rule = date_row("greater", "3", OutputName="trk_four")
-    from pia.rules.model import parse_rules
+    from pia.rules.table import parse_rules
 
     (rule,) = parse_rules([(2, parsed_rule)]).rules
     ruleset = Ruleset(version=1, rules=(rule,), series_activation={rule.series: "2026-03-01"})
@@ -151,7 +152,7 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
             [AcceptingTarget()],
             zone=load_zone("UTC"),
             retention_days=400,
-            lane_retention_seconds=90_000,
+            settings=CommitSettings(lane_retention_seconds=90_000, cache=StateCache(50_000)),
         )
 
     def record(shard: str, seq: int) -> Any:
@@ -172,8 +173,7 @@ def test_a_stale_cache_conflicts_and_recomputes_from_the_current_rollup(dynamodb
 
 
 def test_the_archive_is_listed_page_by_page_from_a_day_on(timeseries_stack: Any) -> None:
-    from pia.timeseries.archive import listing_start
-    from pia.timeseries.store import RawEventArchive
+    from pia.timeseries.archive import RawEventArchive, listing_start
 
     stack = timeseries_stack
     for day in range(1, 6):

@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 
 from pia.aws.wiring import Wiring
-from pia.rules.model import ParseResult, parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
+from pia.rules.table import ParseResult, parse_rules
 from pia_cli.emulator import one_backup_per_transaction
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data, sequence
 from pia_cli.local_clients import LocalClients

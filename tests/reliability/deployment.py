@@ -37,8 +37,8 @@ from pia.aws.wiring import Clock, Wiring, system_clock
 from pia.core.actions import action_id_for
 from pia.counting.counters import CounterState
 from pia.counting.store import counter_from_item, still_owed
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import Ruleset, RulesetTable
+from pia.rules.table import parse_rules
 from pia_cli.emulator import create_table
 from pia_cli.iam import TemplateRoles
 from pia_cli.lambda_events import StreamRecord, kinesis_event, record_data

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import boto3
 import pytest
 
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset, RulesetTable
+from pia.rules.table import parse_rules
 from pia.timeseries.rollups import DayTotal, SeriesRollup, kept_wake, next_change
 from pia.timeseries.store import RollupStore, rollup_item
 from pia_cli.local_stack import EVALUATOR_STATE_MACHINE, TEMPLATE

@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pia.counting.store import item_size
-from pia.rules.model import ALL_COLUMNS, OUTPUT_PREFIX, ParseResult, Rule, RuleTable, parse_rules, parse_table
+from pia.rules.model import OUTPUT_PREFIX, Rule
 from pia.rules.ruleset import Ruleset, RulesetTable
 from pia.rules.sheets import MAX_TABLE_ROWS, build_report, render_csv, render_json, render_text
+from pia.rules.table import ALL_COLUMNS, ParseResult, RuleTable, parse_rules, parse_table
 from tests.reliability.conftest import configured_examples
 from tests.reliability.ledger import ReliabilityLedger, ScenarioRow
 

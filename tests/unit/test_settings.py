@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from pia.aws.wiring import Wiring
+from pia.core.state import cache_capacity
 from pia.settings import (
     AggregatorSettings,
     EvaluatorSettings,
@@ -83,6 +85,11 @@ def test_the_poller_reads_its_source_grace_prefix_and_zone() -> None:
             "EVALUATOR_UNIT_ROLLUPS must be a whole number",
         ),
         (AggregatorSettings.from_env, {**TABLES, **PINPOINT, "TIMEZONE": "Nowhere"}, "TIMEZONE 'Nowhere'"),
+        (
+            AggregatorSettings.from_env,
+            {**TABLES, **PINPOINT, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "64"},
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a whole number of at least 128",
+        ),
         (RelaySettings.from_env, {**TABLES, "ACTION_TARGETS": "pinpoint"}, "PINPOINT_APP_ID is required"),
         (RelaySettings.from_env, {**TABLES, "ACTION_TARGETS": "pigeon"}, "unknown target 'pigeon'"),
         (
@@ -111,3 +118,20 @@ def test_targets_are_shared_by_every_function_that_sends() -> None:
     assert AggregatorSettings.from_env(env).targets == expected
     assert EvaluatorSettings.from_env(env).targets == expected
     assert RelaySettings.from_env(env).targets == expected
+
+
+def test_one_commit_settings_per_container_from_its_wiring_and_settings() -> None:
+    """The aggregator's writers share the wiring's clock, the lane retention its settings derive and
+    one cache sized from the memory Lambda reports; the evaluator and the relay get no cache."""
+    moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    wiring = Wiring(lambda service, region_name=None: None, lambda: moment)
+    settings = AggregatorSettings.from_env(
+        {**TABLES, **PINPOINT, "MAX_RECORD_AGE_SECONDS": "7200", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}
+    )
+
+    commit = wiring.commit(settings.lane_retention_seconds, memory_mb=settings.memory_mb)
+
+    assert commit.clock() == moment
+    assert commit.lane_retention_seconds == 7200 + 3600
+    assert commit.cache is not None and commit.cache.capacity == cache_capacity(2048) > cache_capacity(512)
+    assert wiring.commit().cache is None

@@ -11,22 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from pia.aws.clients import AwsClients, ClientFactory
+from pia.core.state import Clock, CommitSettings, StateCache, cache_capacity, system_clock
 
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["Clock", "Container", "Wiring", "system_clock"]
 
 
 @dataclass(frozen=True)
 class Wiring:
     clients: ClientFactory
     clock: Clock = system_clock
+
+    def commit(
+        self, lane_retention_seconds: int = CommitSettings.lane_retention_seconds, *, memory_mb: int = 0
+    ) -> CommitSettings:
+        """The container's one :class:`~pia.core.state.CommitSettings`, on this wiring's clock; with
+        ``memory_mb`` (a stream consumer, whose warm container writes without reading) a state cache
+        sized from the function's memory."""
+        cache = StateCache(cache_capacity(memory_mb)) if memory_mb else None
+        return CommitSettings(clock=self.clock, lane_retention_seconds=lane_retention_seconds, cache=cache)
 
 
 R = TypeVar("R")

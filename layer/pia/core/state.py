@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -164,6 +165,35 @@ def cache_capacity(memory_mb: int) -> int:
     return max(1_000, (memory_mb - RESERVED_MB) * 1024 * 1024 // BYTES_PER_CACHED_STATE)
 
 
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CommitSettings:
+    """How one container commits state. Built once at cold start (:meth:`pia.aws.wiring.Wiring.commit`)
+    and handed to each of its writers, so the counters and the rollups of one batch share one clock,
+    one lane retention, one cache and one hand-over, and a test or the bench sets them in one place."""
+
+    clock: Clock = system_clock
+    lane_retention_seconds: int = 90_000
+    """How long a lane's dedupe mark lives: past the oldest record Lambda may still redeliver (the
+    aggregator's is :attr:`pia.settings.AggregatorSettings.lane_retention_seconds`)."""
+    cache: StateCache | None = None
+    """Last committed state per item, for a warm container to write without reading; ``None`` where
+    each run reads its items anyway (the evaluator, the relay)."""
+    max_rounds: int = 6
+    """Rounds of write, conflict and recompute before a key is reported failed (and redelivered)."""
+    hand_over_seconds: int = 300
+    """From when the relay may send what a committing invocation left to it."""
+
+
+UNCACHED = CommitSettings()
+
+
 @dataclass(frozen=True)
 class Change(Generic[S]):
     """A transition's result: the next state (its version is set by the loop) and the entries of it
@@ -195,19 +225,19 @@ def commit_loop(
     *,
     base: Callable[[K], S],
     now: int,
-    cache: StateCache | None = None,
+    settings: CommitSettings = UNCACHED,
     kind: str = "",
-    max_rounds: int = 6,
 ) -> Committed[K, S]:
     """The one loop of write, conflict, recompute and retry. ``base`` gives a key's state when the
     cache has none (a fresh state, or one the caller read)."""
+    cache = settings.cache
     result: Committed[K, S] = Committed()
     states: dict[K, S] = {}
     for key in keys:
         cached = cache.get(kind, key) if cache is not None else None
         states[key] = cached if cached is not None else base(key)
     retry = False
-    for _ in range(max_rounds):
+    for _ in range(settings.max_rounds):
         writes: list[StateWrite[K, S]] = []
         planned: dict[K, Change[S]] = {}
         for key, state in states.items():
@@ -352,7 +382,7 @@ def send_and_clear(
     parking: ParkingPort,
     *,
     now: int,
-    cache: StateCache | None = None,
+    settings: CommitSettings = UNCACHED,
     kind: str = "",
     base: Callable[[K], S],
     clear_delivered: bool = True,
@@ -387,7 +417,7 @@ def send_and_clear(
     def start(key: K) -> S:
         return states[key] if key in states else base(key)
 
-    done = commit_loop(owed, clear, store, base=start, now=now, cache=cache, kind=kind)
+    done = commit_loop(owed, clear, store, base=start, now=now, settings=settings, kind=kind)
     for key, reason in done.failed.items():
         sent.failed[key] = reason
     for key in done.changes:

@@ -18,10 +18,10 @@ from pia.core.events import Event
 from pia.core.state import (
     MAX_PENDING,
     Change,
+    CommitSettings,
     ParkingPort,
     Pending,
     Sent,
-    StateCache,
     StatePort,
     commit_loop,
     owe,
@@ -116,12 +116,8 @@ class Aggregator:
         rulesets: Callable[[], Ruleset],
         targets: Sequence[ActionTarget],
         *,
-        clock: Callable[[], datetime],
-        lane_retention_seconds: int,
-        cache: StateCache | None = None,
-        max_rounds: int = 6,
+        settings: CommitSettings,
         extensions: Sequence[BatchExtension] = (),
-        hand_over_seconds: int = 300,
         lanes_recur: bool = False,
         zone: ZoneInfo = UTC_ZONE,
     ) -> None:
@@ -132,18 +128,14 @@ class Aggregator:
         self._store = store
         self._rulesets = rulesets
         self._targets = list(targets)
-        self._clock = clock
-        self._lane_retention = lane_retention_seconds
-        self._max_rounds = max_rounds
+        self._settings = settings
         self._extensions = list(extensions)
-        self._hand_over = hand_over_seconds
         self._lanes_recur = lanes_recur
         self._zone = zone
-        self.cache = cache if cache is not None else StateCache(200_000)
 
     def process(self, records: Sequence[InboundRecord]) -> BatchReport:
         ruleset = self._rulesets()
-        moment = self._clock()
+        moment = self._settings.clock()
         now = utc_seconds(moment)
         report = BatchReport(ruleset_version=ruleset.version)
         runs = group_by_counter(((r.position, r.event) for r in records), ruleset.aggregator_rules)
@@ -197,7 +189,7 @@ class Aggregator:
                 rule,
                 events,
                 now=now,
-                lane_retention_seconds=self._lane_retention,
+                lane_retention_seconds=self._settings.lane_retention_seconds,
                 max_actions=room,
                 zone=self._zone,
             )
@@ -213,7 +205,7 @@ class Aggregator:
                 names,
                 lanes=lanes,
                 now=now,
-                hand_over=self._hand_over,
+                hand_over=self._settings.hand_over_seconds,
                 sequences=sequences,
             )
             if not step.hold_until:
@@ -227,9 +219,8 @@ class Aggregator:
             self._store,
             base=lambda key: CounterState(rule_id=key.rule_id, user_id=key.user_id),
             now=now,
-            cache=self.cache,
+            settings=self._settings,
             kind=COUNTERS,
-            max_rounds=self._max_rounds,
         )
         report.conflicts += done.conflicts
         owed: dict[CounterKey, tuple[Pending, ...]] = {}
@@ -292,7 +283,7 @@ class Aggregator:
             self._store,
             self._store,
             now=now,
-            cache=self.cache,
+            settings=self._settings,
             kind=COUNTERS,
             base=lambda key: CounterState(rule_id=key.rule_id, user_id=key.user_id),
             clear_delivered=clear,

@@ -21,9 +21,9 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pia.rules.model import RuleTable
 from pia.rules.sheets import ValidationReport
 from pia.rules.source import SourceFailure
+from pia.rules.table import RuleTable
 
 MODEL_ROOT = Path(__file__).resolve().parent / "data"
 HONEYCODE_REGION = "us-west-2"

@@ -21,16 +21,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pia.rules.filters import exact_texts
-from pia.rules.model import (
-    ParseResult,
-    RowIssue,
-    Rule,
-    RuleTable,
-    RuleType,
-    Severity,
-    TableError,
-    parse_table,
-)
+from pia.rules.model import Rule, RuleType
 from pia.rules.ruleset import (
     LEGACY_SERIES_PARTITIONS,
     PublishConflict,
@@ -40,6 +31,7 @@ from pia.rules.ruleset import (
 )
 from pia.rules.sheets import ValidationReport, build_report, table_failure_report
 from pia.rules.source import RuleSource, SourceFailure
+from pia.rules.table import ParseResult, RowIssue, RuleTable, Severity, TableError, parse_table
 
 NEAR_MISS_DAYS = 30
 MAX_MISSES_PER_ROW = 3

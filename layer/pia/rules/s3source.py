@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pia.rules.model import RuleTable
 from pia.rules.sheets import (
     MAX_FILE_BYTES,
     SheetError,
@@ -25,6 +24,7 @@ from pia.rules.sheets import (
     table_failure_report,
 )
 from pia.rules.source import SourceFailure
+from pia.rules.table import RuleTable
 from pia.rules.trigger import is_rule_key
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from xml.parsers import expat
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
-from pia.rules.model import ParseResult, RuleTable, Severity
+from pia.rules.table import ParseResult, RuleTable, Severity
 
 MAX_TABLE_ROWS = 10_000
 MAX_FILE_BYTES = 10 * 1024 * 1024

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pia.rules.model import RuleTable
 from pia.rules.sheets import ValidationReport
+from pia.rules.table import RuleTable
 
 
 class SourceFailure(RuntimeError):

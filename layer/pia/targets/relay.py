@@ -16,7 +16,9 @@ from typing import Any, Protocol, TypeVar
 
 from pia.core.actions import ActionTarget
 from pia.core.state import (
+    UNCACHED,
     Change,
+    CommitSettings,
     ParkingPort,
     Pending,
     StateItem,
@@ -73,6 +75,7 @@ def relay_due(
     *,
     page_size: int | None = None,
     max_items: int = MAX_ITEMS_PER_RUN,
+    settings: CommitSettings = UNCACHED,
 ) -> RelayReport:
     """Claim, send and clear what is due, one page at a time, each page sent before the next is read."""
     page_size = page_size or PAGE_SIZE
@@ -85,7 +88,7 @@ def relay_due(
             report.pages += 1
             seen += len(states)
             if states:
-                _relay_page(table, {table.key_for(s): s for s in states}, targets, now, report)
+                _relay_page(table, {table.key_for(s): s for s in states}, targets, now, report, settings)
             if not start:
                 break
     return report
@@ -97,13 +100,14 @@ def _relay_page(
     targets: Sequence[ActionTarget],
     now: int,
     report: RelayReport,
+    settings: CommitSettings,
 ) -> None:
     def claim(key: K, state: S, retry: bool) -> Change[S] | None:
         if not state.pending or state.due == 0 or state.due > now:
             return None
         return Change(state.with_outbox(state.pending, now + LEASE_SECONDS))
 
-    claimed = commit_loop(states, claim, table, base=lambda key: states[key], now=now)
+    claimed = commit_loop(states, claim, table, base=lambda key: states[key], now=now, settings=settings)
     if claimed.failed:
         # A claim the table refuses for good (not a conflict: access, validation) fails the run
         # loudly; the scheduler runs the next one, and nothing was sent twice.
@@ -111,7 +115,14 @@ def _relay_page(
     owed = {key: state.pending for key, state in claimed.states.items()}
     report.pending += sum(len(p) for p in owed.values())
     sent = send_and_clear(
-        owed, claimed.states, targets, table, table, now=now, base=lambda key: claimed.states[key]
+        owed,
+        claimed.states,
+        targets,
+        table,
+        table,
+        now=now,
+        settings=settings,
+        base=lambda key: claimed.states[key],
     )
     report.delivered += len(sent.delivered)
     report.failed.update(

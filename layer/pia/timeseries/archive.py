@@ -1,4 +1,5 @@
-"""The raw event archive's format: one gzip-compressed JSON-lines object per Kinesis batch.
+"""The raw event archive: its format (one gzip-compressed JSON-lines object per Kinesis batch) and its
+bucket.
 
 Every custom event the aggregator accepts is kept, so a rule added later (a new attribute filter, an
 older start date) can be backfilled within the retention. Keys start with the UTC hour the batch was
@@ -6,6 +7,9 @@ processed (``raw/YYYY/MM/DD/HH/``): a backfill lists only the hours that can hol
 seen-values summary walks the archive hour by hour. The rest of the key is derived from the batch's
 records, so a batch delivered again whole overwrites its object; a partial redelivery writes a new
 object, and since every line carries its lane and sequence number, readers drop the duplicates.
+
+The aggregator archives every batch while a bucket is configured, date rule or not, so this module
+loads without the rest of the time-series path (``tests/unit/core/test_pure_imports.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pia.core.events import Event, EventFormat, parse_metric, parse_timestamp
-from pia.counting.aggregator import InboundRecord
+from pia.counting.aggregator import ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 PREFIX = "raw/"
 
@@ -113,3 +120,67 @@ def _lines(data: bytes) -> Iterator[str]:
     for line in gzip.decompress(data).decode().split("\n"):
         if line.strip():
             yield line
+
+
+class ArchivePort(Protocol):
+    def put(self, records: Sequence[InboundRecord], now: datetime) -> str: ...
+
+
+class RawEventArchive:
+    """The raw events bucket: one object per batch under ``raw/``, expired by the bucket's lifecycle."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def put(self, records: Sequence[InboundRecord], now: datetime) -> str:
+        key = object_key(records, now)
+        self._client.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=encode(records),
+            ContentType="application/gzip",
+        )
+        return key
+
+    def keys(self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000) -> Iterator[str]:
+        for key, _ in self.entries(start_after=start_after, prefix=prefix, page_size=page_size):
+            yield key
+
+    def entries(
+        self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000
+    ) -> Iterator[tuple[str, int]]:
+        """Keys and sizes in order, following every continuation token (a page holds at most 1,000)."""
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        while True:
+            page = self._client.list_objects_v2(**kwargs)
+            for entry in page.get("Contents", []):
+                yield entry["Key"], entry.get("Size", 0)
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = token
+
+    def body(self, key: str) -> bytes:
+        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+
+    def read(self, key: str) -> RawObject:
+        return decode(self.body(key))
+
+
+def archive_batch(archive: ArchivePort, records: Sequence[InboundRecord], now: datetime) -> ExtensionOutcome:
+    """Archive a batch before anything derived from it is written: if the put fails, every record
+    fails, so Lambda redelivers the batch and the archive never misses what a rollup counted."""
+    if not records:
+        return ExtensionOutcome()
+    try:
+        archive.put(records, now)
+    except Exception as exc:
+        reason = f"raw event archive: {type(exc).__name__}: {exc}"
+        return ExtensionOutcome(
+            frozenset(r.position for r in records), {r.position.token: reason for r in records}
+        )
+    return ExtensionOutcome()

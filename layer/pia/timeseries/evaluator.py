@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pia.core.actions import NOT_READY, READY, Action, ActionTarget
-from pia.core.state import Change, Pending, commit_loop, owe, send_and_clear
+from pia.core.state import UNCACHED, Change, CommitSettings, Pending, commit_loop, owe, send_and_clear
 from pia.counting.counters import utc_seconds
 from pia.rules.ruleset import Ruleset
 from pia.settings import DEFAULT_UNIT_ROLLUPS
@@ -271,13 +271,12 @@ class Evaluator:
         backfill: BackfillEngine | None = None,
         seen: SeenStore | None = None,
         settle: timedelta = SETTLE,
-        max_rounds: int = 6,
-        hand_over_seconds: int = 300,
+        settings: CommitSettings = UNCACHED,
         unit_limit: int = DEFAULT_UNIT_ROLLUPS,
         results: BackfillResults | None = None,
     ) -> None:
         self._results = results or BackfillResults(MemoryObjects())
-        self._hand_over = hand_over_seconds
+        self._settings = settings
         self._unit_limit = unit_limit
         self._pinned: Ruleset | None = None
         self._rulesets = rulesets
@@ -290,7 +289,6 @@ class Evaluator:
         self._backfill_engine = backfill or (ArchiveScan(archive) if archive is not None else None)
         self._seen = seen
         self._settle = settle
-        self._max_rounds = max_rounds
 
     def _ruleset(self) -> Ruleset:
         """The ruleset, read once per invocation: a run in one invocation reads it once, not once
@@ -621,7 +619,9 @@ class Evaluator:
     def _recover(self, epoch: int, report: EvaluationReport) -> None:
         """Send what a crashed run (or a refusing target) left owed, before deciding anything new:
         the relay's own routine, claims decide who sends."""
-        relayed = relay_due(self._rollups, self._targets, epoch, self._rollups.partitions())
+        relayed = relay_due(
+            self._rollups, self._targets, epoch, self._rollups.partitions(), settings=self._settings
+        )
         report.recovered += relayed.pending
         report.actions_sent += relayed.delivered
         report.actions_deferred += len(relayed.failed)
@@ -720,7 +720,7 @@ class Evaluator:
                 names,
                 lanes={EVALUATOR_LANE},
                 now=epoch,
-                hand_over=self._hand_over,
+                hand_over=self._settings.hand_over_seconds,
                 publish=True,
             )
             return Change(owed.state, owed.send, tuple(actions))
@@ -731,7 +731,7 @@ class Evaluator:
             self._rollups,
             base=lambda key: bases[key],
             now=epoch,
-            max_rounds=self._max_rounds,
+            settings=self._settings,
         )
         report.conflicts += done.conflicts
         for key, reason in done.failed.items():
@@ -750,6 +750,7 @@ class Evaluator:
             self._rollups,
             self._rollups,
             now=epoch,
+            settings=self._settings,
             base=lambda key: done.states[key],
         )
         report.actions_sent += len(sent.delivered)

@@ -19,9 +19,9 @@ from pia.core.actions import Action, ActionTarget
 from pia.core.events import Event
 from pia.core.state import (
     Change,
+    CommitSettings,
     ParkingPort,
     Pending,
-    StateCache,
     StatePort,
     commit_loop,
     owe,
@@ -31,6 +31,7 @@ from pia.core.state import (
 from pia.counting.aggregator import ExtensionOutcome, InboundRecord
 from pia.counting.counters import Position, utc_seconds
 from pia.rules.ruleset import Ruleset
+from pia.timeseries.archive import ArchivePort, archive_batch
 from pia.timeseries.rollups import (
     SeriesKey,
     SeriesPlan,
@@ -47,10 +48,6 @@ from pia.timeseries.rollups import (
 )
 
 ROLLUPS = "rollup"
-
-
-class ArchivePort(Protocol):
-    def put(self, records: Sequence[InboundRecord], now: datetime) -> str: ...
 
 
 class RollupPort(StatePort[SeriesKey, SeriesRollup], ParkingPort, Protocol):
@@ -85,32 +82,22 @@ class TimeSeriesPath:
         *,
         zone: ZoneInfo,
         retention_days: int,
-        lane_retention_seconds: int,
-        cache: StateCache | None = None,
-        max_rounds: int = 6,
-        hand_over_seconds: int = 300,
+        settings: CommitSettings,
     ) -> None:
         self._archive = archive
         self._rollups = rollups
         self._targets = list(targets)
         self._zone = zone
         self._retention_days = retention_days
-        self._lane_retention = lane_retention_seconds
-        self._max_rounds = max_rounds
-        self._hand_over = hand_over_seconds
-        self.cache = cache if cache is not None else StateCache(50_000)
+        self._settings = settings
 
     def process(self, records: Sequence[InboundRecord], ruleset: Ruleset, now: datetime) -> ExtensionOutcome:
         if not records:
             return ExtensionOutcome()
         if self._archive is not None:
-            try:
-                self._archive.put(records, now)
-            except Exception as exc:
-                reason = f"raw event archive: {type(exc).__name__}: {exc}"
-                return ExtensionOutcome(
-                    frozenset(r.position for r in records), {r.position.token: reason for r in records}
-                )
+            archived = archive_batch(self._archive, records, now)
+            if archived.failed:
+                return archived
         if self._rollups is None:
             return ExtensionOutcome()
         today = local_day(now, self._zone)
@@ -138,7 +125,7 @@ class TimeSeriesPath:
                 zone=self._zone,
                 oldest=oldest,
                 now=now,
-                lane_retention_seconds=self._lane_retention,
+                lane_retention_seconds=self._settings.lane_retention_seconds,
             )
             if step.last is None:
                 return None
@@ -160,7 +147,9 @@ class TimeSeriesPath:
                 )
                 for decision in decisions
             ]
-            change = owe(state, actions, names, lanes=lanes, now=now, hand_over=self._hand_over)
+            change = owe(
+                state, actions, names, lanes=lanes, now=now, hand_over=self._settings.hand_over_seconds
+            )
             return Change(change.state, change.send, (tuple(actions), change.note))
 
         done = commit_loop(
@@ -169,9 +158,8 @@ class TimeSeriesPath:
             rollups,
             base=lambda key: SeriesRollup(series=key.series, user_id=key.user_id),
             now=now,
-            cache=self.cache,
+            settings=self._settings,
             kind=ROLLUPS,
-            max_rounds=self._max_rounds,
         )
         actions: list[Action] = []
         owed: dict[SeriesKey, tuple[Pending, ...]] = {}
@@ -195,7 +183,7 @@ class TimeSeriesPath:
             rollups,
             rollups,
             now=now,
-            cache=self.cache,
+            settings=self._settings,
             kind=ROLLUPS,
             base=lambda key: SeriesRollup(series=key.series, user_id=key.user_id),
         )

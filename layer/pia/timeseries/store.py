@@ -1,4 +1,5 @@
-"""AWS adapters of the time-series path: rollups and evaluator state in DynamoDB, raw events in S3.
+"""AWS adapters of the time-series path: rollups and evaluator state in DynamoDB (the raw events' bucket is
+:class:`pia.timeseries.archive.RawEventArchive`).
 
 Time-series table layout (``pk``, ``sk``; TTL attribute ``ttl``):
 - rollup: ``S#<series>#<bucket 00..15>`` / ``<user_id>``; ``sr`` series, ``v`` version, ``ac``
@@ -20,7 +21,7 @@ last seen, carrying the actions they owe, never read on the hot path.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -35,17 +36,14 @@ from pia.aws.state_table import (
     query_partition,
 )
 from pia.core.state import StateCommit, StateWrite
-from pia.counting.aggregator import InboundRecord
 from pia.counting.store import lane_marks_from, seen_attrs
 from pia.rules.ruleset import LEGACY_SERIES_PARTITIONS
-from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import Coverage
 from pia.timeseries.rollups import DayTotal, SeriesKey, SeriesRollup
 from pia.timeseries.seen import SeenSummary
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
 
 ROLLUP_BUCKETS = LEGACY_SERIES_PARTITIONS
 DUE_INDEX = "due"
@@ -408,48 +406,3 @@ class SeenValuesTable:
             TableName=self._table,
             Item={"pk": {"S": SEEN_PK}, "sk": {"S": SEEN_CURSOR_SK}, "h": {"S": hour.isoformat()}},
         )
-
-
-class RawEventArchive:
-    """The raw events bucket: one object per batch under ``raw/``, expired by the bucket's lifecycle."""
-
-    def __init__(self, client: S3Client, bucket: str) -> None:
-        self._client = client
-        self._bucket = bucket
-
-    def put(self, records: Sequence[InboundRecord], now: datetime) -> str:
-        key = object_key(records, now)
-        self._client.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=encode(records),
-            ContentType="application/gzip",
-        )
-        return key
-
-    def keys(self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000) -> Iterator[str]:
-        for key, _ in self.entries(start_after=start_after, prefix=prefix, page_size=page_size):
-            yield key
-
-    def entries(
-        self, *, start_after: str = "", prefix: str = "raw/", page_size: int = 1000
-    ) -> Iterator[tuple[str, int]]:
-        """Keys and sizes in order, following every continuation token (a page holds at most 1,000)."""
-        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": page_size}
-        if start_after:
-            kwargs["StartAfter"] = start_after
-        while True:
-            page = self._client.list_objects_v2(**kwargs)
-            for entry in page.get("Contents", []):
-                yield entry["Key"], entry.get("Size", 0)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-            kwargs.pop("StartAfter", None)
-            kwargs["ContinuationToken"] = token
-
-    def body(self, key: str) -> bytes:
-        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-
-    def read(self, key: str) -> RawObject:
-        return decode(self.body(key))

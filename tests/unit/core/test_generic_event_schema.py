@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from pia.core.events import Event, EventFormat, RecordRejected, parse_event
 from pia.counting.counters import RECENT_EVENT_IDS, CounterState, Position, apply_events
-from pia.rules.model import parse_rules
+from pia.rules.table import parse_rules
 from tests.conftest import rule_row
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -16,6 +16,7 @@ PURE = (
     "pia.core.limits",
     "pia.core.state",
     "pia.rules.model",
+    "pia.rules.table",
     "pia.rules.poller",
     "pia.counting.counters",
     "pia.counting.aggregator",
@@ -46,6 +47,7 @@ def test_the_aggregator_handler_imports_the_time_series_path_only_when_a_batch_n
 NOT_AT_COLD_START = (
     "pia.timeseries",
     "pia.rules.filters",
+    "pia.rules.table",
     "pia.rules.sheets",
     "pia.rules.honeycode",
     "pia.rules.poller",
@@ -62,7 +64,8 @@ NOT_AT_COLD_START = (
 )
 """What the aggregator must not load at cold start while no date rule is live: the time-series path
 and its backfill engines serve date rules only, the filter language only filtered rules (loaded with
-the first ruleset that has one), the rule sources and the relay other functions, and each target
+the first ruleset that has one), the rule table's parser only the poller (the aggregator reads
+compiled rules), the rule sources and the relay other functions, and each target
 only when configured (built with the runtime, on the first batch)."""
 
 LAMBDA_LIKE = {

@@ -28,7 +28,8 @@ from pia.counting.counters import (
 )
 from pia.counting.store import counter_from_item, counter_item
 from pia.rules.aggregates import MAX_DISTINCT, VALUE_UPDATE_SECONDS, mean
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
+from pia.rules.table import parse_rules
 from pia_cli.service_limits import DYNAMODB_MAX_ITEM, attribute_size
 from tests.conftest import PURCHASE_NO_CONDITION, rule_row
 

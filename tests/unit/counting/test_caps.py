@@ -14,7 +14,8 @@ from pia.core.events import Event
 from pia.counting.counters import CounterState, Position, apply_events
 from pia.counting.store import counter_from_item, counter_item
 from pia.rules.caps import CapUnit, CapWindow
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
+from pia.rules.table import parse_rules
 from tests.conftest import rule_row
 
 T0 = datetime(2026, 11, 20, 9, tzinfo=UTC)

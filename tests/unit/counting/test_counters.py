@@ -21,7 +21,7 @@ from pia.counting.counters import (
     group_by_counter,
     prune_lanes,
 )
-from pia.rules.model import parse_rules
+from pia.rules.table import parse_rules
 from tests.conftest import rule_row
 
 T0 = datetime(2026, 11, 20, 9, tzinfo=UTC)

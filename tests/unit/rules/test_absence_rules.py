@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from pia.rules.model import Rule, RuleType, parse_rules
+from pia.rules.model import Rule, RuleType
+from pia.rules.table import parse_rules
 from tests.conftest import rule_row
 
 

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pia.rules.caps import Cap, CapError, CapUnit, CapWindow, parse_cap
-from pia.rules.model import Rule, Severity, parse_rules
+from pia.rules.model import Rule
+from pia.rules.table import Severity, parse_rules
 from tests.conftest import rule_row
 
 RESET_ROW = ("aggregator", "course_completed", "na", "na", "equal", "3", "na", "999", "yes", "", "")

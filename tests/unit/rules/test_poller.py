@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from pia.rules.model import RuleTable, Severity, parse_rules
 from pia.rules.poller import (
     Poller,
     PollStatus,
@@ -18,6 +17,7 @@ from pia.rules.poller import (
 from pia.rules.ruleset import EMPTY_RULESET, PublishConflict, Ruleset
 from pia.rules.sheets import RowStatus, ValidationReport
 from pia.rules.source import SourceFailure
+from pia.rules.table import RuleTable, Severity, parse_rules
 from tests.conftest import CASE_COURSE as COURSE
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE

@@ -11,9 +11,10 @@ import pytest
 
 from pia.core.events import Event
 from pia.rules.aggregates import Aggregate, average_text, mean, parse_aggregate, value_text
-from pia.rules.model import ParseResult, Rule, parse_rules, parse_table
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset, content_hash
 from pia.rules.sheets import read_table
+from pia.rules.table import ParseResult, parse_rules, parse_table
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE
 from tests.conftest import PURCHASE_NO_CONDITION, rule_row

@@ -10,8 +10,9 @@ import pytest
 
 from pia.core.events import Event
 from pia.counting.counters import CounterState, Position, apply_events, group_by_counter
-from pia.rules.model import ParseResult, Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import ParseResult, parse_rules
 from pia.timeseries.rollups import DayTotal, SeriesRollup, date_action, decide, plan_series
 from tests.conftest import CASE_COURSE as COURSE
 from tests.conftest import CASE_GREENBUTTON as GREEN

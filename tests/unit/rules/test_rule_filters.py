@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from pia.core.events import Event
-from pia.rules.model import ParseResult, Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset, content_hash
+from pia.rules.table import ParseResult, parse_rules
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE
 from tests.conftest import rule_row

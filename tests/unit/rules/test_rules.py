@@ -8,17 +8,8 @@ from decimal import Decimal
 import pytest
 
 from pia.core.events import Event
-from pia.rules.model import (
-    Comparison,
-    ParseResult,
-    RowIssue,
-    RuleTable,
-    RuleType,
-    Severity,
-    TableError,
-    parse_rules,
-    parse_table,
-)
+from pia.rules.model import Comparison, RuleType
+from pia.rules.table import ParseResult, RowIssue, RuleTable, Severity, TableError, parse_rules, parse_table
 from tests.conftest import CASE_COURSE as COURSE
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from pia.rules.model import parse_rules, parse_table
 from pia.rules.sheets import (
     ReportLine,
     RowStatus,
@@ -28,6 +27,7 @@ from pia.rules.sheets import (
     render_report,
     render_text,
 )
+from pia.rules.table import parse_rules, parse_table
 from pia_cli.rule_template import TEMPLATE_COLUMNS, write_template
 from tests.conftest import CASE_GREENBUTTON as GREEN
 from tests.conftest import CASE_PURCHASE as PURCHASE

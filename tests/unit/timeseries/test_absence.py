@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from pia.core.actions import NOT_READY, READY
 from pia.counting.counters import Position
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia.timeseries.backfill import backfill_tasks
 from pia.timeseries.evaluation import changes, rollup_frame
 from pia.timeseries.rollups import (

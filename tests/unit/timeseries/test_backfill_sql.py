@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import sqlglot
 
-from pia.rules.model import parse_rules
+from pia.rules.table import parse_rules
 from pia.timeseries.backfill import BackfillStats, BackfillTask, HistoryUnit
 from pia.timeseries.backfill_engine import LambdaLimit, SizedBackfill, sql_and_lambda_tasks
 from pia.timeseries.backfill_sql import backfill_query, filter_sql, histories_from_rows

@@ -13,8 +13,9 @@ import pytest
 from pia.core.actions import NOT_READY, READY
 from pia.core.events import Event
 from pia.counting.counters import Position
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
 from pia.rules.ruleset import Ruleset
+from pia.rules.table import parse_rules
 from pia.timeseries.archive import decode, encode, object_key
 from pia.timeseries.evaluation import changes, rollup_frame, window_totals
 from pia.timeseries.rollups import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from pia.rules.model import Rule, parse_rules
+from pia.rules.model import Rule
+from pia.rules.table import parse_rules
 from pia.timeseries.backfill import BackfillTask
 from pia.timeseries.readiness import archive_hours, readiness
 from pia.timeseries.rollups import BEGINNING, SeriesPlan
