@@ -30,8 +30,8 @@ from pia.rules.filters import (
     TextTest,
     render,
 )
-from pia.rules.model import parse_rules
 from pia.rules.ruleset import RulesetTable
+from pia.rules.table import parse_rules
 from pia.timeseries.archive import RawObject, decode, encode, object_key
 from pia.timeseries.backfill import BackfillEngine, BackfillTask
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
