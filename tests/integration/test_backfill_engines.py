@@ -448,3 +448,34 @@ def test_results_without_their_counts_row_are_not_taken_as_a_complete_backfill()
 
     with pytest.raises(BackfillFailed, match="incomplete"):
         list(units_from_rows(iter(rows), BackfillStats(), 10))
+
+
+def test_unloaded_rows_holding_a_unicode_line_break_read_back_whole(aws: None) -> None:
+    """Athena writes U+2028 and U+0085 inside a JSON text as they are; only ``\\n`` ends a row."""
+    from pia.timeseries.athena_backfill import AthenaBackfill
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=RESULTS)
+    rows = [
+        {"series": "s", "user_id": "amy\u2028\x85", "days": ["2026-03-05 1 0"], "endpoints": ["ep\u2029"]},
+        {"series": "", "user_id": None, "days": ["1", "1", "0"], "endpoints": None},
+    ]
+    import gzip
+    import json
+
+    body = gzip.compress("\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode())
+    s3.put_object(Bucket=RESULTS, Key=f"backfill/{RUN}/part-0.gz", Body=body)
+    engine = AthenaBackfill(
+        _StuckAthena("SUCCEEDED"),  # type: ignore[arg-type]
+        s3,
+        workgroup=WORKGROUP,
+        database="pia_raw",
+        results_bucket=RESULTS,
+        run_id=lambda: RUN,
+        sleep=lambda _: None,
+    )
+
+    (unit,) = engine.histories(_tasks(ZoneInfo("UTC")), ZoneInfo("UTC"))
+
+    assert list(unit.histories) == ["amy\u2028\x85"]
+    assert unit.histories["amy\u2028\x85"].endpoints == ("ep\u2029",)

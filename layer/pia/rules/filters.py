@@ -475,11 +475,12 @@ def _render_text(value: str) -> str:
 
 
 def _render_number(value: Decimal) -> str:
-    """``10``, ``10.0`` and ``1e1`` all render ``10``; only far-off magnitudes keep an exponent."""
+    """``10``, ``10.0`` and ``1e1`` all render ``10``; only far-off magnitudes keep an exponent, among
+    them every one that would need more digits than a number may have (``1e40`` stays ``1E+40``)."""
     if value.is_zero():
         return "0"
     normal = value.normalize()
-    return format(normal, "f") if -20 <= normal.adjusted() <= 40 else str(normal)
+    return format(normal, "f") if -20 <= normal.adjusted() < MAX_DIGITS else str(normal)
 
 
 def render(expression: Expression, outer: int = 0) -> str:

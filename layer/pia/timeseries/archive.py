@@ -115,7 +115,9 @@ def decode(data: bytes) -> RawObject:
 
 
 def _lines(data: bytes) -> Iterator[str]:
-    for line in gzip.decompress(data).decode().splitlines():
+    """Lines end at ``\n`` only, as for Athena and DuckDB: ``str.splitlines`` would also cut at
+    U+0085, U+2028 and other breaks that ``json.dumps(ensure_ascii=False)`` leaves inside a text."""
+    for line in gzip.decompress(data).decode().split("\n"):
         if line.strip():
             yield line
 

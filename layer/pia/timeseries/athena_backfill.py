@@ -249,7 +249,7 @@ class AthenaBackfill:
                 stats.objects_read += 1
                 stats.bytes_read += len(body)
                 text = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-                for line in text.decode().splitlines():
+                for line in text.decode().split("\n"):
                     if line.strip():
                         yield json.loads(line)
             token = page.get("NextContinuationToken")

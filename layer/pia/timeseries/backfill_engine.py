@@ -28,10 +28,14 @@ from pia.timeseries.backfill import (
     listing_day,
 )
 from pia.timeseries.backfill_results import BackfillResults, history_row, rows_with_parts, summary_row
+from pia.timeseries.backfill_sql import filter_sql
 
 IN_LAMBDA = "in-lambda"
 DEFAULT_LAMBDA_MAX_OBJECTS = 2_000
 DEFAULT_LAMBDA_MAX_BYTES = 256 * 1024 * 1024
+QUERY_FILTERS_BUDGET = 192 * 1024
+"""Bytes of Filter predicates one query may hold: Athena refuses a query over 262,144 bytes, and the
+rest of the query takes a few kilobytes per series."""
 
 
 class ArchiveReader(Protocol):
@@ -110,8 +114,11 @@ class SizedBackfill:
         small: BackfillEngine,
         large: BackfillEngine | None,
         limit: LambdaLimit = LambdaLimit(),
+        *,
+        filters_budget: int = QUERY_FILTERS_BUDGET,
     ) -> None:
         self._listing = listing
+        self._filters_budget = filters_budget
         self._small = small
         self._large = large
         self._limit = limit
@@ -143,9 +150,31 @@ class SizedBackfill:
         return self._choose(tasks).land(tasks, zone, results, parts)
 
     def _choose(self, tasks: Sequence[BackfillTask]) -> BackfillEngine:
-        """A run with a filtered series stays in the evaluator: the query has no SQL form of the
-        Filter column, and would count every event of the series' name."""
+        """Above the limit, the query engine, Filters included (:mod:`pia.timeseries.filter_sql`).
+        A run whose Filters would pass the query's size budget is read in the evaluator whole: one
+        run lands its histories under one prefix, so it cannot be split between engines."""
         large = self._large
-        filtered = any(rule.filter is not None for task in tasks for rule in task.plan.rules)
-        self._chosen = self._small if large is None or filtered or self.fits_in_lambda(tasks) else large
+        past_budget = bool(sql_and_lambda_tasks(tasks, self._filters_budget)[1])
+        if large is None or past_budget or self.fits_in_lambda(tasks):
+            self._chosen = self._small
+        else:
+            self._chosen = large
         return self._chosen
+
+
+def sql_and_lambda_tasks(
+    tasks: Sequence[BackfillTask], budget: int = QUERY_FILTERS_BUDGET
+) -> tuple[list[BackfillTask], list[BackfillTask]]:
+    """The tasks a query can compute exactly, within ``budget`` bytes of Filter predicates in all
+    (about 60 of the longest filters), and the rest."""
+    on_sql: list[BackfillTask] = []
+    in_lambda: list[BackfillTask] = []
+    for task in tasks:
+        condition = filter_sql(task)
+        size = len(condition.encode()) if condition is not None else budget + 1
+        if size > budget:
+            in_lambda.append(task)
+            continue
+        budget -= size
+        on_sql.append(task)
+    return on_sql, in_lambda

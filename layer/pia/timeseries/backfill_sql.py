@@ -5,7 +5,8 @@ rules, so that either can run and the rollups come out the same:
 - a stream position (lane, sequence number) is counted once, its first archived copy kept;
 - then a producer's ``event_id`` is counted once per user, the first one in archive order kept
   (object key, then sequence number: the order in which the evaluator reads them);
-- an event belongs to its task's series if its name and attribute filter match, it was stamped
+- an event belongs to its task's series if its name, attribute filter and Filter match (the Filter
+  as the SQL predicate of :mod:`pia.timeseries.filter_sql`), it was stamped
   before the series' activation, and its calendar day in the stack's zone is on or after the task's
   first day; the archive is read from the same hour prefix the evaluator lists from;
 - a user's endpoints are kept in the order they were last seen.
@@ -70,6 +71,34 @@ def _raw_value(task: BackfillTask) -> str:
     return "CASE WHEN cardinality(map_keys(m)) = 1 THEN element_at(map_values(m), 1) END"
 
 
+def filter_sql(task: BackfillTask) -> str | None:
+    """The task's Filter as a SQL condition: ``""`` for an unfiltered series, ``None`` for a filter
+    with no exact SQL form, whose series the evaluator must backfill itself."""
+    rule = task.plan.rules[0]
+    if rule.filter is None:
+        return ""
+    from pia.timeseries.filter_sql import filter_predicate  # noqa: PLC0415 (only filtered rules need it)
+
+    return filter_predicate(rule.filter.expression)
+
+
+def _metric_keys(tasks: Sequence[BackfillTask]) -> str:
+    """The ``mk`` column of the events, when a task's Filter compares a metric with a number."""
+    filters = [f.expression for t in tasks if (f := t.plan.rules[0].filter) is not None]
+    if not filters:
+        return ""
+    from pia.timeseries.filter_sql import compares_numbers, metric_keys  # noqa: PLC0415
+
+    return f",\n    {metric_keys()} AS mk" if any(compares_numbers(f) for f in filters) else ""
+
+
+def _filter_condition(task: BackfillTask) -> str:
+    condition = filter_sql(task)
+    if condition is None:
+        raise ValueError(f"series {task.plan.series}: its Filter has no SQL form; backfill it in Lambda")
+    return condition
+
+
 def _task_select(task: BackfillTask, zone: ZoneInfo) -> str:
     rule = task.plan.rules[0]
     local_day = f"CAST(ts AT TIME ZONE {literal(zone.key)} AS DATE)"
@@ -78,6 +107,8 @@ def _task_select(task: BackfillTask, zone: ZoneInfo) -> str:
         conditions.append(f"element_at(a, {literal(rule.attribute_name)}) = {literal(rule.attribute_value)}")
     if rule.aggregate.on_metric:
         conditions.append(f"{_raw_value(task)} IS NOT NULL")
+    if rule.filter is not None:
+        conditions.append(_filter_condition(task))
     conditions.append(f"ts < from_iso8601_timestamp_nanos({literal(task.plan.starts.isoformat())})")
     conditions.append(f"{local_day} >= DATE {literal(task.first_day.isoformat())}")
     return (
@@ -134,7 +165,8 @@ resends AS (
   FROM positions WHERE copy = 1
 ),
 events AS (
-  SELECT u, e, a, m, p, ts, row_number() OVER (PARTITION BY u ORDER BY path, length(q), q) AS pos
+  SELECT u, e, a, m, p, ts,
+    row_number() OVER (PARTITION BY u ORDER BY path, length(q), q) AS pos{_metric_keys(tasks)}
   FROM resends WHERE i IS NULL OR resend = 1
 ),
 matched AS (

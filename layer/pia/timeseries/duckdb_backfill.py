@@ -58,8 +58,25 @@ def _from_base(node: exp.Expression) -> exp.Expression:
 
 
 def to_duckdb(trino_sql: str) -> str:
-    tree = sqlglot.parse_one(trino_sql, read="trino").transform(_from_base)
+    tree = sqlglot.parse_one(trino_sql, read="trino").transform(_from_base).transform(_map_transform_values)
     return str(tree.sql(dialect="duckdb"))
+
+
+def _map_transform_values(node: exp.Expression) -> exp.Expression:
+    """Trino's ``transform_values(m, (k, v) -> f(v))``, which DuckDB lacks and sqlglot passes through,
+    as ``map(map_keys(m), list_transform(map_values(m), v -> f(v)))``: the same keys, in the order
+    DuckDB lists both."""
+    if not (isinstance(node, exp.Anonymous) and node.name.lower() == "transform_values"):
+        return node
+    target, function = node.expressions
+    _, value = function.expressions
+    values = exp.Anonymous(this="map_values", expressions=[target.copy()])
+    transformed = exp.Anonymous(
+        this="list_transform", expressions=[values, exp.Lambda(this=function.this, expressions=[value])]
+    )
+    return exp.Anonymous(
+        this="map", expressions=[exp.Anonymous(this="map_keys", expressions=[target]), transformed]
+    )
 
 
 def _columns() -> str:

@@ -140,6 +140,7 @@ def test_in_lists_are_sets() -> None:
         'not not `and` starts with "q"',
         "`a b` > 1E+300 or z < 0.00000015",
         '`x``y` contains """quoted"""',
+        "n = 9.984e40 or n < -1e40",
     ],
 )
 def test_the_canonical_text_parses_back_to_the_same_filter(text: str) -> None:

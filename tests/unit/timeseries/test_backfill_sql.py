@@ -11,8 +11,8 @@ import sqlglot
 
 from pia.rules.table import parse_rules
 from pia.timeseries.backfill import BackfillStats, BackfillTask, HistoryUnit
-from pia.timeseries.backfill_engine import LambdaLimit, SizedBackfill
-from pia.timeseries.backfill_sql import backfill_query, histories_from_rows
+from pia.timeseries.backfill_engine import LambdaLimit, SizedBackfill, sql_and_lambda_tasks
+from pia.timeseries.backfill_sql import backfill_query, filter_sql, histories_from_rows
 from pia.timeseries.rollups import DayTotal, SeriesPlan
 from tests.conftest import rule_row
 
@@ -132,9 +132,7 @@ def test_the_backfill_threshold_setting_defaults_to_2000_and_zero_means_always_a
     assert EvaluatorSettings.from_env(tables).backfill_query_engine == "athena"
 
 
-def test_a_filtered_series_is_backfilled_in_the_evaluator_whatever_the_archive_size() -> None:
-    """The query has no SQL form of the Filter column; run there, it would count every event of the
-    series' name. Exact first: the run reads the archive itself."""
+def _filtered_task(text: str) -> BackfillTask:
     row = rule_row(
         "date",
         "purchase",
@@ -147,14 +145,60 @@ def test_a_filtered_series_is_backfilled_in_the_evaluator_whatever_the_archive_s
         "no",
         "2026-03-01",
         "2026-03-31",
-        Filter='country = "FR" and price >= 20',
+        Filter=text,
         OutputName="trk_fr_buyers",
     )
     (rule,) = parse_rules(enumerate([row], start=2)).rules
     plan = SeriesPlan(rule.series, (rule,), "2026-03-10", datetime(2026, 3, 10, tzinfo=UTC))
-    tasks = [_task("books"), BackfillTask(plan, date(2026, 3, 1), final=True)]
-    engine = SizedBackfill(_Listing(1_000), _Engine("in-lambda"), _Engine("athena"), LambdaLimit(objects=3))
+    return BackfillTask(plan, date(2026, 3, 1), final=True)
+
+
+class _Recording(_Engine):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.given: list[str] = []
+
+    def histories(self, tasks: object, zone: object) -> Iterator[HistoryUnit]:
+        self.given.extend(t.plan.series for t in tasks)  # type: ignore[attr-defined]
+        self.stats.events += 1
+        yield HistoryUnit("s", {})
+
+
+def test_a_filtered_series_takes_the_sql_path_above_the_threshold() -> None:
+    tasks = [_task("books"), _filtered_task('country = "FR" and price >= 20')]
+    small, large = _Recording("in-lambda"), _Recording("athena")
+    engine = SizedBackfill(_Listing(1_000), small, large, LambdaLimit(objects=3))
+
     list(engine.histories(tasks, ZoneInfo("UTC")))
+
+    assert engine.stats.path == "athena"
+    assert large.given == [t.plan.series for t in tasks] and small.given == []
+    query = backfill_query(tasks, ZoneInfo("UTC"))
+    assert "element_at(a, 'country') = 'FR'" in query and "element_at(mk, 'price')" in query
+    assert "transform_values(m, (metric_name, metric_text) ->" in query
+
+
+def test_filters_past_the_query_budget_are_backfilled_in_the_evaluator() -> None:
+    tasks = [_filtered_task(f"price > {n}") for n in range(1, 6)]
+    size = len((filter_sql(tasks[0]) or "").encode())
+
+    on_sql, in_lambda = sql_and_lambda_tasks([_task("books"), *tasks], budget=size * 3)
+
+    assert [t.plan.series for t in on_sql] == [_task("books").plan.series] + [
+        t.plan.series for t in tasks[:3]
+    ]
+    assert in_lambda == tasks[3:]
+
+
+def test_a_run_whose_filters_pass_the_query_budget_is_read_in_the_evaluator() -> None:
+    tasks = [_task("books"), _filtered_task('note = "a\x00b" or n > 1'), _filtered_task('note = "ab"')]
+    small, large = _Recording("in-lambda"), _Recording("athena")
+    budget = len((filter_sql(tasks[2]) or "").encode())
+    engine = SizedBackfill(_Listing(1_000), small, large, LambdaLimit(objects=3), filters_budget=budget)
+
+    list(engine.histories(tasks, ZoneInfo("UTC")))
+
+    assert small.given == [t.plan.series for t in tasks] and large.given == []
     assert engine.stats.path == "in-lambda"
 
 

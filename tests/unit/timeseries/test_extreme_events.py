@@ -125,3 +125,22 @@ def test_events_dated_ahead_of_the_batch_count_on_its_day_so_a_client_clock_cann
     item = rollup_item(step.state, int(now.timestamp()), LONGEST_RETENTION_DAYS)
     assert item_size(item) < 2_000
     assert int(item["ttl"]["N"]) <= int(now.timestamp()) + (LONGEST_RETENTION_DAYS + 2) * 86_400
+
+
+def test_text_holding_a_unicode_line_break_reads_back_from_the_archive_as_written() -> None:
+    """JSON lines end at ``\\n`` only; U+0085, U+2028 and the other breaks Python's ``splitlines``
+    knows are text inside a line, as Athena and DuckDB read them."""
+    value = "a\x85b\u2028c\u2029d\x1ce\x0bf\x0cg\rh"
+    event = Event(
+        user_id="u\u2028",
+        event_type="purchase",
+        timestamp=datetime(2026, 3, 1, tzinfo=UTC),
+        attributes={"plan": value},
+        metrics={},
+    )
+
+    raw = decode(encode([InboundRecord(Position("shardId-000000000000", 1), event)]))
+
+    assert raw.bad_lines == 0
+    ((_, found),) = raw.events
+    assert (found.user_id, found.attributes) == ("u\u2028", {"plan": value})
