@@ -45,8 +45,8 @@ class AcceptingStore:
     def park(self, entries: Sequence[Pending], now: int) -> None:
         return None
 
-    def mark_sent(self, lanes: Mapping[str, int], now: int) -> None:
-        return None
+    def mark_sent(self, lanes: Mapping[str, int], now: int) -> bool:
+        return True
 
     def sent_through(self, lanes: Sequence[str]) -> dict[str, int]:
         return dict.fromkeys(lanes, 0)

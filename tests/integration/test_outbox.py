@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from pia.aws.state_table import PARKED_PK, query_partition
 from pia.core.state import MAX_ATTEMPTS
@@ -267,3 +268,31 @@ def test_a_crash_between_the_send_and_the_lane_mark_resends_that_batch_s_actions
     assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
     assert recorder.fired()[("ann", "trk_course_completed")] == 2, "the documented window: once more"
     assert owed(dynamodb) == 0
+
+
+def test_a_lane_mark_throttled_through_every_attempt_clears_the_items_instead(
+    aggregator_app: Any, dynamodb: Any, recorder: Any, lambda_context: Any
+) -> None:
+    """Without its sent mark, a delivered entry of a counter never written again (settled, or the
+    lane's last batch) would stay owed, and a redelivery of the batch would send it again: found by
+    the randomized reliability test (scenario 11) with a third of DynamoDB calls throttled."""
+    publish_rows(dynamodb, [EVERY_EVENT])
+    client = aggregator_app.container.runtime().aggregator._store.client
+
+    def throttle(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}, "PutItem"
+        )
+
+    client.meta.events.register("before-call.dynamodb.PutItem", throttle)
+    first = batch([pin_event("ann", "course_completed", 1)], start=1)
+    assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
+    client.meta.events.unregister("before-call.dynamodb.PutItem", throttle)
+    assert recorder.fired()[("ann", "trk_course_completed")] == 1
+    held = dynamodb.scan(TableName=AGGREGATES_TABLE)["Items"]
+    assert not [i for i in held if i["pk"]["S"].startswith("L#")], "no mark was written"
+    assert owed(dynamodb) == 0 and sum(len(i.get("ob", {}).get("L", [])) for i in held) == 0
+
+    aggregator_app.container.cold_start()
+    assert aggregator_app.lambda_handler(first, lambda_context) == {"batchItemFailures": []}
+    assert recorder.fired()[("ann", "trk_course_completed")] == 1, "the cleared item owes nothing to resend"

@@ -398,6 +398,7 @@ def send_and_clear(
     kind: str = "",
     base: Callable[[K], S],
     clear_delivered: bool = True,
+    proof: Callable[[], bool] | None = None,
 ) -> Sent:
     """Send what each item owes, then clear what was delivered from the item (one conditional write
     per item, through :func:`commit_loop`). A refusal stays in the item, due for the relay after a
@@ -405,7 +406,12 @@ def send_and_clear(
 
     With ``clear_delivered`` false (a stream caller whose lane will prove delivery, see
     :func:`delivered_before`), an item whose entries were all delivered is not written: its next
-    write drops them. Only an item with a refusal is written, and that write clears the rest."""
+    write drops them. Only an item with a refusal is written, and that write clears the rest. Then
+    ``proof`` records the delivery (the lane's sent mark, which a redelivered batch reads); it comes
+    after the refusals' writes, so a mark never covers an entry that is not yet the relay's. When it
+    cannot be written, the delivered entries are cleared after all, one write per item: otherwise
+    an item that is never written again (a settled counter) would hold them as owed, and a
+    redelivery of the batch would send them again."""
     sent = Sent()
     entries = [p.entry for pending in owed.values() for p in pending]
     if not entries:
@@ -418,7 +424,7 @@ def send_and_clear(
     parked: dict[K, list[Pending]] = {}
 
     def clear(key: K, state: S, retry: bool) -> Change[S] | None:
-        if not clear_delivered and not any((p.action.action_id, p.target) in refused for p in state.pending):
+        if not clearing and not any((p.action.action_id, p.target) in refused for p in state.pending):
             return None
         new, gone = _cleared(state, delivered, refused, now)
         parked[key] = gone
@@ -429,10 +435,19 @@ def send_and_clear(
     def start(key: K) -> S:
         return states[key] if key in states else base(key)
 
+    clearing = clear_delivered
     done = commit_loop(owed, clear, store, base=start, now=now, settings=settings, kind=kind)
-    for key, reason in done.failed.items():
+    changes = dict(done.changes)
+    failed = dict(done.failed)
+    if not clear_delivered and proof is not None and not proof():
+        clearing = True
+        left = {key: pending for key, pending in owed.items() if key not in changes and key not in failed}
+        again = commit_loop(left, clear, store, base=start, now=now, settings=settings, kind=kind)
+        changes.update(again.changes)
+        failed.update(again.failed)
+    for key, reason in failed.items():
         sent.failed[key] = reason
-    for key in done.changes:
+    for key in changes:
         sent.parked.extend(parked.get(key, ()))
     if sent.parked:
         parking.park(sent.parked, now)

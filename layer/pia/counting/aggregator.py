@@ -56,7 +56,7 @@ class CounterPort(StatePort[CounterKey, CounterState], ParkingPort, Protocol):
     """The counters' table: conditional writes of counter items, where parked actions go, and each
     lane's mark of the last record whose batch sent its actions."""
 
-    def mark_sent(self, lanes: Mapping[str, int], now: int) -> None: ...
+    def mark_sent(self, lanes: Mapping[str, int], now: int) -> bool: ...
 
     def sent_through(self, lanes: Sequence[str]) -> dict[str, int]: ...
 
@@ -156,9 +156,7 @@ class Aggregator:
             if outcome.sent is not None:
                 report.absorb(outcome.sent)
         lazy = self._lanes_recur and not rest and not report.failed
-        self._send(owed, now, report, clear=not lazy)
-        if lazy and owed:
-            self._store.mark_sent(ends, now)
+        self._send(owed, now, report, clear=not lazy, proof=lambda: self._store.mark_sent(ends, now))
         while rest:
             owed, rest = self._commit_pass(rest, lanes, starts, ends, now, report, recover=False)
             self._send(owed, now, report, clear=True)
@@ -274,7 +272,13 @@ class Aggregator:
         return left
 
     def _send(
-        self, owed: Mapping[CounterKey, tuple[Pending, ...]], now: int, report: BatchReport, *, clear: bool
+        self,
+        owed: Mapping[CounterKey, tuple[Pending, ...]],
+        now: int,
+        report: BatchReport,
+        *,
+        clear: bool,
+        proof: Callable[[], bool] | None = None,
     ) -> None:
         sent = send_and_clear(
             owed,
@@ -287,6 +291,7 @@ class Aggregator:
             kind=COUNTERS,
             base=lambda key: CounterState(rule_id=key.rule_id, user_id=key.user_id),
             clear_delivered=clear,
+            proof=proof,
         )
         report.absorb(sent)
 

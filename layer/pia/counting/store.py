@@ -191,10 +191,12 @@ class CounterStore(StateTable[CounterKey, CounterState]):
     def load(self, rule_id: str, user_id: str) -> CounterState | None:
         return self.load_state(CounterKey(rule_id, user_id))
 
-    def mark_sent(self, lanes: Mapping[str, int], now: int) -> None:
+    def mark_sent(self, lanes: Mapping[str, int], now: int) -> bool:
         """Record, per lane, the last record of a batch whose actions were sent: one small write per
         batch that spares one clearing write per item (see :func:`pia.core.state.delivered_before`).
-        Conditional on moving forward, so a late writer never takes a lane's mark back."""
+        Conditional on moving forward, so a late writer never takes a lane's mark back. False when a
+        lane's mark stayed throttled through every attempt: the caller must then clear its items."""
+        written = True
         for lane, sequence in lanes.items():
             padded = str(sequence).zfill(SENT_DIGITS)
             for attempt in range(self._max_attempts):
@@ -213,6 +215,9 @@ class CounterStore(StateTable[CounterKey, CounterState]):
                     if code != "ConditionalCheckFailedException":
                         raise
                 break
+            else:
+                written = False
+        return written
 
     def sent_through(self, lanes: Sequence[str]) -> dict[str, int]:
         """Each lane's mark (0 if none), read strongly consistent: only a redelivery asks, for the
