@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,10 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 BASE_MILLIS = 1_795_165_200_000
 HOUR, DAY, EVER = "hour", "day", "ever"
+
+SUMS = Context(prec=38, Emin=MIN_EMIN, Emax=MAX_EMAX)
+"""The README's semantics: a sum keeps 38 significant digits, at any exponent (Python's default
+context keeps 28 and turns 1e-999999999 into 0)."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ class ReferenceModel:
             tally.count += 1
             if rule.total:
                 # A rule without a value condition does not sum (its sum stays 0, as documented).
-                tally.total += rule.amount(event)
+                tally.total = SUMS.add(tally.total, rule.amount(event))
             if not rule.met(tally.count, tally.total):
                 continue
             if rule.reset:

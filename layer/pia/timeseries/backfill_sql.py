@@ -30,9 +30,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
+from pia.rules.aggregates import SUMS
 from pia.timeseries.backfill import (
     BackfillFailed,
     BackfillStats,
@@ -219,9 +220,12 @@ class QueryCounts:
 
 
 def _day(text: str) -> tuple[date, DayTotal]:
+    """Added and normalized in the sums' own context (38 digits), as the in-Lambda path adds: the
+    default context would keep 28 and the two paths would disagree on a long total."""
     day, count, exact, *other = text.split(" ")
-    total = Decimal(exact) + sum((Decimal(v) for v in other), ZERO)
-    return date.fromisoformat(day), DayTotal(int(count), _plain(total))
+    with localcontext(SUMS):
+        total = Decimal(exact) + sum((Decimal(v) for v in other), ZERO)
+        return date.fromisoformat(day), DayTotal(int(count), _plain(total))
 
 
 def _plain(total: Decimal) -> Decimal:

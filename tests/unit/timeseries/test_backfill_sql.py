@@ -75,6 +75,21 @@ def test_a_day_adds_the_values_sql_could_not_hold_exactly_and_reads_like_the_in_
     assert (counts[0].events, counts[0].duplicates, counts[0].bad_lines) == (7, 2, 1)
 
 
+def test_a_day_s_long_total_keeps_the_38_digits_the_in_lambda_sum_keeps() -> None:
+    """Found by the random-filter property test: Python's default context cut a 38-digit SQL total
+    to 28 digits, so the two backfill paths disagreed on the same archive."""
+    long = "123456789012345678901234567890.12345679"
+    rows = [
+        {"series": "s", "user_id": "amy", "days": [f"2026-03-02 3 0 {long}"], "endpoints": None},
+        {"series": "", "user_id": None, "days": ["3", "3", "0"], "endpoints": None},
+    ]
+
+    ((_, _, history),) = list(histories_from_rows(rows, []))
+
+    assert history.days == {date(2026, 3, 2): DayTotal(3, Decimal(long))}
+    assert history.days == {date(2026, 3, 2): DayTotal().plus(DayTotal(3, Decimal(long)))}
+
+
 class _Listing:
     def __init__(self, objects: int, size: int = 10) -> None:
         self.objects, self.size, self.listed = objects, size, 0
