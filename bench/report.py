@@ -90,7 +90,9 @@ def fmt(value: float | Decimal | None) -> str:
         return f"{number:,.0f}"
     if abs(number) >= 1:
         return f"{number:.2f}"
-    return f"{number:.4f}".rstrip("0")
+    if abs(number) < 0.00005:
+        return "0"
+    return f"{number:.4f}".rstrip("0").rstrip(".")
 
 
 def verdict(key: str, value: float | None) -> str:
