@@ -437,27 +437,42 @@ def full_tables(draw: st.DrawFn) -> list[dict[str, str]]:
     listed = [draw(safe_text(190)).replace('"', "'") for _ in range(4)]
     quoted_name = "`" + attribute.replace("`", "'") + "`"
 
+    def make(n: int, kind: str, value: str, metric: str) -> dict[str, str]:
+        return {
+            "RuleType": kind,
+            "EventName": event,
+            "AttributeName": attribute,
+            "AttributeValue": f"{n:05d}{value}",
+            "Operator-C": "greater",
+            "Target-C": f"{n % 9 + 1}.{digits}E+100",
+            "Operator-V": "smaller",
+            "Target-V": f"-9.{digits}E-100",
+            "ResetWhenReachTarget": "no",
+            "StartDate": "2026-01-01",
+            "FinishDate": "2026-12-31",
+            "MetricName": metric,
+            "OutputName": f"trk_{n:05d}_{tail}",
+            "Filter": f"{quoted_name} in ("
+            + ", ".join(f'"{n:05d}{text}"' for text in listed)
+            + f") and not {quoted_name} exists or m > -{n % 9 + 1}.{digits}e-300",
+        }
+
+    # A date row's names make its series key, a DynamoDB key the validator bounds (1,000 bytes):
+    # its longest AttributeValue and MetricName are the longest that still fit (same for every row).
+    date_value, date_metric = value, metric
+    while errors := parse_rules([(2, make(1, "date", date_value, date_metric))]).errors:
+        assert date_value or date_metric, errors
+        if len(date_value.encode()) >= len(date_metric.encode()):
+            date_value = date_value[:-1]
+        else:
+            date_metric = date_metric[:-1]
+
     def rows() -> Iterator[dict[str, str]]:
         for n in range(MAX_TABLE_ROWS):
-            kind = "date" if n % 2 else "aggregator"
-            yield {
-                "RuleType": kind,
-                "EventName": event,
-                "AttributeName": attribute,
-                "AttributeValue": f"{n:05d}{value}",
-                "Operator-C": "greater",
-                "Target-C": f"{n % 9 + 1}.{digits}E+100",
-                "Operator-V": "smaller",
-                "Target-V": f"-9.{digits}E-100",
-                "ResetWhenReachTarget": "no",
-                "StartDate": "2026-01-01",
-                "FinishDate": "2026-12-31",
-                "MetricName": metric,
-                "OutputName": f"trk_{n:05d}_{tail}",
-                "Filter": f"{quoted_name} in ("
-                + ", ".join(f'"{n:05d}{text}"' for text in listed)
-                + f") and not {quoted_name} exists or m > -{n % 9 + 1}.{digits}e-300",
-            }
+            if n % 2:
+                yield make(n, "date", date_value, date_metric)
+            else:
+                yield make(n, "aggregator", value, metric)
 
     return list(rows())
 
@@ -469,7 +484,7 @@ def test_rule_tables_at_the_size_limit_publish(ledger: ReliabilityLedger) -> Non
         "Rule tables at the size limit",
         f"Runs: a 25th of PIA_RELIABILITY_EXAMPLES. Tables of {MAX_TABLE_ROWS} rows (every row a rule, "
         "half aggregator, half date) whose every cell is at its longest (a Filter of about 1,000 "
-        "characters), in random characters from "
+        "characters; a date row's names as long as its 1,000-byte series key allows), in random characters from "
         "every Unicode plane (several MB of ruleset JSON). A fault is a table over the 400 KB a single "
         "item holds. Checked: each row validates and goes live, and the ruleset publishes in items "
         "under 400 KB and transactions under 4 MB and reads back unchanged.",
