@@ -27,7 +27,7 @@ from pia.timeseries.backfill import BackfillEngine
 from pia.timeseries.backfill_engine import ArchiveScan, LambdaLimit, SizedBackfill
 from pia.timeseries.backfill_results import BackfillResults, S3Objects
 from pia.timeseries.evaluator import EvaluationReport, Evaluator
-from pia.timeseries.run_files import RunFiles, summary_within_payload, within_payload
+from pia.timeseries.run_files import RunFiles, readiness_pages, summary_within_payload, within_payload
 from pia.timeseries.run_requests import (
     FinishRequest,
     PlanRequest,
@@ -127,7 +127,9 @@ def _publish(report: EvaluationReport) -> dict[str, object]:
     metrics.add_metric("RollupsRead", MetricUnit.Count, report.rollups_read)
     _log_failures(report)
     summary = report.summary()
-    logger.info("date rules evaluated", extra=summary)
+    logger.info("date rules evaluated", extra=summary_within_payload(summary))
+    for page in readiness_pages(summary)[1:]:
+        logger.info("date rules evaluated: more readiness", readiness=page)
     return summary
 
 

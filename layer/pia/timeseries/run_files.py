@@ -155,17 +155,26 @@ def within_payload(report: EvaluationReport) -> EvaluationReport:
     return replace(report, failures=kept, more=None)
 
 
-def summary_within_payload(summary: Mapping[str, object]) -> dict[str, object]:
-    """The run's summary as the state machine's output: every count, and at most
-    :data:`READINESS_CARRIED` readiness lines, those not ``ready`` first (in row order); the rest are
-    counted in ``readiness_more`` and are all in the run's log line."""
+def readiness_pages(summary: Mapping[str, object]) -> list[list[dict[str, object]]]:
+    """The run's readiness lines in pages of at most :data:`READINESS_CARRIED`, those not ``ready``
+    first (in row order) when there is more than one page, each message clipped to
+    :data:`REASON_CHARS`: a page fits the state machine's 256 KB output and a CloudWatch Logs event
+    (256 KB too), however many date rules are live and however long an Athena error is. A failed
+    backfill's reason is every waiting rule's message; the whole reason is logged once, as a failure."""
     lines = summary.get("readiness", [])
     assert isinstance(lines, list)
     if len(lines) > READINESS_CARRIED:
         lines = sorted(lines, key=lambda line: (line.get("state") == "ready", line.get("row", 0)))
-    # A failed backfill's reason (an Athena error can run to kilobytes) is every waiting rule's message.
-    kept = [
-        {**line, "message": str(line.get("message", ""))[:REASON_CHARS]} for line in lines[:READINESS_CARRIED]
-    ]
-    more = {"readiness_more": len(lines) - len(kept)} if len(lines) > len(kept) else {}
+    clipped = [{**line, "message": str(line.get("message", ""))[:REASON_CHARS]} for line in lines]
+    return [clipped[n : n + READINESS_CARRIED] for n in range(0, len(clipped), READINESS_CARRIED)] or [[]]
+
+
+def summary_within_payload(summary: Mapping[str, object]) -> dict[str, object]:
+    """The run's summary as the state machine's output and the run's log line: every count and the
+    first of :func:`readiness_pages`; the rest are counted in ``readiness_more`` (and logged a page
+    a line)."""
+    pages = readiness_pages(summary)
+    kept = pages[0]
+    rest = sum(len(page) for page in pages[1:])
+    more = {"readiness_more": rest} if rest else {}
     return {**summary, "readiness": kept, **more}

@@ -106,3 +106,32 @@ def test_the_run_output_clips_each_readiness_message() -> None:
     assert [line["row"] for line in output["readiness"]] == [line["row"] for line in lines]
     assert all(len(line["message"]) == REASON_CHARS for line in output["readiness"])
     assert "readiness_more" not in output and len(json.dumps(output)) < 64_000
+
+
+def test_the_run_s_log_carries_every_readiness_line_in_pages_that_fit_a_log_event() -> None:
+    """The run's log line carried every readiness line: at about 1,350 live date rules it passed
+    CloudWatch Logs' 256 KB event, and the end of it (the rules not ready) was cut. Every line is
+    logged once, not-ready first, in pages that fit."""
+    from pia.timeseries.run_files import READINESS_CARRIED, readiness_pages, summary_within_payload
+
+    reason = "Athena query failed: " + "x" * 3_000
+    lines = [
+        {
+            "row": n,
+            "output_name": f"trk_{n:04d}",
+            "state": "ready" if n % 3 else "computing",
+            "message": reason,
+        }
+        for n in range(2, 2_502)
+    ]
+    summary = {"rules": len(lines), "readiness": lines}
+
+    pages = readiness_pages(summary)
+    head = summary_within_payload(summary)
+
+    assert head["readiness"] == pages[0] and head["readiness_more"] == len(lines) - READINESS_CARRIED
+    logged = [line["row"] for page in pages for line in page]
+    assert sorted(logged) == [line["row"] for line in lines], "every line once"
+    waiting = [line["row"] for line in lines if line["state"] != "ready"]
+    assert logged[: len(waiting)] == waiting, "the rules not ready come first"
+    assert max(len(json.dumps(page)) for page in pages) < 256 * 1024 // 4
